@@ -1,0 +1,1 @@
+//! Connectors: exporter of one pipeline and receiver of another (e.g. spanmetrics: traces -> metrics).

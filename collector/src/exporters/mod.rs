@@ -1,0 +1,1 @@
+//! Exporters: the last components of a pipeline, sending data out of the collector.

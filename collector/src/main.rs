@@ -1,0 +1,2 @@
+//! The `collector` binary: thin wrapper over the library.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Processors: components that sit between receivers and exporters in a pipeline.

@@ -1,0 +1,1 @@
+//! Receivers: components that accept telemetry from the outside (OTLP gRPC and HTTP).
