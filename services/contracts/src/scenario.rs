@@ -1,0 +1,287 @@
+//! The scenario catalogue: every fault a workshop can switch on, as code. The gateway decides the
+//! scenario of each request (runtime flags or the `X-Tracelab-Scenario` header) and attaches it as W3C
+//! baggage `tracelab.scenario=NAME`; every service reads it back with
+//! `telemetry::baggage::get(BAGGAGE_KEY)` and records it on its spans as attribute `tracelab.scenario`.
+//! [`REGISTRY`] documents each one (bug → symptom → fix, HotROD style); later tooling generates docs from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// W3C baggage key (and span attribute key) carrying the scenario decision.
+pub const BAGGAGE_KEY: &str = "tracelab.scenario";
+/// Request header forcing a scenario for one request at the gateway.
+pub const HEADER: &str = "x-tracelab-scenario";
+/// Span attribute key; the same as the baggage key so a trace query can match either.
+pub const ATTRIBUTE: &str = BAGGAGE_KEY;
+
+/// Every scenario of the brief's catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    Checkout,
+    PaymentSlow,
+    ProviderSlow,
+    PaymentDeclined,
+    InventorySlowQuery,
+    InventoryOutOfStock,
+    PropagationBroken,
+    KafkaConsumerLag,
+}
+
+impl Scenario {
+    /// Every variant, in catalogue order.
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Checkout,
+        Scenario::PaymentSlow,
+        Scenario::ProviderSlow,
+        Scenario::PaymentDeclined,
+        Scenario::InventorySlowQuery,
+        Scenario::InventoryOutOfStock,
+        Scenario::PropagationBroken,
+        Scenario::KafkaConsumerLag,
+    ];
+
+    /// The wire name (`payment.slow`, ...), used in the header, the baggage and the flags API.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scenario::Checkout => "checkout",
+            Scenario::PaymentSlow => "payment.slow",
+            Scenario::ProviderSlow => "provider.slow",
+            Scenario::PaymentDeclined => "payment.declined",
+            Scenario::InventorySlowQuery => "inventory.slow_query",
+            Scenario::InventoryOutOfStock => "inventory.out_of_stock",
+            Scenario::PropagationBroken => "propagation.broken",
+            Scenario::KafkaConsumerLag => "kafka.consumer_lag",
+        }
+    }
+
+    /// This scenario's registry entry.
+    pub fn info(self) -> &'static ScenarioInfo {
+        REGISTRY
+            .iter()
+            .find(|i| i.scenario == self)
+            .expect("REGISTRY covers every Scenario (unit-tested)")
+    }
+
+    /// Reads the scenario from a baggage value; `None` (absent or unknown) means plain `checkout`.
+    pub fn from_baggage(value: Option<&str>) -> Scenario {
+        value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Scenario::Checkout)
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown scenario name (the gateway answers 400 with code `unknown_scenario`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scenario `{0}` (known: checkout, payment.slow, provider.slow, payment.declined, inventory.slow_query, inventory.out_of_stock, propagation.broken, kafka.consumer_lag)"
+)]
+pub struct UnknownScenario(pub String);
+
+impl std::str::FromStr for Scenario {
+    type Err = UnknownScenario;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Scenario::ALL
+            .into_iter()
+            .find(|sc| sc.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownScenario(s.to_owned()))
+    }
+}
+
+impl Serialize for Scenario {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scenario {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One registry entry: what the scenario does, what you see in the trace, how it is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScenarioInfo {
+    pub scenario: Scenario,
+    pub name: &'static str,
+    /// What happens (the bug, or the happy path).
+    pub description: &'static str,
+    /// What the trace/metrics show.
+    pub symptom: &'static str,
+    /// The documented fix (how a real team would resolve it).
+    pub fix: &'static str,
+    /// The seed document(s) the scenario comes from (`000`, `001`, ...; `—` when none).
+    pub seed: &'static str,
+    /// The span that shows the scenario best (what a trace assertion or a workshop points at).
+    pub key_span: &'static str,
+    /// The services whose behaviour changes under this scenario.
+    pub acted_on_by: &'static [&'static str],
+}
+
+/// The catalogue, in [`Scenario::ALL`] order.
+pub static REGISTRY: &[ScenarioInfo] = &[
+    ScenarioInfo {
+        scenario: Scenario::Checkout,
+        name: "checkout",
+        description: "The happy path: gateway authenticates and forwards, order-service validates, prices, stores \
+                      the order with its outbox event, charges payment, reserves inventory; the outbox relay \
+                      publishes order.placed and inventory's consumer commits the reservation and sends the \
+                      confirmation email.",
+        symptom: "One trace of ~20 spans across api-gateway, order-service, payment-service and inventory-service, \
+                  including a Kafka PRODUCER/CONSUMER pair; no ERROR status; charge_payment ends before \
+                  reserve_inventory starts.",
+        fix: "Nothing to fix: this is the baseline every other scenario is compared with.",
+        seed: "000, 001, 003",
+        key_span: "api-gateway POST /orders",
+        acted_on_by: &[],
+    },
+    ScenarioInfo {
+        scenario: Scenario::PaymentSlow,
+        name: "payment.slow",
+        description: "payment-service's charge step does ~1200 ms of work before answering (a saturated payment \
+                      worker pool).",
+        symptom: "`charge` takes ~1200 ms of a ~1300 ms request: payment is the bottleneck; \
+                  payment_processing_duration_seconds shifts right.",
+        fix: "Scale the payment workers (or make the charge asynchronous: accept the order, confirm the charge \
+              later); alert on payment_processing_duration_seconds p99.",
+        seed: "000",
+        key_span: "payment-service charge",
+        acted_on_by: &["payment-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::ProviderSlow,
+        name: "provider.slow",
+        description: "The simulated external provider (stripe.create_charge) answers after ~3650 ms.",
+        symptom: "`stripe.create_charge` ~3650 ms inside payment's ~3800 ms, request ~4200 ms: the time is \
+                  spent outside our code, in a CLIENT span to the provider.",
+        fix: "Put a timeout and a circuit breaker on the provider call, and fail over or queue the charge; the \
+              fault is the provider's, so also open a ticket with it.",
+        seed: "002",
+        key_span: "payment-service stripe.create_charge",
+        acted_on_by: &["payment-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::PaymentDeclined,
+        name: "payment.declined",
+        description: "The provider declines the card (as it does for token tok_declined).",
+        symptom: "ERROR status and an exception event on payment's charge spans, order ends payment_failed, \
+                  nothing is reserved, the gateway answers 402 card_declined.",
+        fix: "Nothing to fix in the system: tell the customer to use another card. A spike of declines across \
+              customers points at the provider (check its status) or at fraud.",
+        seed: "001, 003",
+        key_span: "payment-service charge",
+        acted_on_by: &["payment-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::InventorySlowQuery,
+        name: "inventory.slow_query",
+        description: "inventory's stock lookup runs a real query over a large, unindexed movements table (a \
+                      full scan).",
+        symptom: "The stock query's db span dominates inventory's time in the trace.",
+        fix: "Add the missing index (inventory can create it at run time), after which the same query is fast.",
+        seed: "003",
+        key_span: "inventory-service SELECT stock_movements",
+        acted_on_by: &["inventory-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::InventoryOutOfStock,
+        name: "inventory.out_of_stock",
+        description: "inventory answers 409 out_of_stock after the payment already succeeded.",
+        symptom: "Error trace: reserve_inventory fails with 409, order-service compensates with POST /refunds at \
+                  payment-service, the order ends cancelled and the gateway answers 409.",
+        fix: "Check stock before charging (or authorise first and capture after the reservation), so that \
+              compensation is the exception and not the rule.",
+        seed: "—",
+        key_span: "order-service reserve_inventory",
+        acted_on_by: &["inventory-service", "order-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::PropagationBroken,
+        name: "propagation.broken",
+        description: "order-service calls payment-service with a client that does not inject traceparent/baggage \
+                      (an uninstrumented HTTP client, the most common propagation bug).",
+        symptom: "The trace breaks into fragments: payment-service's POST /charges starts a new root in a \
+                  different trace, and order-service's CLIENT span has no child; payment also loses the \
+                  baggage, so it runs the plain path.",
+        fix: "Use the instrumented client (telemetry::http::client()) for every outgoing call, and verify \
+              propagation end to end with a trace assertion (every service present in ONE trace).",
+        seed: "002 (pitfalls: not propagating context)",
+        key_span: "payment-service POST /charges (as a separate root)",
+        acted_on_by: &["order-service"],
+    },
+    ScenarioInfo {
+        scenario: Scenario::KafkaConsumerLag,
+        name: "kafka.consumer_lag",
+        description: "inventory's orders consumer processes each message slowly.",
+        symptom: "The `process orders` CONSUMER spans get long and start ever later after their producer span: \
+                  consumer lag and message age grow.",
+        fix: "Scale the consumer group (more partitions and consumers), batch the work, or move the slow step \
+              out of the consume loop; alert on lag.",
+        seed: "—",
+        key_span: "inventory-service process orders",
+        acted_on_by: &["inventory-service"],
+    },
+];
+
+/// One runtime flag of the gateway's `GET/PUT /admin/flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FlagState {
+    pub enabled: bool,
+    /// Share of requests that get the scenario while enabled, in percent (0–100).
+    pub probability: u32,
+}
+
+/// `GET /admin/flags` answer and `PUT /admin/flags` body (a PUT may name only some scenarios).
+pub type Flags = BTreeMap<String, FlagState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_covers_every_variant_in_order() {
+        assert_eq!(REGISTRY.len(), Scenario::ALL.len());
+        for (info, sc) in REGISTRY.iter().zip(Scenario::ALL) {
+            assert_eq!(info.scenario, sc);
+            assert_eq!(info.name, sc.name());
+            assert!(
+                !info.description.is_empty() && !info.symptom.is_empty() && !info.fix.is_empty()
+            );
+            assert!(!info.seed.is_empty() && !info.key_span.is_empty());
+            assert_eq!(sc.info().name, sc.name());
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for sc in Scenario::ALL {
+            assert_eq!(sc.name().parse::<Scenario>().unwrap(), sc);
+            let json = serde_json::to_string(&sc).unwrap();
+            assert_eq!(serde_json::from_str::<Scenario>(&json).unwrap(), sc);
+        }
+        assert!("payment.fast".parse::<Scenario>().is_err());
+        assert_eq!(Scenario::from_baggage(None), Scenario::Checkout);
+        assert_eq!(Scenario::from_baggage(Some("nope")), Scenario::Checkout);
+        assert_eq!(
+            Scenario::from_baggage(Some("payment.slow")),
+            Scenario::PaymentSlow
+        );
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Scenario::ALL.len());
+    }
+}
