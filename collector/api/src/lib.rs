@@ -1,0 +1,20 @@
+//! JSON types of the tracelab collector's query API — one definition shared by the collector (which
+//! serves them), the viewer and the lab's trace-assertion kit (which read them).
+//!
+//! - [`jaeger`]: the Jaeger HTTP JSON API shapes (`/api/services`, `/api/traces/{id}`, …), field for
+//!   field as Jaeger's query service emits them, so Grafana's Jaeger data source and Jaeger-aware tools work.
+//! - [`v1`]: tracelab's own `/api/v1` endpoints (sampling statistics, windowed span reads of huge
+//!   traces, trace summaries, logs of a span).
+//! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
+
+pub mod duration;
+pub mod ids;
+pub mod jaeger;
+pub mod v1;
+
+pub use duration::{DurationParseError, parse_go_duration};
+pub use ids::{TraceIdError, normalize_span_id, normalize_trace_id, parse_trace_id};
+pub use jaeger::{
+    DependencyLink, JaegerError, JaegerResponse, KeyValue, Log, Operation, Process, RefType,
+    Reference, Span, Trace, ValueType,
+};
