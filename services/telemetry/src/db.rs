@@ -1,7 +1,7 @@
 //! Database CLIENT spans for sqlx calls, with the database semantic conventions.
 //!
 //! sqlx emits no OpenTelemetry spans of its own, so each call is wrapped:
-//! ```ignore
+//! ```text
 //! let span = telemetry::db::span(system, "INSERT", "orders", "INSERT INTO orders (id, total_cents) VALUES ($1, $2)");
 //! telemetry::db::traced(span, query.execute(&pool)).await?;
 //! ```

@@ -158,6 +158,9 @@ fn without_self_telemetry(directives: &str) -> String {
     for target in SELF_TELEMETRY_TARGETS {
         out.push_str(&format!(",{target}=off"));
     }
+    // Directives match by target prefix, so `reqwest=off` would also silence the
+    // client spans of `reqwest_tracing`; the more specific directive wins.
+    out.push_str(",reqwest_tracing=info");
     out
 }
 
