@@ -1,0 +1,108 @@
+//! payment-service's one error type: every failure a handler can return, mapped to an HTTP status and
+//! the shared `{"error":{"code","message"}}` body. Server-side causes are logged once, here.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use contracts::error::{ErrorBody, codes};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("malformed JSON body: {0}")]
+    InvalidJson(String),
+
+    #[error("request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+
+    #[error("unsupported media type: send `Content-Type: application/json`")]
+    UnsupportedMediaType,
+
+    #[error("{0}")]
+    Validation(String),
+
+    #[error("the Idempotency-Key header is required (1-255 visible ASCII characters)")]
+    MissingIdempotencyKey,
+
+    #[error("Idempotency-Key `{0}` was already used for a different charge request")]
+    IdempotencyKeyReused(String),
+
+    #[error("a charge with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInProgress,
+
+    #[error("card ending {card_last4} was declined: {reason}")]
+    CardDeclined {
+        charge_id: String,
+        card_last4: String,
+        reason: String,
+    },
+
+    #[error("charge `{0}` not found")]
+    ChargeNotFound(String),
+
+    #[error("charge `{charge_id}` cannot be refunded: {reason}")]
+    NotRefundable { charge_id: String, reason: String },
+
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+impl PaymentError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) | Self::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyInProgress | Self::NotRefundable { .. } => StatusCode::CONFLICT,
+            Self::CardDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::ChargeNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => codes::INVALID_JSON,
+            Self::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation(_) => codes::VALIDATION_FAILED,
+            Self::MissingIdempotencyKey => "missing_idempotency_key",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::CardDeclined { .. } => codes::CARD_DECLINED,
+            Self::ChargeNotFound(_) => codes::NOT_FOUND,
+            Self::NotRefundable { .. } => "charge_not_refundable",
+            Self::Database(_) => codes::INTERNAL,
+        }
+    }
+
+    /// Maps axum's JSON extractor rejection onto our codes (413 stays 413, syntax errors are 400,
+    /// well-formed JSON of the wrong shape is 422).
+    pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Validation(rejection.body_text()),
+            _ => Self::InvalidJson(rejection.body_text()),
+        }
+    }
+}
+
+impl IntoResponse for PaymentError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The one place the cause chain is logged; the client only sees a generic message.
+            let mut chain = String::new();
+            let mut source = std::error::Error::source(&self);
+            while let Some(err) = source {
+                chain.push_str(": ");
+                chain.push_str(&err.to_string());
+                source = err.source();
+            }
+            tracing::error!(error.type = self.code(), "{self}{chain}");
+        }
+        (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
+    }
+}

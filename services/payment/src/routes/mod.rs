@@ -1,0 +1,21 @@
+//! HTTP routes. The business routes run inside telemetry's SERVER spans and a body-size limit;
+//! health probes stay outside both so they neither trace nor count as traffic.
+
+pub mod charges;
+pub mod health;
+pub mod refunds;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::startup::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(charges::router())
+        .merge(refunds::router())
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    telemetry::http::instrument_router(api)
+        .merge(health::router())
+        .with_state(state)
+}

@@ -1,0 +1,34 @@
+//! `POST /refunds`: refunds a succeeded charge, at most once per charge (a retry gets the first refund).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use contracts::payments::RefundRequest;
+
+use crate::domain::refund;
+use crate::error::PaymentError;
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/refunds", post(create_refund))
+}
+
+async fn create_refund(
+    State(state): State<AppState>,
+    body: Result<Json<RefundRequest>, JsonRejection>,
+) -> Result<Response, PaymentError> {
+    let _scenario = crate::scenario::current();
+    let Json(req) = body.map_err(|r| PaymentError::from_json_rejection(r, state.max_body_bytes))?;
+    let outcome = refund::refund(&state, req).await?;
+    let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
+    if outcome.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
