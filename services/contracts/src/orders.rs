@@ -39,6 +39,42 @@ pub struct CreateOrderRequest {
 /// Limits both the gateway and order-service enforce.
 pub const MAX_ITEMS: usize = 50;
 pub const MAX_QTY: i64 = 1000;
+/// Payment methods the (simulated) provider accepts.
+pub const PAYMENT_METHODS: &[&str] = &["card"];
+
+impl CreateOrderRequest {
+    /// Structural rules (both the gateway and order-service apply them, so a bad order is refused at
+    /// the edge and still cannot slip past the owner). SKUs are checked by order-service's catalogue.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.items.is_empty() {
+            return Err("an order needs at least one item".into());
+        }
+        if self.items.len() > MAX_ITEMS {
+            return Err(format!(
+                "an order may have at most {MAX_ITEMS} items, got {}",
+                self.items.len()
+            ));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            if item.sku.trim().is_empty() || item.sku.len() > 64 {
+                return Err(format!("items[{i}].sku must be 1 to 64 characters"));
+            }
+            if item.qty <= 0 || item.qty > MAX_QTY {
+                return Err(format!(
+                    "items[{i}].qty must be between 1 and {MAX_QTY}, got {}",
+                    item.qty
+                ));
+            }
+        }
+        if !PAYMENT_METHODS.contains(&self.payment.method.as_str()) {
+            return Err(format!("payment.method must be one of {PAYMENT_METHODS:?}"));
+        }
+        if self.payment.token.trim().is_empty() || self.payment.token.len() > 128 {
+            return Err("payment.token must be 1 to 128 characters".into());
+        }
+        Ok(())
+    }
+}
 
 /// Lifecycle of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +142,49 @@ mod tests {
         let req: CreateOrderRequest = serde_json::from_str(body).unwrap();
         assert_eq!(req.items[0].sku, "LAPTOP-1");
         assert_eq!(req.payment.method, "card");
+    }
+
+    fn req(items: Vec<(&str, i64)>) -> CreateOrderRequest {
+        CreateOrderRequest {
+            items: items
+                .into_iter()
+                .map(|(sku, qty)| LineItem {
+                    sku: sku.into(),
+                    qty,
+                })
+                .collect(),
+            payment: PaymentInfo {
+                method: "card".into(),
+                token: "tok_test_123".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn validation_accepts_the_brief_order_and_limits() {
+        assert!(req(vec![("LAPTOP-1", 1)]).validate().is_ok());
+        assert!(req(vec![("LAPTOP-1", MAX_QTY)]).validate().is_ok());
+        assert!(req(vec![("LAPTOP-1", 1); MAX_ITEMS]).validate().is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_bad_quantities_and_shapes() {
+        for bad in [
+            req(vec![]),
+            req(vec![("LAPTOP-1", 0)]),
+            req(vec![("LAPTOP-1", -3)]),
+            req(vec![("LAPTOP-1", MAX_QTY + 1)]),
+            req(vec![("", 1)]),
+            req(vec![("LAPTOP-1", 1); MAX_ITEMS + 1]),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let mut r = req(vec![("LAPTOP-1", 1)]);
+        r.payment.method = "cash".into();
+        assert!(r.validate().is_err());
+        r.payment.method = "card".into();
+        r.payment.token = " ".into();
+        assert!(r.validate().is_err());
     }
 
     #[test]

@@ -1,0 +1,137 @@
+//! order-service configuration: every setting comes from an environment variable (or the matching
+//! flag), with defaults that work on a laptop; `order-service --help` lists them all.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Variables read by the telemetry kit rather than by clap; listed so `--help` shows every variable.
+pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
+  OTEL_SERVICE_NAME                 service.name (default: order-service)
+  OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v
+  OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (unset: no export, logs on stdout only)
+  OTEL_EXPORTER_OTLP_PROTOCOL       grpc | http/protobuf | http/json
+  OTEL_TRACES_SAMPLER               e.g. parentbased_traceidratio
+  OTEL_TRACES_SAMPLER_ARG           sampler argument, e.g. 0.25
+  OTEL_SDK_DISABLED                 true disables all telemetry export
+  RUST_LOG                          log filter (default: info)";
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "order-service",
+    version,
+    about = "tracelab order-service: prices, stores and orchestrates checkouts (payment, inventory) and \
+             publishes order.placed through a transactional outbox",
+    after_help = TELEMETRY_ENV_HELP
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    pub bind_addr: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8081)]
+    pub port: u16,
+    /// sqlx URL: `sqlite:...` (file with ?mode=rwc, or file:NAME?mode=memory&cache=shared) or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:data/order-service.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Maximum pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+    /// Base URL of payment-service.
+    #[arg(long, env = "PAYMENT_SERVICE_URL", default_value = "http://127.0.0.1:8082")]
+    pub payment_service_url: String,
+    /// Base URL of inventory-service.
+    #[arg(
+        long,
+        env = "INVENTORY_SERVICE_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    pub inventory_service_url: String,
+    /// Timeout of each call to payment or inventory, in ms (provider.slow needs ~4.2 s).
+    #[arg(long, env = "DOWNSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
+    pub downstream_timeout_ms: u64,
+    /// Kafka bootstrap servers; empty or unset keeps outbox rows pending (no relay).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Topic the outbox relay publishes order events to.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = contracts::events::ORDERS_TOPIC)]
+    pub kafka_topic: String,
+    /// How long librdkafka keeps trying to deliver one message before the relay backs off, in ms.
+    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub kafka_message_timeout_ms: u64,
+    /// Interval at which the outbox relay looks for pending rows when nothing wakes it, in ms.
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL_MS", default_value_t = 500)]
+    pub outbox_poll_interval_ms: u64,
+    /// Rows the relay publishes per round.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 100)]
+    pub outbox_batch_size: u32,
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Loopback, port 0, short timeouts; downstream URLs point nowhere until the test sets them.
+    pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
+        Self {
+            bind_addr: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            database_url: database_url.to_owned(),
+            db_max_connections: 4,
+            payment_service_url: "http://127.0.0.1:9".to_owned(),
+            inventory_service_url: "http://127.0.0.1:9".to_owned(),
+            downstream_timeout_ms: 10_000,
+            kafka_brokers: kafka_brokers.map(str::to_owned),
+            kafka_topic: contracts::events::ORDERS_TOPIC.to_owned(),
+            kafka_message_timeout_ms: 2_000,
+            outbox_poll_interval_ms: 100,
+            outbox_batch_size: 100,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    pub fn downstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.downstream_timeout_ms)
+    }
+
+    /// `KAFKA_BROKERS`, or `None` when unset or blank.
+    pub fn kafka_brokers(&self) -> Option<&str> {
+        self.kafka_brokers
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_lists_every_variable() {
+        let help = Config::command().render_long_help().to_string();
+        for var in [
+            "BIND_ADDR",
+            "PORT",
+            "DATABASE_URL",
+            "DB_MAX_CONNECTIONS",
+            "PAYMENT_SERVICE_URL",
+            "INVENTORY_SERVICE_URL",
+            "DOWNSTREAM_TIMEOUT_MS",
+            "KAFKA_BROKERS",
+            "KAFKA_TOPIC",
+            "KAFKA_MESSAGE_TIMEOUT_MS",
+            "OUTBOX_POLL_INTERVAL_MS",
+            "OUTBOX_BATCH_SIZE",
+            "MAX_BODY_BYTES",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "RUST_LOG",
+        ] {
+            assert!(help.contains(var), "--help misses {var}");
+        }
+    }
+}

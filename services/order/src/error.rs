@@ -1,0 +1,132 @@
+//! order-service's error type: every failure a handler can return, mapped to a status code and the
+//! shared JSON body `{"error":{"code","message"}}`. The cause chain is logged once, here.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use contracts::error::{ErrorBody, codes};
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON body: {0}")]
+    InvalidJson(String),
+    #[error("expected `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("request body exceeds the size limit")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Validation(String),
+    #[error("unknown SKU `{0}`")]
+    UnknownSku(String),
+    #[error("order `{0}` not found")]
+    NotFound(String),
+    #[error("{0}")]
+    CardDeclined(String),
+    #[error("{0}")]
+    OutOfStock(String),
+    #[error("{service} did not answer within {timeout_ms} ms")]
+    UpstreamTimeout {
+        service: &'static str,
+        timeout_ms: u64,
+    },
+    #[error("{service} failed: {message}")]
+    Upstream {
+        service: &'static str,
+        message: String,
+    },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) | Self::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::CardDeclined(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::OutOfStock(_) => StatusCode::CONFLICT,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => codes::INVALID_JSON,
+            Self::UnsupportedMediaType => codes::BAD_REQUEST,
+            Self::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => codes::VALIDATION_FAILED,
+            Self::UnknownSku(_) => codes::UNKNOWN_SKU,
+            Self::NotFound(_) => codes::NOT_FOUND,
+            Self::CardDeclined(_) => codes::CARD_DECLINED,
+            Self::OutOfStock(_) => codes::OUT_OF_STOCK,
+            Self::UpstreamTimeout { .. } => codes::UPSTREAM_TIMEOUT,
+            Self::Upstream { .. } => codes::UPSTREAM_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => codes::INTERNAL,
+        }
+    }
+}
+
+/// Renders `err` with its whole `source()` chain on one line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(
+                error.code = self.code(),
+                exception.message = %error_chain(&self),
+                "request failed"
+            );
+        } else {
+            tracing::info!(error.code = self.code(), error.message = %self, "request rejected");
+        }
+        // Internal details (SQL errors, ...) stay in the log; the caller gets a stable message.
+        (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s (JSON bodies, 413 instead of axum's plain text).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(from_json_rejection(rejection)),
+        }
+    }
+}
+
+fn from_json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        r => ApiError::InvalidJson(r.body_text()),
+    }
+}

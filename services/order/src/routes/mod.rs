@@ -1,0 +1,15 @@
+//! HTTP routes: each module owns its `router()`; this one merges them.
+
+pub mod health;
+pub mod orders;
+
+use axum::Router;
+
+use crate::startup::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(orders::router())
+        .merge(health::router())
+        .with_state(state)
+}
