@@ -1,0 +1,557 @@
+//! The launcher: the whole platform as separate local processes, no Docker — the embedded Kafka
+//! (a librdkafka MockCluster in this process), the collector, the four services and the viewer
+//! when it is built. `Stack::start` is what `tracelab up` and the end-to-end tests both use.
+//!
+//! Order matters twice: the collector starts (and is ready) before the services so their first
+//! spans have somewhere to go, and on shutdown it stops last so the services' final flush lands.
+
+pub mod kafka;
+pub mod ports;
+pub mod process;
+pub mod reaper;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+pub use kafka::EmbeddedKafka;
+pub use ports::Ports;
+pub use process::{ChildExit, ChildSpec, LogSink, Supervised};
+pub use reaper::Reaper;
+
+/// Which collector configuration to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sampling {
+    /// `collector/config/default.yaml`: keep every trace (a workshop sees every click).
+    #[default]
+    All,
+    /// `collector/config/tail-sampling.yaml`: seed 000's policy — keep errors, keep traces over
+    /// 2 s, 10 % of the rest.
+    Tail,
+}
+
+impl Sampling {
+    pub fn config_file(self) -> &'static str {
+        match self {
+            Sampling::All => "default.yaml",
+            Sampling::Tail => "tail-sampling.yaml",
+        }
+    }
+}
+
+/// The four services: binary / `OTEL_SERVICE_NAME`, in start order (callees before callers).
+pub const SERVICES: [&str; 4] = [
+    "inventory-service",
+    "payment-service",
+    "order-service",
+    "api-gateway",
+];
+pub const COLLECTOR: &str = "collector";
+pub const VIEWER: &str = "viewer";
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Where the `collector`, service and `tracelab` binaries are.
+    pub bin_dir: PathBuf,
+    /// SQLite files (one per service) and, in tests, logs.
+    pub data_dir: PathBuf,
+    pub ports: Ports,
+    pub sampling: Sampling,
+    /// Directory holding `default.yaml` and `tail-sampling.yaml`.
+    pub collector_config_dir: PathBuf,
+    /// Run this collector config instead of the one `sampling` picks.
+    pub collector_config: Option<PathBuf>,
+    /// PostgreSQL for every service instead of SQLite files.
+    pub database_url: Option<String>,
+    /// Use these brokers instead of the embedded MockCluster.
+    pub kafka_brokers: Option<String>,
+    pub logs: LogSink,
+    pub ready_timeout: Duration,
+    /// SIGTERM → SIGKILL grace per child on shutdown.
+    pub stop_grace: Duration,
+    /// `RUST_LOG` for the children.
+    pub rust_log: String,
+    /// Start the viewer when its binary exists.
+    pub viewer: bool,
+    /// More environment for every child (applied last).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    /// The `make demo` defaults: brief ports, keep-all sampling, SQLite under `data_dir`.
+    pub fn new(bin_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bin_dir: bin_dir.into(),
+            data_dir: data_dir.into(),
+            ports: Ports::defaults(),
+            sampling: Sampling::All,
+            collector_config_dir: default_collector_config_dir(),
+            collector_config: None,
+            database_url: None,
+            kafka_brokers: None,
+            logs: LogSink::terminal(),
+            ready_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(10),
+            rust_log: "info".into(),
+            viewer: true,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// For tests: free ports, logs to `data_dir/logs`, no viewer, no external brokers or database
+    /// (the caller's environment is not consulted).
+    pub fn for_tests(
+        bin_dir: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+    ) -> std::io::Result<Self> {
+        let data_dir = data_dir.into();
+        let mut o = Self::new(bin_dir, data_dir.clone());
+        o.ports = Ports::auto()?;
+        o.logs = LogSink::Files(data_dir.join("logs"));
+        o.viewer = false;
+        o.ready_timeout = Duration::from_secs(90);
+        Ok(o)
+    }
+
+    /// The collector config file this stack runs.
+    pub fn collector_config_path(&self) -> PathBuf {
+        self.collector_config
+            .clone()
+            .unwrap_or_else(|| self.collector_config_dir.join(self.sampling.config_file()))
+    }
+}
+
+/// `collector/config` in the working directory when it is there (`make demo` runs from the
+/// repository root), else next to this crate's sources.
+pub fn default_collector_config_dir() -> PathBuf {
+    let cwd = PathBuf::from("collector/config");
+    if cwd.is_dir() {
+        cwd
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/config")
+    }
+}
+
+/// Where every part of a running stack answers.
+#[derive(Debug, Clone)]
+pub struct StackUrls {
+    pub gateway: String,
+    pub order: String,
+    pub payment: String,
+    pub inventory: String,
+    /// The collector's query API (Jaeger HTTP API + `/api/v1`).
+    pub query: String,
+    pub otlp_grpc: String,
+    pub otlp_http: String,
+    pub prometheus: String,
+    pub collector_health: String,
+    pub viewer: Option<String>,
+    pub kafka_brokers: String,
+}
+
+impl StackUrls {
+    fn new(p: &Ports, kafka: &str, viewer: bool) -> Self {
+        let u = |port: u16| format!("http://127.0.0.1:{port}");
+        Self {
+            gateway: u(p.gateway),
+            order: u(p.order),
+            payment: u(p.payment),
+            inventory: u(p.inventory),
+            query: u(p.query),
+            otlp_grpc: u(p.otlp_grpc),
+            otlp_http: u(p.otlp_http),
+            prometheus: format!("{}/metrics", u(p.prometheus)),
+            collector_health: u(p.health),
+            viewer: viewer.then(|| u(p.viewer)),
+            kafka_brokers: kafka.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "missing binaries in {dir}: {missing:?}. Build them first: `cargo build --workspace --bins` \
+         (or `cargo build --release --workspace --bins` and `--bin-dir target/release`)"
+    )]
+    MissingBinaries { dir: String, missing: Vec<String> },
+    #[error("collector config {0} does not exist")]
+    MissingConfig(String),
+    #[error("embedded Kafka: {0}")]
+    Kafka(#[from] kafka::KafkaError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a process of the stack exited during start-up:\n{0}")]
+    Crashed(ChildExit),
+    #[error("`{name}` was not ready at {url} after {waited:.0?}; its last lines:\n{tail}")]
+    NotReady {
+        name: String,
+        url: String,
+        waited: Duration,
+        tail: String,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let what = what.into();
+    move |source| LaunchError::Io { what, source }
+}
+
+/// A running stack. Stop it with [`Stack::shutdown`]; if the owning process dies instead, the
+/// reaper process stops the children.
+#[derive(Debug)]
+pub struct Stack {
+    pub urls: StackUrls,
+    pub ports: Ports,
+    /// Time from `Stack::start` to every process answering its health check.
+    pub ready_after: Duration,
+    pub started_at: Instant,
+    pub log_dir: Option<PathBuf>,
+    children: Vec<Supervised>,
+    exits: tokio::sync::Mutex<mpsc::UnboundedReceiver<ChildExit>>,
+    exits_seen: Mutex<Vec<ChildExit>>,
+    kafka: Option<EmbeddedKafka>,
+    reaper: Option<Reaper>,
+    stop_grace: Duration,
+}
+
+/// The environment every service gets (besides `OTEL_SERVICE_NAME` and its port).
+fn service_env(opts: &StackOptions, urls: &StackUrls) -> Vec<(String, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), urls.otlp_http.clone()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
+        // Export spans every 200 ms instead of the SDK's 5 s, so a trace is queryable about a
+        // second after its request: what a workshop and the e2e tests want.
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+        ("OTEL_BLRP_SCHEDULE_DELAY".into(), "500".into()),
+        ("OTEL_METRIC_EXPORT_INTERVAL".into(), "5000".into()),
+        ("RUST_LOG".into(), opts.rust_log.clone()),
+        ("BIND_ADDR".into(), "127.0.0.1".into()),
+        ("ORDER_SERVICE_URL".into(), urls.order.clone()),
+        ("PAYMENT_SERVICE_URL".into(), urls.payment.clone()),
+        ("INVENTORY_SERVICE_URL".into(), urls.inventory.clone()),
+        ("KAFKA_BROKERS".into(), urls.kafka_brokers.clone()),
+    ]
+}
+
+fn service_port(p: &Ports, name: &str) -> u16 {
+    match name {
+        "api-gateway" => p.gateway,
+        "order-service" => p.order,
+        "payment-service" => p.payment,
+        _ => p.inventory,
+    }
+}
+
+/// `sqlite:DIR/NAME.db?mode=rwc`, one file per service (each service owns its tables).
+pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
+    format!(
+        "sqlite:{}?mode=rwc",
+        data_dir.join(format!("{service}.db")).display()
+    )
+}
+
+impl Stack {
+    /// Starts everything and waits until each process answers its health check.
+    pub async fn start(opts: StackOptions) -> Result<Stack, LaunchError> {
+        let started_at = Instant::now();
+        std::fs::create_dir_all(&opts.data_dir)
+            .map_err(io(format!("creating {}", opts.data_dir.display())))?;
+        let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(io("data dir"))?;
+
+        let with_viewer = opts.viewer && opts.bin_dir.join(VIEWER).is_file();
+        let mut missing: Vec<String> = std::iter::once(COLLECTOR)
+            .chain(SERVICES)
+            .filter(|b| !opts.bin_dir.join(b).is_file())
+            .map(String::from)
+            .collect();
+        missing.sort();
+        if !missing.is_empty() {
+            return Err(LaunchError::MissingBinaries {
+                dir: opts.bin_dir.display().to_string(),
+                missing,
+            });
+        }
+        let config = opts.collector_config_path();
+        if !config.is_file() {
+            return Err(LaunchError::MissingConfig(config.display().to_string()));
+        }
+
+        let (kafka, brokers) = match &opts.kafka_brokers {
+            Some(b) if !b.trim().is_empty() => (None, b.clone()),
+            _ => {
+                let k = EmbeddedKafka::start(1)?;
+                let b = k.bootstrap_servers().to_string();
+                (Some(k), b)
+            }
+        };
+        let urls = StackUrls::new(&opts.ports, &brokers, with_viewer);
+        let reaper_bin = opts.bin_dir.join("tracelab");
+        let reaper = if reaper_bin.is_file() {
+            Some(Reaper::spawn(&reaper_bin).map_err(io("starting the reaper"))?)
+        } else {
+            None
+        };
+        let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+        let log_dir = match &opts.logs {
+            LogSink::Files(d) => Some(d.clone()),
+            LogSink::Terminal { .. } => None,
+        };
+        let mut stack = Stack {
+            urls,
+            ports: opts.ports,
+            ready_after: Duration::ZERO,
+            started_at,
+            log_dir,
+            children: Vec::new(),
+            exits: tokio::sync::Mutex::new(exit_rx),
+            exits_seen: Mutex::new(Vec::new()),
+            kafka,
+            reaper,
+            stop_grace: opts.stop_grace,
+        };
+
+        let result = stack
+            .spawn_all(&opts, &data_dir, &config, with_viewer, exit_tx)
+            .await;
+        match result {
+            Ok(()) => {
+                stack.ready_after = started_at.elapsed();
+                Ok(stack)
+            }
+            Err(e) => {
+                stack.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn spawn_all(
+        &mut self,
+        opts: &StackOptions,
+        data_dir: &Path,
+        config: &Path,
+        with_viewer: bool,
+        exits: mpsc::UnboundedSender<ChildExit>,
+    ) -> Result<(), LaunchError> {
+        let p = opts.ports;
+        let collector = ChildSpec {
+            name: COLLECTOR.into(),
+            program: opts.bin_dir.join(COLLECTOR),
+            args: vec!["--config".into(), config.display().to_string()],
+            env: collector_env(&p, opts),
+            cwd: None,
+        };
+        self.spawn(&collector, opts, exits.clone()).await?;
+        self.wait_ready(
+            COLLECTOR,
+            &format!("{}/", self.urls.collector_health),
+            opts.ready_timeout,
+        )
+        .await?;
+
+        let base_env = service_env(opts, &self.urls);
+        for name in SERVICES {
+            let port = service_port(&p, name);
+            let mut env = base_env.clone();
+            env.push(("OTEL_SERVICE_NAME".into(), name.into()));
+            env.push(("PORT".into(), port.to_string()));
+            let db = opts
+                .database_url
+                .clone()
+                .unwrap_or_else(|| sqlite_url(data_dir, name));
+            env.push(("DATABASE_URL".into(), db));
+            env.extend(opts.extra_env.iter().cloned());
+            let spec = ChildSpec {
+                name: name.into(),
+                program: opts.bin_dir.join(name),
+                args: vec![],
+                env,
+                cwd: Some(data_dir.to_path_buf()),
+            };
+            self.spawn(&spec, opts, exits.clone()).await?;
+        }
+        if with_viewer {
+            let mut env = vec![
+                ("OTEL_SERVICE_NAME".into(), "tracelab-viewer".into()),
+                ("PORT".into(), p.viewer.to_string()),
+                ("BIND_ADDR".into(), "127.0.0.1".into()),
+                ("QUERY_API_URL".into(), self.urls.query.clone()),
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                    self.urls.otlp_http.clone(),
+                ),
+                ("RUST_LOG".into(), opts.rust_log.clone()),
+            ];
+            env.extend(opts.extra_env.iter().cloned());
+            let spec = ChildSpec {
+                name: VIEWER.into(),
+                program: opts.bin_dir.join(VIEWER),
+                args: vec![],
+                env,
+                cwd: None,
+            };
+            self.spawn(&spec, opts, exits.clone()).await?;
+        }
+        // Services become ready in parallel; wait for each in turn.
+        for name in SERVICES {
+            let url = format!("http://127.0.0.1:{}/health", service_port(&p, name));
+            self.wait_ready(name, &url, opts.ready_timeout).await?;
+        }
+        if let Some(v) = self.urls.viewer.clone() {
+            self.wait_ready(VIEWER, &v, opts.ready_timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn spawn(
+        &mut self,
+        spec: &ChildSpec,
+        opts: &StackOptions,
+        exits: mpsc::UnboundedSender<ChildExit>,
+    ) -> Result<(), LaunchError> {
+        let child = Supervised::spawn(spec, self.children.len(), &opts.logs, exits)
+            .map_err(io(format!("starting {}", spec.name)))?;
+        if let Some(r) = &mut self.reaper {
+            r.watch(child.pid)
+                .await
+                .map_err(io("registering with the reaper"))?;
+        }
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// Polls `url` until it answers 2xx; fails fast when any child exits meanwhile.
+    async fn wait_ready(
+        &self,
+        name: &str,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(), LaunchError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = self.try_exit().await {
+                return Err(LaunchError::Crashed(exit));
+            }
+            if let Ok(r) = http.get(url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                let tail = self
+                    .children
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map(|c| c.tail().join("\n"))
+                    .unwrap_or_default();
+                return Err(LaunchError::NotReady {
+                    name: name.into(),
+                    url: url.into(),
+                    waited: started.elapsed(),
+                    tail,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn try_exit(&self) -> Option<ChildExit> {
+        let e = self.exits.lock().await.try_recv().ok()?;
+        if let Ok(mut seen) = self.exits_seen.lock() {
+            seen.push(e.clone());
+        }
+        Some(e)
+    }
+
+    /// Waits for the next child to exit (it was not asked to: nothing restarts it).
+    pub async fn next_exit(&self) -> Option<ChildExit> {
+        let e = self.exits.lock().await.recv().await?;
+        if let Ok(mut seen) = self.exits_seen.lock() {
+            seen.push(e.clone());
+        }
+        Some(e)
+    }
+
+    /// `Err` with the report of every child that has exited, for tests to attach to a failure.
+    pub async fn check_alive(&self) -> Result<(), String> {
+        while self.try_exit().await.is_some() {}
+        let seen = self
+            .exits_seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if seen.is_empty() {
+            Ok(())
+        } else {
+            Err(seen
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
+
+    /// Names and pids of the running children.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|c| (c.name.clone(), c.pid))
+            .collect()
+    }
+
+    /// The last lines of one child's output.
+    pub fn tail_of(&self, name: &str) -> Vec<String> {
+        self.children
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.tail())
+            .unwrap_or_default()
+    }
+
+    /// Stops the children in reverse start order (viewer and gateway first, collector last so the
+    /// services' last spans are received), each with SIGTERM and a grace period before SIGKILL.
+    /// Returns the names of children that had to be killed.
+    pub async fn shutdown(mut self) -> Vec<String> {
+        let mut killed = Vec::new();
+        for c in self.children.iter().rev() {
+            if !c.has_exited() && !c.stop(self.stop_grace).await {
+                killed.push(c.name.clone());
+            }
+        }
+        self.children.clear();
+        drop(self.kafka.take());
+        if let Some(r) = self.reaper.take() {
+            r.release().await;
+        }
+        killed
+    }
+}
+
+/// The collector's listen addresses, by environment variables its shipped configs read
+/// (`${env:VAR:-default}` in `collector/config/*.yaml`).
+fn collector_env(p: &Ports, opts: &StackOptions) -> Vec<(String, String)> {
+    let a = |port: u16| format!("127.0.0.1:{port}");
+    let mut env = vec![
+        ("OTEL_SERVICE_NAME".into(), "tracelab-collector".into()),
+        ("RUST_LOG".into(), opts.rust_log.clone()),
+        ("OTLP_GRPC_ENDPOINT".into(), a(p.otlp_grpc)),
+        ("OTLP_HTTP_ENDPOINT".into(), a(p.otlp_http)),
+        ("QUERY_ENDPOINT".into(), a(p.query)),
+        ("PROMETHEUS_ENDPOINT".into(), a(p.prometheus)),
+        ("HEALTH_ENDPOINT".into(), a(p.health)),
+    ];
+    env.extend(opts.extra_env.iter().cloned());
+    env
+}
