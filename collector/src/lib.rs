@@ -6,3 +6,4 @@ pub mod exporters;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod sampling;

@@ -1,1 +1,2 @@
 //! Processors: components that sit between receivers and exporters in a pipeline.
+pub mod tail_sampling;
