@@ -1,4 +1,26 @@
 //! Collector configuration: the OpenTelemetry-Collector YAML schema, env substitution and validation.
+//!
+//! `load_file` / `load_str` parse the YAML (with a line for every key path, see [`yaml`]),
+//! substitute `${env:VAR}`, deserialize every component into its typed config (each one
+//! `deny_unknown_fields`, through `serde_path_to_error`), run each component's `validate()` and
+//! check the `service.pipelines` graph. Every problem becomes a [`ConfigIssue`] naming the file,
+//! the line, the full key path and what was expected; all issues are collected, not just the first.
+
+pub mod duration;
+pub mod registry;
+pub mod yaml;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use registry::{
+    ConnectorConfig, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig,
+};
 
 /// A validation failure inside one component's config. `path` is relative to the component
 /// (e.g. `policies[1].latency.threshold_ms`); the loader prefixes the component path and adds
@@ -18,8 +40,8 @@ impl FieldError {
     }
 }
 
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
             write!(f, "{}", self.message)
         } else {
@@ -29,3 +51,642 @@ impl std::fmt::Display for FieldError {
 }
 
 impl std::error::Error for FieldError {}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    pub line: usize,
+    /// Full key path, e.g. `processors.tail_sampling.policies[1].latency.threshold_ms`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Why a config did not load: every issue found, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(
+            f,
+            "invalid collector config ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for i in &self.issues {
+            write!(f, "\n  {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `type[/name]` — how components are named in the config.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComponentId {
+    pub ty: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (ty, name) = match s.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (s, None),
+        };
+        let valid_ty = !ty.is_empty()
+            && ty
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !valid_ty {
+            return Err(format!(
+                "invalid component id `{s}`: expected `type` or `type/name` (type: letters, digits, `_`)"
+            ));
+        }
+        if name.is_some_and(str::is_empty) {
+            return Err(format!(
+                "invalid component id `{s}`: the name after `/` is empty"
+            ));
+        }
+        Ok(Self {
+            ty: ty.to_string(),
+            name: name.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.ty, n),
+            None => write!(f, "{}", self.ty),
+        }
+    }
+}
+
+/// The three telemetry signals a pipeline can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SignalKind {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl SignalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+}
+
+/// One `service.pipelines` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub receivers: Vec<String>,
+    pub processors: Vec<String>,
+    pub exporters: Vec<String>,
+}
+
+/// A pipeline after validation: `traces`, `traces/name`, ...
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub id: String,
+    pub signal: SignalKind,
+    pub receivers: Vec<ComponentId>,
+    pub processors: Vec<ComponentId>,
+    pub exporters: Vec<ComponentId>,
+}
+
+/// `service.telemetry`: the collector's own telemetry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceTelemetryConfig {
+    pub metrics: SelfMetricsConfig,
+}
+
+/// `service.telemetry.metrics`: where the collector serves its own `/metrics` (besides the
+/// health_check extension's endpoint).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfMetricsConfig {
+    pub address: Option<String>,
+    /// Accepted for compatibility (`none`, `basic`, `normal`, `detailed`).
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServiceSection {
+    extensions: Vec<String>,
+    pipelines: BTreeMap<String, PipelineConfig>,
+    telemetry: ServiceTelemetryConfig,
+}
+
+/// A config that loaded and validated: typed components and the pipeline graph.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file name (or the name given to `load_str`), used in messages.
+    pub source: String,
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    pub connectors: BTreeMap<ComponentId, ConnectorConfig>,
+    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
+    /// `service.extensions`: the extensions that run.
+    pub service_extensions: Vec<ComponentId>,
+    pub pipelines: Vec<Pipeline>,
+    pub telemetry: ServiceTelemetryConfig,
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedConfig, ConfigError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        issues: vec![ConfigIssue {
+            file: name.clone(),
+            line: 0,
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    load_str(&text, &name)
+}
+
+/// Validates a config given as text; `name` stands for the file in messages.
+pub fn load_str(yaml: &str, name: &str) -> Result<LoadedConfig, ConfigError> {
+    load_str_with_env(yaml, name, &|k| std::env::var(k).ok())
+}
+
+/// Like [`load_str`] with an explicit environment (tests).
+pub fn load_str_with_env(
+    yaml: &str,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, ConfigError> {
+    let doc = yaml::parse(yaml, env).map_err(|e| ConfigError {
+        issues: vec![ConfigIssue {
+            file: name.to_string(),
+            line: e.line,
+            path: e.path,
+            message: e.message,
+        }],
+    })?;
+    let mut l = Loader {
+        file: name.to_string(),
+        doc: &doc,
+        issues: Vec::new(),
+    };
+    let cfg = l.load();
+    if l.issues.is_empty() {
+        Ok(cfg)
+    } else {
+        l.issues.sort_by_key(|i| i.line);
+        Err(ConfigError { issues: l.issues })
+    }
+}
+
+struct Loader<'d> {
+    file: String,
+    doc: &'d yaml::Document,
+    issues: Vec<ConfigIssue>,
+}
+
+/// Deserializes `value` into `T`; the error carries the key path inside `value`.
+pub(crate) fn deserialize_at<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
+    let value = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        FieldError::new(path, e.into_inner().to_string())
+    })
+}
+
+/// Deserializes a component config and runs its `validate()`.
+pub(crate) fn parse_component<T: DeserializeOwned>(
+    value: Value,
+    validate: impl Fn(&T) -> Result<(), FieldError>,
+) -> Result<T, FieldError> {
+    let cfg = deserialize_at::<T>(value)?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+impl Loader<'_> {
+    fn issue(&mut self, path: String, message: impl Into<String>) {
+        let line = self.doc.line_of(&path);
+        self.issues.push(ConfigIssue {
+            file: self.file.clone(),
+            line,
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn load(&mut self) -> LoadedConfig {
+        let mut cfg = LoadedConfig {
+            source: self.file.clone(),
+            receivers: BTreeMap::new(),
+            processors: BTreeMap::new(),
+            exporters: BTreeMap::new(),
+            connectors: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+            service_extensions: Vec::new(),
+            pipelines: Vec::new(),
+            telemetry: ServiceTelemetryConfig::default(),
+        };
+        let root = match &self.doc.value {
+            Value::Object(m) => m.clone(),
+            Value::Null => {
+                self.issue(
+                    String::new(),
+                    "the config is empty; expected `receivers`, `exporters` and `service.pipelines`",
+                );
+                return cfg;
+            }
+            _ => {
+                self.issue(
+                    String::new(),
+                    "expected a mapping with `receivers`, `processors`, `exporters`, `connectors`, `extensions`, `service`",
+                );
+                return cfg;
+            }
+        };
+        const TOP: [&str; 6] = [
+            "receivers",
+            "processors",
+            "exporters",
+            "connectors",
+            "extensions",
+            "service",
+        ];
+        for key in root.keys() {
+            if !TOP.contains(&key.as_str()) {
+                self.issue(
+                    key.clone(),
+                    format!(
+                        "unknown top-level key `{key}`; expected one of: {}",
+                        TOP.join(", ")
+                    ),
+                );
+            }
+        }
+        cfg.receivers = self.section(&root, "receivers", registry::parse_receiver);
+        cfg.processors = self.section(&root, "processors", registry::parse_processor);
+        cfg.exporters = self.section(&root, "exporters", registry::parse_exporter);
+        cfg.connectors = self.section(&root, "connectors", registry::parse_connector);
+        cfg.extensions = self.section(&root, "extensions", registry::parse_extension);
+
+        let service_value = root.get("service").cloned().unwrap_or(Value::Null);
+        if service_value.is_null() {
+            self.issue(
+                String::new(),
+                "missing `service` section; expected `service.pipelines` with at least one pipeline",
+            );
+            return cfg;
+        }
+        let service: ServiceSection = match deserialize_at(service_value) {
+            Ok(s) => s,
+            Err(e) => {
+                self.issue(yaml::join_key("service", &e.path), e.message);
+                return cfg;
+            }
+        };
+        cfg.telemetry = service.telemetry.clone();
+        if let Some(addr) = &cfg.telemetry.metrics.address
+            && addr.parse::<std::net::SocketAddr>().is_err()
+            && registry::resolve_endpoint(addr).is_err()
+        {
+            self.issue(
+                "service.telemetry.metrics.address".into(),
+                format!("invalid address `{addr}`; expected host:port"),
+            );
+        }
+        for (i, ext) in service.extensions.iter().enumerate() {
+            let path = format!("service.extensions[{i}]");
+            match ComponentId::parse(ext) {
+                Ok(id) if cfg.extensions.contains_key(&id) => cfg.service_extensions.push(id),
+                Ok(_) => self.issue(
+                    path,
+                    format!(
+                        "extension `{ext}` is not defined in the top-level `extensions` section"
+                    ),
+                ),
+                Err(e) => self.issue(path, e),
+            }
+        }
+        if service.pipelines.is_empty() {
+            self.issue(
+                "service.pipelines".into(),
+                "no pipelines; expected at least one of `traces`, `metrics`, `logs` (or `traces/name`, ...)",
+            );
+        }
+        let mut connector_as_exporter: BTreeMap<ComponentId, Vec<SignalKind>> = BTreeMap::new();
+        let mut connector_as_receiver: BTreeMap<ComponentId, Vec<SignalKind>> = BTreeMap::new();
+        for (pid, p) in &service.pipelines {
+            let base = format!("service.pipelines.{pid}");
+            let signal = match pid.split('/').next().unwrap_or_default() {
+                "traces" => SignalKind::Traces,
+                "metrics" => SignalKind::Metrics,
+                "logs" => SignalKind::Logs,
+                other => {
+                    self.issue(
+                        base,
+                        format!(
+                            "unknown pipeline type `{other}`; expected `traces`, `metrics` or `logs` (optionally `/name`)"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if pid.ends_with('/') {
+                self.issue(base.clone(), "the pipeline name after `/` is empty");
+            }
+            let mut pipeline = Pipeline {
+                id: pid.clone(),
+                signal,
+                receivers: Vec::new(),
+                processors: Vec::new(),
+                exporters: Vec::new(),
+            };
+            if p.receivers.is_empty() {
+                self.issue(
+                    format!("{base}.receivers"),
+                    "a pipeline needs at least one receiver",
+                );
+            }
+            if p.exporters.is_empty() {
+                self.issue(
+                    format!("{base}.exporters"),
+                    "a pipeline needs at least one exporter",
+                );
+            }
+            for (i, r) in p.receivers.iter().enumerate() {
+                let path = format!("{base}.receivers[{i}]");
+                let Some(id) = self.component_ref(&path, r) else {
+                    continue;
+                };
+                if cfg.receivers.contains_key(&id) {
+                    pipeline.receivers.push(id);
+                } else if let Some(c) = cfg.connectors.get(&id) {
+                    if !c.input_signals_for_output(signal) {
+                        self.issue(
+                            path,
+                            format!(
+                                "connector `{id}` cannot emit {} (it emits: {})",
+                                signal.as_str(),
+                                c.describe_outputs()
+                            ),
+                        );
+                        continue;
+                    }
+                    connector_as_receiver
+                        .entry(id.clone())
+                        .or_default()
+                        .push(signal);
+                    pipeline.receivers.push(id);
+                } else {
+                    self.issue(
+                        path,
+                        format!(
+                            "receiver `{r}` is not defined in `receivers` (or `connectors`); defined: {}",
+                            names(cfg.receivers.keys().chain(cfg.connectors.keys()))
+                        ),
+                    );
+                }
+            }
+            let mut seen = HashSet::new();
+            for (i, r) in p.processors.iter().enumerate() {
+                let path = format!("{base}.processors[{i}]");
+                let Some(id) = self.component_ref(&path, r) else {
+                    continue;
+                };
+                if !seen.insert(id.clone()) {
+                    self.issue(
+                        path,
+                        format!("processor `{r}` is listed twice in this pipeline"),
+                    );
+                    continue;
+                }
+                match cfg.processors.get(&id) {
+                    Some(pc) if !pc.supports(signal) => self.issue(
+                        path,
+                        format!(
+                            "processor `{r}` does not support {} pipelines",
+                            signal.as_str()
+                        ),
+                    ),
+                    Some(_) => pipeline.processors.push(id),
+                    None => self.issue(
+                        path,
+                        format!(
+                            "processor `{r}` is not defined in `processors`; defined: {}",
+                            names(cfg.processors.keys())
+                        ),
+                    ),
+                }
+            }
+            for (i, r) in p.exporters.iter().enumerate() {
+                let path = format!("{base}.exporters[{i}]");
+                let Some(id) = self.component_ref(&path, r) else {
+                    continue;
+                };
+                if let Some(ec) = cfg.exporters.get(&id) {
+                    if ec.supports(signal) {
+                        pipeline.exporters.push(id);
+                    } else {
+                        self.issue(
+                            path,
+                            format!(
+                                "exporter `{r}` does not support {} pipelines",
+                                signal.as_str()
+                            ),
+                        );
+                    }
+                } else if let Some(c) = cfg.connectors.get(&id) {
+                    if c.accepts(signal) {
+                        connector_as_exporter
+                            .entry(id.clone())
+                            .or_default()
+                            .push(signal);
+                        pipeline.exporters.push(id);
+                    } else {
+                        self.issue(
+                            path,
+                            format!("connector `{r}` cannot consume {}", signal.as_str()),
+                        );
+                    }
+                } else {
+                    self.issue(
+                        path,
+                        format!(
+                            "exporter `{r}` is not defined in `exporters` (or `connectors`); defined: {}",
+                            names(cfg.exporters.keys().chain(cfg.connectors.keys()))
+                        ),
+                    );
+                }
+            }
+            cfg.pipelines.push(pipeline);
+        }
+        for (id, _) in &cfg.connectors {
+            let as_exp = connector_as_exporter.contains_key(id);
+            let as_rcv = connector_as_receiver.contains_key(id);
+            if as_exp != as_rcv {
+                let path = format!("connectors.{id}");
+                let msg = if as_exp {
+                    format!(
+                        "connector `{id}` is used as an exporter but no pipeline uses it as a receiver"
+                    )
+                } else {
+                    format!(
+                        "connector `{id}` is used as a receiver but no pipeline uses it as an exporter"
+                    )
+                };
+                self.issue(path, msg);
+            }
+        }
+        if self.issues.is_empty()
+            && let Err(cycle) = pipeline_order(&cfg.pipelines, &cfg.connectors)
+        {
+            self.issue("service.pipelines".into(), cycle);
+        }
+        cfg
+    }
+
+    fn component_ref(&mut self, path: &str, s: &str) -> Option<ComponentId> {
+        match ComponentId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.issue(path.to_string(), e);
+                None
+            }
+        }
+    }
+
+    fn section<C>(
+        &mut self,
+        root: &serde_json::Map<String, Value>,
+        section: &str,
+        parse: fn(&str, Value) -> Result<C, registry::ParseError>,
+    ) -> BTreeMap<ComponentId, C> {
+        let mut out = BTreeMap::new();
+        let Some(v) = root.get(section) else {
+            return out;
+        };
+        let map = match v {
+            Value::Null => return out,
+            Value::Object(m) => m,
+            _ => {
+                self.issue(
+                    section.to_string(),
+                    format!("expected a mapping of component ids (`type` or `type/name`) to their settings"),
+                );
+                return out;
+            }
+        };
+        for (key, value) in map {
+            let base = format!("{section}.{key}");
+            let id = match ComponentId::parse(key) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.issue(base, e);
+                    continue;
+                }
+            };
+            match parse(&id.ty, value.clone()) {
+                Ok(c) => {
+                    out.insert(id, c);
+                }
+                Err(registry::ParseError::UnknownType(expected)) => self.issue(
+                    base,
+                    format!(
+                        "unknown {} type `{}`; expected one of: {expected}",
+                        section.trim_end_matches('s'),
+                        id.ty
+                    ),
+                ),
+                Err(registry::ParseError::Field(e)) => {
+                    let path = if e.path.is_empty() {
+                        base
+                    } else {
+                        format!("{base}.{}", e.path)
+                    };
+                    self.issue(path, e.message);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn names<'a>(ids: impl Iterator<Item = &'a ComponentId>) -> String {
+    let v: Vec<String> = ids.map(|i| format!("`{i}`")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Pipelines ordered so that a pipeline feeding a connector comes after every pipeline the
+/// connector feeds (downstream first: build order). Errors on a connector cycle.
+pub fn pipeline_order(
+    pipelines: &[Pipeline],
+    connectors: &BTreeMap<ComponentId, ConnectorConfig>,
+) -> Result<Vec<usize>, String> {
+    let mut done = vec![false; pipelines.len()];
+    let mut order = Vec::new();
+    for _ in 0..=pipelines.len() {
+        let mut progressed = false;
+        for (i, p) in pipelines.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            // Ready when every connector it exports to has all its consuming pipelines built.
+            let ready = p
+                .exporters
+                .iter()
+                .filter(|e| connectors.contains_key(e))
+                .all(|c| {
+                    pipelines
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, q)| q.receivers.contains(c))
+                        .all(|(j, _)| done[j])
+                });
+            if ready {
+                done[i] = true;
+                order.push(i);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    if order.len() == pipelines.len() {
+        Ok(order)
+    } else {
+        Err("the pipelines form a cycle through connectors".into())
+    }
+}

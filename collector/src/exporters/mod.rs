@@ -1,1 +1,16 @@
 //! Exporters: the last components of a pipeline, sending data out of the collector.
+
+pub mod debug;
+pub mod file;
+pub mod otlp;
+pub mod prometheus;
+
+/// `nop` exporter: accepts and drops everything (a blackhole for benchmarks).
+pub struct NopExporter;
+
+#[async_trait::async_trait]
+impl<T: Send + 'static> crate::pipeline::Consumer<T> for NopExporter {
+    async fn consume(&self, _batch: Vec<T>) -> Result<(), crate::pipeline::ConsumeError> {
+        Ok(())
+    }
+}

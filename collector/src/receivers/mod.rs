@@ -1,1 +1,3 @@
 //! Receivers: components that accept telemetry from the outside (OTLP gRPC and HTTP).
+
+pub mod otlp;

@@ -1,0 +1,430 @@
+//! YAML → JSON value tree with a line for every key path, and `${env:VAR}` substitution.
+//!
+//! Component configs are deserialized from `serde_json::Value` (through `serde_path_to_error`,
+//! which yields the key path of a failure); this module keeps the YAML line of every path so
+//! the loader can say *where* in the file a bad key or value is.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A parse or substitution problem, with the line it happened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub line: usize,
+    pub path: String,
+    pub message: String,
+}
+
+/// The parsed document: its JSON value and the line of every key path in it.
+#[derive(Debug, Default)]
+pub struct Document {
+    pub value: Value,
+    pub lines: HashMap<String, usize>,
+}
+
+impl Document {
+    /// The line of `path`, or of its nearest ancestor that exists in the file (a missing
+    /// field is reported at the line of the mapping that lacks it).
+    pub fn line_of(&self, path: &str) -> usize {
+        let mut p = path.to_string();
+        loop {
+            if let Some(l) = self.lines.get(&p) {
+                return *l;
+            }
+            match parent_path(&p) {
+                Some(parent) => p = parent,
+                None => return self.lines.get("").copied().unwrap_or(1),
+            }
+        }
+    }
+}
+
+/// `a.b[2].c` → `a.b[2]` → `a.b` → `a` → `` → None.
+fn parent_path(p: &str) -> Option<String> {
+    if p.is_empty() {
+        return None;
+    }
+    if p.ends_with(']')
+        && let Some(i) = p.rfind('[')
+    {
+        return Some(p[..i].to_string());
+    }
+    match p.rfind('.') {
+        Some(i) => Some(p[..i].to_string()),
+        None => Some(String::new()),
+    }
+}
+
+/// Joins a key onto a path the way `serde_path_to_error` prints it.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+enum Frame {
+    Map {
+        map: Map<String, Value>,
+        path: String,
+        pending_key: Option<String>,
+    },
+    Seq {
+        items: Vec<Value>,
+        path: String,
+    },
+}
+
+struct Builder<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    lines: HashMap<String, usize>,
+    anchors: HashMap<usize, Value>,
+    anchor_stack: Vec<usize>,
+    error: Option<YamlError>,
+}
+
+impl Builder<'_> {
+    /// The path the next value will be stored under.
+    fn next_path(&self) -> String {
+        match self.stack.last() {
+            None => String::new(),
+            Some(Frame::Map {
+                path, pending_key, ..
+            }) => join_key(path, pending_key.as_deref().unwrap_or("")),
+            Some(Frame::Seq { items, path }) => format!("{path}[{}]", items.len()),
+        }
+    }
+
+    fn fail(&mut self, line: usize, path: String, message: String) {
+        if self.error.is_none() {
+            self.error = Some(YamlError {
+                line,
+                path,
+                message,
+            });
+        }
+    }
+
+    fn push_value(&mut self, v: Value, line: usize) {
+        match self.stack.last_mut() {
+            None => self.root = Some(v),
+            Some(Frame::Seq { items, .. }) => items.push(v),
+            Some(Frame::Map {
+                map,
+                path,
+                pending_key,
+            }) => match pending_key.take() {
+                None => {
+                    // A key: only strings (or scalars printed as strings) are keys here.
+                    let key = match v {
+                        Value::String(s) => s,
+                        Value::Null => String::new(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => {
+                            let p = path.clone();
+                            self.fail(line, p, "mapping keys must be scalars".into());
+                            return;
+                        }
+                    };
+                    let key_path = join_key(path, &key);
+                    if map.contains_key(&key) {
+                        self.fail(line, key_path, format!("duplicate key `{key}`"));
+                        return;
+                    }
+                    self.lines.insert(key_path, line);
+                    *pending_key = Some(key);
+                }
+                Some(k) => {
+                    map.insert(k, v);
+                }
+            },
+        }
+    }
+
+    fn is_key_position(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                pending_key: None,
+                ..
+            })
+        )
+    }
+
+    fn scalar(&mut self, raw: String, style: TScalarStyle, line: usize) -> Value {
+        let is_key = self.is_key_position();
+        if is_key {
+            return Value::String(raw);
+        }
+        let path = self.next_path();
+        let quoted = !matches!(style, TScalarStyle::Plain);
+        if raw.contains('$') {
+            match substitute_env(&raw, self.env) {
+                Ok((s, whole)) => {
+                    // A plain scalar that was exactly one reference takes the type of its
+                    // value (`port: ${env:PORT}` is a number), as the OpenTelemetry Collector does.
+                    if whole && !quoted {
+                        return resolve_plain(&s);
+                    }
+                    return Value::String(s);
+                }
+                Err(msg) => {
+                    self.fail(line, path, msg);
+                    return Value::Null;
+                }
+            }
+        }
+        if quoted {
+            Value::String(raw)
+        } else {
+            resolve_plain(&raw)
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let line = mark.line();
+        match ev {
+            Event::Scalar(raw, style, anchor, _tag) => {
+                let v = self.scalar(raw, style, line);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                if !self.is_key_position() {
+                    let p = self.next_path();
+                    self.lines.entry(p).or_insert(line);
+                }
+                self.push_value(v, line);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(v) => self.push_value(v, line),
+                None => {
+                    let p = self.next_path();
+                    self.fail(line, p, "unknown alias".into());
+                }
+            },
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                if self.is_key_position() {
+                    let p = self.next_path();
+                    self.fail(line, p, "complex mapping keys are not supported".into());
+                    return;
+                }
+                let path = self.next_path();
+                self.lines.entry(path.clone()).or_insert(line);
+                self.anchor_stack.push(anchor);
+                if matches!(ev, Event::MappingStart(..)) {
+                    self.stack.push(Frame::Map {
+                        map: Map::new(),
+                        path,
+                        pending_key: None,
+                    });
+                } else {
+                    self.stack.push(Frame::Seq {
+                        items: Vec::new(),
+                        path,
+                    });
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let v = match self.stack.pop() {
+                    Some(Frame::Map { map, .. }) => Value::Object(map),
+                    Some(Frame::Seq { items, .. }) => Value::Array(items),
+                    None => return,
+                };
+                if let Some(anchor) = self.anchor_stack.pop()
+                    && anchor > 0
+                {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                self.push_value(v, line);
+            }
+            Event::DocumentStart => {
+                if self.root.is_some() {
+                    self.fail(
+                        line,
+                        String::new(),
+                        "only one YAML document is allowed".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses one YAML document. `env` resolves `${env:VAR}` references.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Document, YamlError> {
+    let mut b = Builder {
+        env,
+        stack: Vec::new(),
+        root: None,
+        lines: HashMap::new(),
+        anchors: HashMap::new(),
+        anchor_stack: Vec::new(),
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut b, false) {
+        return Err(YamlError {
+            line: e.marker().line(),
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.info()),
+        });
+    }
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    b.lines.entry(String::new()).or_insert(1);
+    Ok(Document {
+        value: b.root.unwrap_or(Value::Null),
+        lines: b.lines,
+    })
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = s.parse::<u64>() {
+            return Value::Number(u.into());
+        }
+    }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(u) = u64::from_str_radix(hex, 16)
+    {
+        return Value::Number(u.into());
+    }
+    let looks_float = s.bytes().any(|c| c.is_ascii_digit())
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+'));
+    if looks_float
+        && let Ok(f) = s.parse::<f64>()
+        && let Some(n) = Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
+    Value::String(s.to_string())
+}
+
+/// Expands `${env:VAR}`, `${env:VAR:-default}`, `${VAR}` and `$$` (a literal `$`).
+/// Returns the result and whether the input was exactly one reference.
+pub fn substitute_env(
+    input: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    let mut refs = 0;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let Some(body_start) = tail.strip_prefix("${") else {
+            out.push('$');
+            rest = &tail[1..];
+            continue;
+        };
+        let Some(end) = body_start.find('}') else {
+            return Err(format!("unterminated `${{` in `{input}`"));
+        };
+        let body = &body_start[..end];
+        rest = &body_start[end + 1..];
+        refs += 1;
+        let reference = body.strip_prefix("env:").unwrap_or(body);
+        let (name, default) = match reference.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (reference, None),
+        };
+        if let Some(scheme) = body.split_once(':').map(|(s, _)| s)
+            && body.contains(':')
+            && !body.starts_with("env:")
+            && default.is_none()
+        {
+            return Err(format!(
+                "unsupported config provider `{scheme}` in `${{{body}}}`; expected `${{env:VAR}}` or `${{env:VAR:-default}}`"
+            ));
+        }
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+            return Err(format!(
+                "invalid environment variable name `{name}` in `${{{body}}}`"
+            ));
+        }
+        match (env(name), default) {
+            (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable `{name}` is not set; set it or give a default: `${{env:{name}:-value}}`"
+                ));
+            }
+        }
+    }
+    out.push_str(rest);
+    let whole = refs == 1 && input.trim().starts_with("${") && input.trim().ends_with('}');
+    Ok((out, whole))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn lines_and_paths() {
+        let doc = parse(
+            "a:\n  b: 1\n  list:\n    - x: 2\n    - y: [1, 2]\nc: hello\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(doc.value["a"]["b"], 1);
+        assert_eq!(doc.line_of("a.b"), 2);
+        assert_eq!(doc.line_of("a.list[1].y"), 5);
+        assert_eq!(doc.line_of("a.list[1].missing"), 5);
+        assert_eq!(doc.line_of("c"), 6);
+    }
+
+    #[test]
+    fn env_substitution() {
+        let env = |k: &str| (k == "PORT").then(|| "4317".to_string());
+        let doc = parse(
+            "p: ${env:PORT}\nq: \"${env:PORT}\"\nr: ${env:NOPE:-x}\ns: a$${b}\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(doc.value["p"], 4317);
+        assert_eq!(doc.value["q"], "4317");
+        assert_eq!(doc.value["r"], "x");
+        assert_eq!(doc.value["s"], "a${b}");
+        let err = parse("a:\n  b: ${env:MISSING}\n", &no_env).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(err.path, "a.b");
+    }
+}

@@ -1,0 +1,204 @@
+//! The wire: OTLP/gRPC through tonic's generated clients, OTLP/HTTP through reqwest.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+
+use super::{SendError, Transport};
+use crate::pipeline::signal::Signal;
+
+/// One export RPC per signal (the generated clients are distinct types).
+#[async_trait::async_trait]
+pub trait OtlpGrpcSignal: Signal {
+    async fn export(
+        channel: Channel,
+        req: tonic::Request<Self::Request>,
+        gzip: bool,
+    ) -> Result<(), tonic::Status>;
+}
+
+macro_rules! grpc_signal {
+    ($ty:ty, $client:ident) => {
+        #[async_trait::async_trait]
+        impl OtlpGrpcSignal for $ty {
+            async fn export(
+                channel: Channel,
+                req: tonic::Request<Self::Request>,
+                gzip: bool,
+            ) -> Result<(), tonic::Status> {
+                let mut c = $client::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+                if gzip {
+                    c = c.send_compressed(CompressionEncoding::Gzip);
+                }
+                let resp = c.export(req).await?.into_inner();
+                if let Some(p) = resp.partial_success
+                    && !p.error_message.is_empty()
+                {
+                    tracing::warn!(message = %p.error_message, "otlp exporter: partial success");
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+grpc_signal!(ResourceSpans, TraceServiceClient);
+grpc_signal!(ResourceMetrics, MetricsServiceClient);
+grpc_signal!(ResourceLogs, LogsServiceClient);
+
+pub struct GrpcTransport {
+    channel: Channel,
+    headers: BTreeMap<String, String>,
+    gzip: bool,
+    timeout: Duration,
+}
+
+impl GrpcTransport {
+    pub fn new(cfg: &super::OtlpExporterConfig) -> Result<Self, String> {
+        let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
+        let endpoint = tonic::transport::Endpoint::from_shared(cfg.url())
+            .map_err(|e| format!("invalid endpoint {}: {e}", cfg.endpoint))?
+            .tcp_nodelay(true)
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        Ok(Self {
+            channel: endpoint.connect_lazy(),
+            headers: cfg.headers.clone(),
+            gzip: cfg.compression.as_deref().is_none_or(|c| c == "gzip"),
+            timeout,
+        })
+    }
+}
+
+fn grpc_retryable(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Cancelled
+            | DeadlineExceeded
+            | Aborted
+            | OutOfRange
+            | Unavailable
+            | DataLoss
+            | ResourceExhausted
+    )
+}
+
+#[async_trait::async_trait]
+impl<T: OtlpGrpcSignal> Transport<T> for GrpcTransport {
+    async fn send(&self, req: T::Request) -> Result<(), SendError> {
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(self.timeout);
+        for (k, v) in &self.headers {
+            if let (Ok(k), Ok(v)) = (
+                k.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
+                v.parse(),
+            ) {
+                r.metadata_mut().insert(k, v);
+            }
+        }
+        T::export(self.channel.clone(), r, self.gzip)
+            .await
+            .map_err(|s| SendError {
+                retryable: grpc_retryable(s.code()),
+                message: format!("gRPC {:?}: {}", s.code(), s.message()),
+                retry_after: None,
+            })
+    }
+}
+
+pub struct HttpTransport {
+    client: reqwest::Client,
+    url: String,
+    json: bool,
+    gzip: bool,
+    headers: BTreeMap<String, String>,
+}
+
+impl HttpTransport {
+    pub fn new(cfg: &super::OtlpHttpExporterConfig, url: String) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout.unwrap_or(Duration::from_secs(30)))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            url,
+            json: cfg.encoding.as_deref() == Some("json"),
+            gzip: cfg.compression.as_deref().is_none_or(|c| c == "gzip"),
+            headers: cfg.headers.clone(),
+        })
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl<T: Signal> Transport<T> for HttpTransport {
+    async fn send(&self, req: T::Request) -> Result<(), SendError> {
+        let (body, ctype) = if self.json {
+            (
+                serde_json::to_vec(&req).map_err(|e| SendError {
+                    retryable: false,
+                    message: format!("cannot encode JSON: {e}"),
+                    retry_after: None,
+                })?,
+                "application/json",
+            )
+        } else {
+            (req.encode_to_vec(), "application/x-protobuf")
+        };
+        let mut rb = self
+            .client
+            .post(&self.url)
+            .header(http::header::CONTENT_TYPE, ctype);
+        for (k, v) in &self.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        let body = if self.gzip {
+            rb = rb.header(http::header::CONTENT_ENCODING, "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
+        let resp = rb.body(body).send().await.map_err(|e| SendError {
+            retryable: true,
+            message: format!("POST {}: {e}", self.url),
+            retry_after: None,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await.unwrap_or_default();
+        Err(SendError {
+            retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+            message: format!(
+                "POST {} answered {status}: {}",
+                self.url,
+                text.chars().take(300).collect::<String>()
+            ),
+            retry_after,
+        })
+    }
+}

@@ -1,0 +1,574 @@
+//! `prometheus` exporter: keeps the latest state of every metric series it receives (OTLP
+//! metrics from applications, spanmetrics from the connector) and serves it in the Prometheus
+//! text exposition format on `endpoint` (default 8889) at `/metrics`.
+//!
+//! Cumulative sums and histograms replace the stored value; delta ones are accumulated.
+//! Monotonic sums become counters (`_total`), histograms get `_bucket{le}`, `_sum`, `_count`;
+//! units become suffixes (`ms` → `_milliseconds`). With `enable_open_metrics: true` the
+//! OpenMetrics format is served, with exemplars (trace ids) on histogram buckets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, ResourceMetrics, metric, number_data_point,
+};
+use serde::Deserialize;
+
+use crate::config::FieldError;
+use crate::pipeline::{ConsumeError, Consumer};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceToTelemetry {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusExporterConfig {
+    pub endpoint: String,
+    /// Prefix for every metric name.
+    pub namespace: String,
+    pub const_labels: BTreeMap<String, String>,
+    /// Add every resource attribute as a label (otherwise only `job` and `instance`).
+    pub resource_to_telemetry_conversion: ResourceToTelemetry,
+    /// Series not updated for this long disappear.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub metric_expiration: Duration,
+    pub add_metric_suffixes: bool,
+    pub enable_open_metrics: bool,
+    pub send_timestamps: bool,
+}
+
+impl Default for PrometheusExporterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:8889".into(),
+            namespace: String::new(),
+            const_labels: BTreeMap::new(),
+            resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            metric_expiration: Duration::from_secs(300),
+            add_metric_suffixes: true,
+            enable_open_metrics: false,
+            send_timestamps: false,
+        }
+    }
+}
+
+impl PrometheusExporterConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        crate::config::registry::check_listen("endpoint", &self.endpoint)?;
+        if self.metric_expiration.is_zero() {
+            return Err(FieldError::new(
+                "metric_expiration",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+#[derive(Debug, Clone)]
+struct Exemplar {
+    trace_id: String,
+    span_id: String,
+    value: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Number(f64),
+    Histogram {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+        exemplars: Vec<Option<Exemplar>>,
+    },
+    Summary {
+        quantiles: Vec<(f64, f64)>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Series {
+    value: Value,
+    updated: Instant,
+}
+
+#[derive(Debug)]
+struct Family {
+    kind: Kind,
+    help: String,
+    series: BTreeMap<String, Series>,
+}
+
+/// The exporter's state; shared with its HTTP server.
+pub struct PrometheusExporter {
+    cfg: PrometheusExporterConfig,
+    families: Mutex<BTreeMap<String, Family>>,
+}
+
+fn sanitize(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn unit_suffix(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "m" => "meters",
+        "%" => "percent",
+        _ => return None,
+    })
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn attr_string(kv: &KeyValue) -> String {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn label_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{}=\"{}\"", sanitize(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl PrometheusExporter {
+    pub fn new(cfg: PrometheusExporterConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            families: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        if self.cfg.enable_open_metrics {
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        } else {
+            "text/plain; version=0.0.4; charset=utf-8"
+        }
+    }
+
+    fn family_name(&self, name: &str, unit: &str, kind: Kind) -> String {
+        let mut n = sanitize(name);
+        if !self.cfg.namespace.is_empty() {
+            n = format!("{}_{n}", sanitize(&self.cfg.namespace));
+        }
+        if self.cfg.add_metric_suffixes {
+            if let Some(s) = unit_suffix(unit)
+                && !n.ends_with(s)
+            {
+                n = format!("{n}_{s}");
+            }
+            if kind == Kind::Counter && !n.ends_with("_total") {
+                n.push_str("_total");
+            }
+        }
+        n
+    }
+
+    fn ingest(&self, rm: &ResourceMetrics) {
+        let mut base = BTreeMap::new();
+        for (k, v) in &self.cfg.const_labels {
+            base.insert(k.clone(), v.clone());
+        }
+        let res_attrs: Vec<KeyValue> = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.clone())
+            .unwrap_or_default();
+        let get = |k: &str| res_attrs.iter().find(|kv| kv.key == k).map(attr_string);
+        if let Some(svc) = get("service.name") {
+            let job = match get("service.namespace") {
+                Some(ns) => format!("{ns}/{svc}"),
+                None => svc,
+            };
+            base.insert("job".into(), job);
+        }
+        if let Some(inst) = get("service.instance.id") {
+            base.insert("instance".into(), inst);
+        }
+        if self.cfg.resource_to_telemetry_conversion.enabled {
+            for kv in &res_attrs {
+                base.insert(sanitize(&kv.key), attr_string(kv));
+            }
+        }
+        let now = Instant::now();
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let labels_of = |attrs: &[KeyValue]| {
+                    let mut l = base.clone();
+                    for kv in attrs {
+                        l.insert(sanitize(&kv.key), attr_string(kv));
+                    }
+                    label_string(&l)
+                };
+                match &m.data {
+                    Some(metric::Data::Gauge(g)) => {
+                        let fam = self.family(&mut fams, m, Kind::Gauge);
+                        for p in &g.data_points {
+                            fam.series.insert(
+                                labels_of(&p.attributes),
+                                Series {
+                                    value: Value::Number(number(p)),
+                                    updated: now,
+                                },
+                            );
+                        }
+                    }
+                    Some(metric::Data::Sum(s)) => {
+                        let kind = if s.is_monotonic {
+                            Kind::Counter
+                        } else {
+                            Kind::Gauge
+                        };
+                        let delta =
+                            s.aggregation_temporality == AggregationTemporality::Delta as i32;
+                        let fam = self.family(&mut fams, m, kind);
+                        for p in &s.data_points {
+                            let key = labels_of(&p.attributes);
+                            let v = number(p);
+                            let entry = fam.series.entry(key).or_insert(Series {
+                                value: Value::Number(0.0),
+                                updated: now,
+                            });
+                            let old = match entry.value {
+                                Value::Number(o) => o,
+                                _ => 0.0,
+                            };
+                            entry.value = Value::Number(if delta { old + v } else { v });
+                            entry.updated = now;
+                        }
+                    }
+                    Some(metric::Data::Histogram(h)) => {
+                        let delta =
+                            h.aggregation_temporality == AggregationTemporality::Delta as i32;
+                        let fam = self.family(&mut fams, m, Kind::Histogram);
+                        for p in &h.data_points {
+                            let key = labels_of(&p.attributes);
+                            let mut exemplars: Vec<Option<Exemplar>> =
+                                vec![None; p.explicit_bounds.len() + 1];
+                            for e in &p.exemplars {
+                                let v = match e.value {
+                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(d)) => d,
+                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsInt(i)) => i as f64,
+                                    None => continue,
+                                };
+                                let idx = p
+                                    .explicit_bounds
+                                    .iter()
+                                    .position(|b| v <= *b)
+                                    .unwrap_or(p.explicit_bounds.len());
+                                exemplars[idx] = Some(Exemplar {
+                                    trace_id: hex(&e.trace_id),
+                                    span_id: hex(&e.span_id),
+                                    value: v,
+                                });
+                            }
+                            let mut new = Value::Histogram {
+                                bounds: p.explicit_bounds.clone(),
+                                counts: p.bucket_counts.clone(),
+                                sum: p.sum.unwrap_or(0.0),
+                                count: p.count,
+                                exemplars,
+                            };
+                            if delta
+                                && let Some(Series {
+                                    value:
+                                        Value::Histogram {
+                                            bounds,
+                                            counts,
+                                            sum,
+                                            count,
+                                            exemplars: old_ex,
+                                        },
+                                    ..
+                                }) = fam.series.get(&key)
+                                && *bounds == p.explicit_bounds
+                                && let Value::Histogram {
+                                    counts: nc,
+                                    sum: ns,
+                                    count: ncount,
+                                    exemplars: nex,
+                                    ..
+                                } = &mut new
+                            {
+                                for (a, b) in nc.iter_mut().zip(counts) {
+                                    *a += b;
+                                }
+                                *ns += sum;
+                                *ncount += count;
+                                for (a, b) in nex.iter_mut().zip(old_ex) {
+                                    if a.is_none() {
+                                        a.clone_from(b);
+                                    }
+                                }
+                            }
+                            fam.series.insert(
+                                key,
+                                Series {
+                                    value: new,
+                                    updated: now,
+                                },
+                            );
+                        }
+                    }
+                    Some(metric::Data::Summary(s)) => {
+                        let fam = self.family(&mut fams, m, Kind::Summary);
+                        for p in &s.data_points {
+                            fam.series.insert(
+                                labels_of(&p.attributes),
+                                Series {
+                                    value: Value::Summary {
+                                        quantiles: p
+                                            .quantile_values
+                                            .iter()
+                                            .map(|q| (q.quantile, q.value))
+                                            .collect(),
+                                        sum: p.sum,
+                                        count: p.count,
+                                    },
+                                    updated: now,
+                                },
+                            );
+                        }
+                    }
+                    Some(metric::Data::ExponentialHistogram(_)) | None => {
+                        tracing::debug!(metric = %m.name, "prometheus: exponential histograms are not exposed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn family<'f>(
+        &self,
+        fams: &'f mut BTreeMap<String, Family>,
+        m: &opentelemetry_proto::tonic::metrics::v1::Metric,
+        kind: Kind,
+    ) -> &'f mut Family {
+        let name = self.family_name(&m.name, &m.unit, kind);
+        let fam = fams.entry(name).or_insert_with(|| Family {
+            kind,
+            help: m.description.clone(),
+            series: BTreeMap::new(),
+        });
+        if fam.kind != kind {
+            // A metric changed type: start over rather than mixing shapes.
+            fam.kind = kind;
+            fam.series.clear();
+        }
+        fam
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let open = self.cfg.enable_open_metrics;
+        let expiry = self.cfg.metric_expiration;
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut out = String::new();
+        for fam in fams.values_mut() {
+            fam.series
+                .retain(|_, s| now.duration_since(s.updated) < expiry);
+        }
+        fams.retain(|_, f| !f.series.is_empty());
+        for (name, fam) in fams.iter() {
+            let ty = match fam.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+                Kind::Summary => "summary",
+            };
+            // OpenMetrics names the counter family without `_total`.
+            let fam_name = if open && fam.kind == Kind::Counter {
+                name.trim_end_matches("_total")
+            } else {
+                name
+            };
+            if !fam.help.is_empty() {
+                let _ = writeln!(out, "# HELP {fam_name} {}", fam.help.replace('\n', " "));
+            }
+            let _ = writeln!(out, "# TYPE {fam_name} {ty}");
+            for (labels, s) in &fam.series {
+                let with = |extra: &str| -> String {
+                    match (labels.is_empty(), extra.is_empty()) {
+                        (true, true) => String::new(),
+                        (true, false) => format!("{{{extra}}}"),
+                        (false, true) => format!("{{{labels}}}"),
+                        (false, false) => format!("{{{labels},{extra}}}"),
+                    }
+                };
+                match &s.value {
+                    Value::Number(v) => {
+                        let _ = writeln!(out, "{name}{} {}", with(""), fmt_f64(*v));
+                    }
+                    Value::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                        count,
+                        exemplars,
+                    } => {
+                        let mut cum = 0u64;
+                        for (i, b) in bounds.iter().enumerate() {
+                            cum += counts.get(i).copied().unwrap_or(0);
+                            let _ = write!(
+                                out,
+                                "{name}_bucket{} {cum}",
+                                with(&format!("le=\"{}\"", fmt_f64(*b)))
+                            );
+                            if open && let Some(Some(e)) = exemplars.get(i) {
+                                let _ = write!(
+                                    out,
+                                    " # {{trace_id=\"{}\",span_id=\"{}\"}} {}",
+                                    e.trace_id,
+                                    e.span_id,
+                                    fmt_f64(e.value)
+                                );
+                            }
+                            out.push('\n');
+                        }
+                        let _ = write!(out, "{name}_bucket{} {count}", with("le=\"+Inf\""));
+                        if open && let Some(Some(e)) = exemplars.get(bounds.len()) {
+                            let _ = write!(
+                                out,
+                                " # {{trace_id=\"{}\",span_id=\"{}\"}} {}",
+                                e.trace_id,
+                                e.span_id,
+                                fmt_f64(e.value)
+                            );
+                        }
+                        out.push('\n');
+                        let _ = writeln!(out, "{name}_sum{} {}", with(""), fmt_f64(*sum));
+                        let _ = writeln!(out, "{name}_count{} {count}", with(""));
+                    }
+                    Value::Summary {
+                        quantiles,
+                        sum,
+                        count,
+                    } => {
+                        for (q, v) in quantiles {
+                            let _ = writeln!(
+                                out,
+                                "{name}{} {}",
+                                with(&format!("quantile=\"{q}\"")),
+                                fmt_f64(*v)
+                            );
+                        }
+                        let _ = writeln!(out, "{name}_sum{} {}", with(""), fmt_f64(*sum));
+                        let _ = writeln!(out, "{name}_count{} {count}", with(""));
+                    }
+                }
+            }
+        }
+        if open {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
+    /// `GET /metrics`.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        let me = self.clone();
+        axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let me = me.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, me.content_type())],
+                        me.render(),
+                    )
+                }
+            }),
+        )
+    }
+}
+
+fn number(p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    }
+}
+
+/// The consumer side: the exporter in a metrics pipeline.
+pub struct PrometheusConsumer(pub Arc<PrometheusExporter>);
+
+#[async_trait::async_trait]
+impl Consumer<ResourceMetrics> for PrometheusConsumer {
+    async fn consume(&self, batch: Vec<ResourceMetrics>) -> Result<(), ConsumeError> {
+        for rm in &batch {
+            self.0.ingest(rm);
+        }
+        Ok(())
+    }
+}

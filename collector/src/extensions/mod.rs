@@ -1,0 +1,3 @@
+//! Extensions: components outside the pipelines (health_check).
+
+pub mod health_check;

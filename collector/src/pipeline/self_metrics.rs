@@ -1,0 +1,120 @@
+//! The collector's own metrics: received / refused / dropped / sent items per component and
+//! exporter queue sizes, rendered in the Prometheus text format for `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::ComponentCounters;
+use crate::exporters::otlp::QueueGauge;
+
+#[derive(Debug, Clone)]
+pub struct ComponentLabels {
+    /// receiver, processor, exporter, connector
+    pub kind: &'static str,
+    pub id: String,
+    pub signal: &'static str,
+    pub pipeline: String,
+}
+
+#[derive(Default)]
+pub struct SelfMetrics {
+    components: Mutex<Vec<(ComponentLabels, Arc<ComponentCounters>)>>,
+    queues: Mutex<Vec<(ComponentLabels, Arc<QueueGauge>)>>,
+}
+
+impl SelfMetrics {
+    pub fn register(&self, labels: ComponentLabels) -> Arc<ComponentCounters> {
+        let c = Arc::new(ComponentCounters::default());
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((labels, c.clone()));
+        c
+    }
+
+    pub fn register_queue(&self, labels: ComponentLabels, q: Arc<QueueGauge>) {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((labels, q));
+    }
+
+    /// Counters of the first component with this id and signal (tests, lab).
+    pub fn counters(&self, id: &str, signal: &str) -> Option<Arc<ComponentCounters>> {
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(l, _)| l.id == id && l.signal == signal)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub fn render(&self) -> String {
+        let comps = self.components.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        let series: [(&str, &str, fn(&ComponentCounters) -> u64); 4] = [
+            (
+                "received",
+                "Items (spans, data points, log records) that entered the component",
+                |c| c.received.load(Ordering::Relaxed),
+            ),
+            ("sent", "Items the component passed on or exported", |c| {
+                c.sent.load(Ordering::Relaxed)
+            }),
+            (
+                "refused",
+                "Items refused to the caller (back-pressure or error); the sender may retry",
+                |c| c.refused.load(Ordering::Relaxed),
+            ),
+            (
+                "dropped",
+                "Items the component discarded (sampling, failed export after retries)",
+                |c| c.dropped.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, get) in series {
+            let metric = format!("tracelab_collector_component_{name}_items_total");
+            let _ = writeln!(out, "# HELP {metric} {help}");
+            let _ = writeln!(out, "# TYPE {metric} counter");
+            for (l, c) in comps.iter() {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{kind=\"{}\",component=\"{}\",signal=\"{}\",pipeline=\"{}\"}} {}",
+                    l.kind,
+                    l.id,
+                    l.signal,
+                    l.pipeline,
+                    get(c)
+                );
+            }
+        }
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, cap) in [
+            (
+                "tracelab_collector_exporter_queue_size",
+                "Batches waiting in the exporter's sending queue",
+                false,
+            ),
+            (
+                "tracelab_collector_exporter_queue_capacity",
+                "Capacity of the exporter's sending queue in batches",
+                true,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (l, q) in queues.iter() {
+                let v = if cap { &q.capacity } else { &q.size };
+                let _ = writeln!(
+                    out,
+                    "{name}{{component=\"{}\",signal=\"{}\"}} {}",
+                    l.id,
+                    l.signal,
+                    v.load(Ordering::Relaxed)
+                );
+            }
+        }
+        out
+    }
+}
