@@ -13,6 +13,7 @@ pub mod extensions;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod sampling;
 
 pub use app::{Collector, StartError, StartOptions};
 pub use config::{LoadedConfig, load_file, load_str};

@@ -4,3 +4,4 @@ pub mod attributes;
 pub mod batch;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
+pub mod tail_sampling;
