@@ -83,17 +83,21 @@ async fn run(cfg: collector::LoadedConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The collector's own logs; its own OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-/// explicitly (otherwise it would default to localhost:4317 — itself — and loop).
-fn init_telemetry() -> Option<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .try_init();
-    None
+/// The collector's own telemetry through the lead's kit: JSON logs always; its own OTLP export
+/// only when OTEL_EXPORTER_OTLP_ENDPOINT is set explicitly (the default endpoint would be
+/// localhost:4317 — the collector itself — and every export would produce more telemetry).
+fn init_telemetry() -> Option<telemetry::TelemetryGuard> {
+    let mut tc = telemetry::TelemetryConfig::from_env("tracelab-collector");
+    if tc.endpoint.is_none() {
+        tc.sdk_disabled = true;
+    }
+    match telemetry::init_with(tc) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("telemetry init failed: {e}");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -252,6 +252,7 @@ pub fn load_str_with_env(
         file: name.to_string(),
         doc: &doc,
         issues: Vec::new(),
+        broken: HashSet::new(),
     };
     let cfg = l.load();
     if l.issues.is_empty() {
@@ -266,6 +267,9 @@ struct Loader<'d> {
     file: String,
     doc: &'d yaml::Document,
     issues: Vec<ConfigIssue>,
+    /// Component ids that are present but failed to parse: already reported, so pipelines
+    /// referencing them get no second error.
+    broken: HashSet<String>,
 }
 
 /// Deserializes `value` into `T`; the error carries the key path inside `value`.
@@ -574,6 +578,9 @@ impl Loader<'_> {
     }
 
     fn component_ref(&mut self, path: &str, s: &str) -> Option<ComponentId> {
+        if self.broken.contains(s) {
+            return None;
+        }
         match ComponentId::parse(s) {
             Ok(id) => Some(id),
             Err(e) => {
@@ -613,7 +620,11 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            match parse(&id.ty, value.clone()) {
+            let parsed = parse(&id.ty, value.clone());
+            if parsed.is_err() {
+                self.broken.insert(key.clone());
+            }
+            match parsed {
                 Ok(c) => {
                     out.insert(id, c);
                 }

@@ -14,6 +14,7 @@ use crate::processors::attributes::AttributesConfig;
 use crate::processors::batch::BatchConfig;
 use crate::processors::memory_limiter::MemoryLimiterConfig;
 use crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig;
+use crate::processors::tail_sampling::TailSamplingConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
 
 /// Why one component's settings did not parse.
@@ -47,11 +48,15 @@ pub enum ProcessorConfig {
     MemoryLimiter(MemoryLimiterConfig),
     Attributes(AttributesConfig),
     ProbabilisticSampler(ProbabilisticSamplerConfig),
+    TailSampling(TailSamplingConfig),
 }
 
 impl ProcessorConfig {
-    pub fn supports(&self, _signal: SignalKind) -> bool {
-        true
+    pub fn supports(&self, signal: SignalKind) -> bool {
+        match self {
+            Self::TailSampling(_) => signal == SignalKind::Traces,
+            _ => true,
+        }
     }
 }
 
@@ -68,9 +73,12 @@ pub(crate) fn parse_processor(ty: &str, v: Value) -> Result<ProcessorConfig, Par
             v,
             ProbabilisticSamplerConfig::validate,
         )?),
+        "tail_sampling" => {
+            ProcessorConfig::TailSampling(parse_component(v, TailSamplingConfig::validate)?)
+        }
         _ => {
             return Err(ParseError::UnknownType(
-                "attributes, batch, memory_limiter, probabilistic_sampler",
+                "attributes, batch, memory_limiter, probabilistic_sampler, tail_sampling",
             ));
         }
     })

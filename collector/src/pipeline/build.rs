@@ -31,7 +31,9 @@ use crate::processors::attributes::AttributesProcessor;
 use crate::processors::batch::BatchProcessor;
 use crate::processors::memory_limiter::{MemoryGauge, MemoryLimiter, MemoryProbe};
 use crate::processors::probabilistic_sampler::ProbabilisticSampler;
+use crate::processors::tail_sampling::TailSamplingProcessor;
 use crate::receivers::otlp::SignalConsumers;
+use crate::sampling::{DEFAULT_RECENT_CAPACITY, SamplingStats};
 
 /// Something the collector stops at shutdown, in order.
 #[async_trait::async_trait]
@@ -73,6 +75,8 @@ pub struct Graph {
     /// Prometheus exporters whose HTTP servers the collector starts.
     pub prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
     pub self_metrics: Arc<SelfMetrics>,
+    /// Shared by the tail sampler(s), the trace store and the query API.
+    pub sampling: Arc<SamplingStats>,
 }
 
 /// Type-erased storage keyed by (component, signal): holds `Arc<dyn Consumer<T>>` or
@@ -92,6 +96,7 @@ struct Builder<'c> {
     pipeline_stops: Vec<Vec<Box<dyn Stop>>>,
     stop_last: Vec<Box<dyn Stop>>,
     prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
+    sampling: Arc<SamplingStats>,
 }
 
 fn cast<A: ?Sized + 'static, B: ?Sized + 'static>(a: Arc<A>) -> Option<Arc<B>> {
@@ -292,6 +297,13 @@ impl Builder<'_> {
             ProcessorConfig::ProbabilisticSampler(p) => {
                 Arc::new(ProbabilisticSampler::new(p.clone(), next, counters.clone()))
             }
+            ProcessorConfig::TailSampling(t) => {
+                let next = same::<T, ResourceSpans>(next, "tail_sampling")?;
+                let p = TailSamplingProcessor::new(t.clone(), next, self.sampling.clone())
+                    .map_err(|e| format!("processors.{id}.{e}"))?;
+                let p: Arc<dyn Consumer<ResourceSpans>> = Arc::new(p);
+                same::<ResourceSpans, T>(p, "tail_sampling")?
+            }
         };
         Ok(Arc::new(Instrumented {
             inner,
@@ -365,6 +377,7 @@ pub fn build(cfg: &LoadedConfig, opts: BuildOptions) -> Result<Graph, String> {
         pipeline_stops: Vec::new(),
         stop_last: Vec::new(),
         prometheus: Vec::new(),
+        sampling: Arc::new(SamplingStats::new(DEFAULT_RECENT_CAPACITY)),
     };
     for i in order {
         match cfg.pipelines[i].signal {
@@ -395,5 +408,6 @@ pub fn build(cfg: &LoadedConfig, opts: BuildOptions) -> Result<Graph, String> {
         stop_last: b.stop_last,
         prometheus: b.prometheus,
         self_metrics: b.metrics,
+        sampling: b.sampling,
     })
 }

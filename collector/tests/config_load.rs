@@ -1,0 +1,276 @@
+//! Config loading: the seeds' configs load unchanged; bad configs name file, line, key path
+//! and what is expected.
+
+use collector::config::{ConfigError, load_file, load_str, load_str_with_env};
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/seed-configs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn every_seed_config_loads_unchanged() {
+    for name in [
+        "000-tail-sampling.yaml",
+        "002-memory-limiter.yaml",
+        "002-tail-sampling-fragment.yaml",
+        "003-reference.yaml",
+        "003-tail-sampling-fragment.yaml",
+    ] {
+        let cfg = load_file(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!cfg.pipelines.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn seed_000_has_the_expected_pipelines() {
+    let cfg = load_file(fixture("000-tail-sampling.yaml")).unwrap();
+    let ids: Vec<_> = cfg.pipelines.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["metrics", "traces"]);
+    let traces = cfg.pipelines.iter().find(|p| p.id == "traces").unwrap();
+    let procs: Vec<String> = traces.processors.iter().map(|p| p.to_string()).collect();
+    assert_eq!(procs, ["batch", "tail_sampling"]);
+    assert_eq!(traces.exporters[0].to_string(), "otlp/tempo");
+}
+
+#[test]
+fn shipped_configs_load() {
+    for name in ["default.yaml", "tail-sampling.yaml"] {
+        let path = format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"));
+        load_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+fn err(yaml: &str) -> ConfigError {
+    load_str(yaml, "bad.yaml").expect_err("config should be rejected")
+}
+
+const BASE_TAIL: &str = "receivers:
+  otlp:
+    protocols:
+      grpc:
+processors:
+  tail_sampling:
+    policies:
+      - name: errors
+        type: status_code
+        status_code: { status_codes: [ERROR] }
+      - name: slow
+        type: latency
+        latency: { threshold_ms: fast }
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [debug]
+";
+
+#[test]
+fn bad_value_names_file_line_and_key_path() {
+    let e = err(BASE_TAIL);
+    assert_eq!(e.issues.len(), 1, "{e}");
+    let i = &e.issues[0];
+    assert_eq!(i.file, "bad.yaml");
+    assert_eq!(
+        i.path,
+        "processors.tail_sampling.policies[1].latency.threshold_ms"
+    );
+    assert_eq!(i.line, 13, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("bad.yaml:13:"), "{text}");
+    assert!(text.contains("fast"), "says what was found: {text}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_path_and_the_expected_keys() {
+    let e = err("receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+        max_recv_msg_size: 4
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug]}
+");
+    let i = &e.issues[0];
+    assert_eq!(i.path, "receivers.otlp.protocols.grpc.max_recv_msg_size");
+    assert_eq!(i.line, 6);
+    assert!(i.message.contains("unknown field"), "{}", i.message);
+    assert!(
+        i.message.contains("max_recv_msg_size_mib"),
+        "lists expected keys: {}",
+        i.message
+    );
+}
+
+#[test]
+fn unknown_component_type_lists_the_known_ones() {
+    let e = err("receivers:
+  otlp:
+    protocols: {http: }
+exporters:
+  kafka:
+    brokers: [localhost:9092]
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [kafka]}
+");
+    let i = &e.issues[0];
+    assert_eq!(i.path, "exporters.kafka");
+    assert_eq!(i.line, 5);
+    assert!(
+        i.message.contains("unknown exporter type `kafka`"),
+        "{}",
+        i.message
+    );
+    assert!(i.message.contains("otlphttp"), "{}", i.message);
+}
+
+#[test]
+fn pipeline_referencing_an_undefined_component_is_an_error() {
+    let e = err("receivers:
+  otlp:
+    protocols: {grpc: }
+processors:
+  batch:
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch, memory_limiter]
+      exporters: [debug, otlp/tempo]
+");
+    let paths: Vec<_> = e.issues.iter().map(|i| (i.path.as_str(), i.line)).collect();
+    assert_eq!(
+        paths,
+        [
+            ("service.pipelines.traces.processors[1]", 12),
+            ("service.pipelines.traces.exporters[1]", 13)
+        ],
+        "{e}"
+    );
+    assert!(
+        e.issues[0]
+            .message
+            .contains("`memory_limiter` is not defined")
+    );
+}
+
+#[test]
+fn component_validation_reports_the_field() {
+    let e = err("receivers:
+  otlp:
+    protocols: {grpc: }
+processors:
+  batch:
+    send_batch_size: 100
+    send_batch_max_size: 10
+  memory_limiter:
+    check_interval: 1s
+exporters:
+  debug:
+    verbosity: loud
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch, memory_limiter], exporters: [debug]}
+");
+    let got: Vec<_> = e.issues.iter().map(|i| i.path.as_str()).collect();
+    assert!(got.contains(&"processors.batch.send_batch_max_size"), "{e}");
+    assert!(got.contains(&"processors.memory_limiter.limit_mib"), "{e}");
+    assert!(got.contains(&"exporters.debug.verbosity"), "{e}");
+    let v = e
+        .issues
+        .iter()
+        .find(|i| i.path == "exporters.debug.verbosity")
+        .unwrap();
+    assert!(
+        v.message.contains("basic"),
+        "names the expected values: {}",
+        v.message
+    );
+}
+
+#[test]
+fn prometheus_exporter_only_in_metrics_pipelines() {
+    let e = err("receivers:
+  otlp:
+    protocols: {grpc: }
+exporters:
+  prometheus:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [prometheus]}
+");
+    assert_eq!(e.issues[0].path, "service.pipelines.traces.exporters[0]");
+    assert!(e.issues[0].message.contains("does not support traces"));
+}
+
+#[test]
+fn env_substitution_and_missing_variables() {
+    let yaml = "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: ${env:HTTP_EP}
+        max_request_body_size: ${env:MAX_BODY:-1024}
+exporters:
+  file:
+    path: ${env:OUT}
+service:
+  pipelines:
+    logs: {receivers: [otlp], exporters: [file]}
+";
+    let env = |k: &str| match k {
+        "HTTP_EP" => Some("127.0.0.1:0".to_string()),
+        "OUT" => Some("/tmp/x.jsonl".to_string()),
+        _ => None,
+    };
+    let cfg = load_str_with_env(yaml, "env.yaml", &env).unwrap();
+    let collector::config::ReceiverConfig::Otlp(o) = cfg.receivers.values().next().unwrap();
+    let http = o.protocols.http.as_ref().unwrap();
+    assert_eq!(http.endpoint, "127.0.0.1:0");
+    assert_eq!(http.max_request_body_size, 1024);
+
+    let e = load_str_with_env(yaml, "env.yaml", &|_| None).unwrap_err();
+    assert_eq!(e.issues[0].path, "receivers.otlp.protocols.http.endpoint");
+    assert_eq!(e.issues[0].line, 5);
+    assert!(e.issues[0].message.contains("HTTP_EP"));
+}
+
+#[test]
+fn connectors_must_be_used_on_both_sides() {
+    let e = err("receivers:
+  otlp:
+    protocols: {grpc: }
+connectors:
+  spanmetrics:
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [spanmetrics]}
+");
+    assert_eq!(e.issues[0].path, "connectors.spanmetrics");
+    assert!(
+        e.issues[0]
+            .message
+            .contains("no pipeline uses it as a receiver")
+    );
+}
+
+#[test]
+fn invalid_yaml_is_reported_with_its_line() {
+    let e = err("receivers:\n  otlp: [\n");
+    assert!(e.issues[0].message.contains("invalid YAML"), "{e}");
+    assert!(e.issues[0].line >= 2);
+}
