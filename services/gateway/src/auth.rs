@@ -43,7 +43,11 @@ impl Authenticator {
             Ok(caller) => {
                 span.record(
                     "auth.method",
-                    if caller.anonymous { "anonymous" } else { "bearer" },
+                    if caller.anonymous {
+                        "anonymous"
+                    } else {
+                        "bearer"
+                    },
                 );
                 span.record("user.id", caller.user_id.as_str());
             }
@@ -67,7 +71,9 @@ impl Authenticator {
             .ok()
             .and_then(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
             })
             .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()))
             .ok_or(ApiError::Unauthorized(
@@ -116,7 +122,9 @@ mod tests {
             "alice"
         );
         assert_eq!(
-            a.authenticate(&with_auth("bearer   good ")).unwrap().user_id,
+            a.authenticate(&with_auth("bearer   good "))
+                .unwrap()
+                .user_id,
             "alice"
         );
     }
@@ -124,9 +132,18 @@ mod tests {
     #[test]
     fn rejects_malformed_and_unknown() {
         let a = auth();
-        for bad in ["Bearer nope", "Basic Zm9vOmJhcg==", "Bearer", "good", "Bearer a b"] {
+        for bad in [
+            "Bearer nope",
+            "Basic Zm9vOmJhcg==",
+            "Bearer",
+            "good",
+            "Bearer a b",
+        ] {
             assert!(
-                matches!(a.authenticate(&with_auth(bad)), Err(ApiError::Unauthorized(_))),
+                matches!(
+                    a.authenticate(&with_auth(bad)),
+                    Err(ApiError::Unauthorized(_))
+                ),
                 "{bad}"
             );
         }

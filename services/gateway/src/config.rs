@@ -32,7 +32,11 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
     /// Base URL of order-service.
-    #[arg(long, env = "ORDER_SERVICE_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "ORDER_SERVICE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub order_service_url: String,
     /// Timeout of each call to order-service, in ms (provider.slow needs ~4.2 s).
     #[arg(long, env = "DOWNSTREAM_TIMEOUT_MS", default_value_t = 15_000)]

@@ -53,8 +53,8 @@ impl OrderService {
                 ApiError::Upstream(e.to_string())
             }
         })?;
-        let status = StatusCode::from_u16(response.status().as_u16())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let bytes = response.bytes().await.map_err(|e| {
             if e.is_timeout() {
                 self.timeout_error()

@@ -105,7 +105,11 @@ impl ScenarioFlags {
 /// header (replacing any `tracelab.scenario` a client sent: the gateway is the edge and owns that key),
 /// so the SERVER span's context already carries it and every span and outgoing call beneath inherits it.
 /// An invalid `X-Tracelab-Scenario` is left for the handler, which answers 400 inside a traced request.
-pub async fn apply_scenario(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn apply_scenario(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path().starts_with("/orders") {
         let forced = request
             .headers()

@@ -1,8 +1,8 @@
 //! api-gateway binary: config from the environment, telemetry, then the application until Ctrl-C or
 //! SIGTERM.
 
-use clap::Parser;
 use api_gateway::{Application, Config};
+use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -43,11 +43,13 @@ impl Application {
             auth: Authenticator::new(config.tokens()?, config.anonymous_user.clone()),
             orders: OrderService::new(&config.order_service_url, config.downstream_timeout()),
         }));
-        let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(config.max_body_bytes));
+        let router =
+            routes::router(state.clone()).layer(DefaultBodyLimit::max(config.max_body_bytes));
         // The scenario middleware wraps the telemetry layer, so the SERVER span already sees the
         // decision in its (extracted) baggage.
-        let router = telemetry::http::instrument_router(router)
-            .layer(axum::middleware::from_fn_with_state(state, flags::apply_scenario));
+        let router = telemetry::http::instrument_router(router).layer(
+            axum::middleware::from_fn_with_state(state, flags::apply_scenario),
+        );
         let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port)).await?;
         tracing::info!(addr = %listener.local_addr()?, "api-gateway listening");
         Ok(Self { listener, router })

@@ -59,7 +59,10 @@ impl Downstream {
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
         let status = response.status();
         if status.is_success() {
-            let value = response.json::<T>().await.map_err(|e| self.reqwest_error(&e))?;
+            let value = response
+                .json::<T>()
+                .await
+                .map_err(|e| self.reqwest_error(&e))?;
             return Ok(Reply::Ok(value));
         }
         let text = response.text().await.map_err(|e| self.reqwest_error(&e))?;

@@ -41,7 +41,11 @@ pub struct Config {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
     /// Base URL of payment-service.
-    #[arg(long, env = "PAYMENT_SERVICE_URL", default_value = "http://127.0.0.1:8082")]
+    #[arg(
+        long,
+        env = "PAYMENT_SERVICE_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
     pub payment_service_url: String,
     /// Base URL of inventory-service.
     #[arg(

@@ -41,7 +41,11 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(repo: Repository, notify: Arc<Notify>, config: &RelayConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        repo: Repository,
+        notify: Arc<Notify>,
+        config: &RelayConfig,
+    ) -> anyhow::Result<Self> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("client.id", "order-service-outbox")
@@ -133,7 +137,9 @@ impl Relay {
             }
         }
         match first_error {
-            Some(err) => Err(err.context(format!("{published}/{} outbox rows published", rows.len()))),
+            Some(err) => {
+                Err(err.context(format!("{published}/{} outbox rows published", rows.len())))
+            }
             None => Ok(published),
         }
     }

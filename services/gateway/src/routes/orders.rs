@@ -1,11 +1,11 @@
 //! `POST /orders` and `GET /orders/{id}`: check the scenario header, authenticate, validate, forward
 //! to order-service and relay its answer (201 + order, or its 402/409/422/504 error).
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 use contracts::orders::CreateOrderRequest;
 use contracts::scenario::{self, Scenario};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -51,7 +51,12 @@ async fn create_order(
     request.validate().map_err(ApiError::Validation)?;
     state
         .orders
-        .forward(Method::POST, "/orders", Some(body.to_vec()), &caller.user_id)
+        .forward(
+            Method::POST,
+            "/orders",
+            Some(body.to_vec()),
+            &caller.user_id,
+        )
         .await
 }
 
@@ -62,7 +67,12 @@ async fn get_order(
 ) -> Result<Response, ApiError> {
     check_scenario(&headers)?;
     let caller = state.auth.authenticate(&headers)?;
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(ApiError::Validation("malformed order id".into()));
     }
     state

@@ -53,7 +53,8 @@ fn new_order_id() -> String {
 /// Runs one checkout inside a `process_order` span and records `order_creation_duration_seconds`.
 pub async fn place_order(state: &AppState, req: CreateOrderRequest) -> Result<Order, ApiError> {
     let order_id = new_order_id();
-    let scenario = Scenario::from_baggage(telemetry::baggage::get(scenario::BAGGAGE_KEY).as_deref());
+    let scenario =
+        Scenario::from_baggage(telemetry::baggage::get(scenario::BAGGAGE_KEY).as_deref());
     let started = Instant::now();
     let span = tracing::info_span!(
         "process_order",

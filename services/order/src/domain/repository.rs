@@ -41,8 +41,7 @@ pub struct Repository {
 }
 
 const SELECT_ORDER: &str = "SELECT id, status, total_cents, charge_id, reservation_id, created_at_ms FROM orders WHERE id = $1";
-const SELECT_ITEMS: &str =
-    "SELECT sku, qty FROM order_items WHERE order_id = $1 ORDER BY line_no";
+const SELECT_ITEMS: &str = "SELECT sku, qty FROM order_items WHERE order_id = $1 ORDER BY line_no";
 const INSERT_ORDER: &str = "INSERT INTO orders (id, status, total_cents, currency, payment_method, charge_id, reservation_id, scenario, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7)";
 const INSERT_ITEM: &str = "INSERT INTO order_items (order_id, line_no, sku, qty, unit_price_cents) VALUES ($1, $2, $3, $4, $5)";
 const UPDATE_CHARGE: &str = "UPDATE orders SET charge_id = $1, updated_at_ms = $2 WHERE id = $3";
@@ -52,7 +51,8 @@ const CONFIRM_ORDER: &str =
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, aggregate_id, topic, message_key, event_type, payload, trace_context, created_at_ms, sent_at_ms, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL)";
 const SELECT_PENDING: &str = "SELECT id, aggregate_id, topic, message_key, event_type, payload, trace_context, created_at_ms, attempts FROM outbox WHERE sent_at_ms IS NULL ORDER BY created_at_ms, id LIMIT $1";
 const MARK_SENT: &str = "UPDATE outbox SET sent_at_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2 AND sent_at_ms IS NULL";
-const MARK_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2";
+const MARK_FAILED: &str =
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2";
 const COUNT_PENDING: &str =
     "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM outbox WHERE sent_at_ms IS NULL";
 
@@ -125,7 +125,12 @@ impl Repository {
         tx.commit().await
     }
 
-    pub async fn set_charge(&self, id: &str, charge_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn set_charge(
+        &self,
+        id: &str,
+        charge_id: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(UPDATE_CHARGE)
             .bind(charge_id)
             .bind(now_ms)

@@ -1,0 +1,407 @@
+//! Test harness for order-service: the real order-service and payment-service apps on port 0 (SQLite
+//! in memory, or throw-away PostgreSQL databases), an inventory-service, librdkafka's MockCluster,
+//! and span helpers over the in-memory exporter.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use telemetry::testing::TestTelemetry;
+use tokio::sync::oneshot;
+
+pub const LAPTOP_PRICE: i64 = 129_900;
+
+/// A running service; stops when dropped (its shutdown sender goes away).
+pub struct Running {
+    pub base: String,
+    pub port: u16,
+    _shutdown: oneshot::Sender<()>,
+}
+
+fn spawn_server<F>(port: u16, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(run(rx));
+    Running {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        _shutdown: tx,
+    }
+}
+
+pub fn memory_url(service: &str) -> String {
+    format!(
+        "sqlite:file:{service}_{}?mode=memory&cache=shared",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub async fn payment(database_url: &str) -> Running {
+    let app =
+        payment_service::Application::build(payment_service::Config::for_tests(database_url, None))
+            .await
+            .expect("build payment-service");
+    let port = app.port();
+    spawn_server(port, |rx| {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+    })
+}
+
+/// Stand-in for inventory-service until its crate lands: same API (201 / 409 out_of_stock), spans
+/// from the telemetry kit.
+pub async fn inventory(_database_url: &str, _kafka: Option<&str>) -> Running {
+    use axum::routing::post;
+    use contracts::error::ErrorBody;
+    use contracts::inventory::{ReservationRequest, ReservationResponse};
+    async fn reserve(axum::Json(req): axum::Json<ReservationRequest>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let scenario = telemetry::baggage::get(contracts::scenario::BAGGAGE_KEY);
+        if scenario.as_deref() == Some("inventory.out_of_stock") {
+            return (
+                axum::http::StatusCode::CONFLICT,
+                axum::Json(ErrorBody::new("out_of_stock", "LAPTOP-1: 0 left")),
+            )
+                .into_response();
+        }
+        (
+            axum::http::StatusCode::CREATED,
+            axum::Json(ReservationResponse {
+                reservation_id: format!("res_{}", req.order_id),
+                order_id: req.order_id,
+                status: "reserved".into(),
+            }),
+        )
+            .into_response()
+    }
+    let router = telemetry::http::instrument_router(
+        axum::Router::new().route("/reservations", post(reserve)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    spawn_server(port, |rx| async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+pub struct OrderApp {
+    pub running: Running,
+    pub pool: AnyPool,
+}
+
+pub async fn order(config: order_service::Config) -> OrderApp {
+    let app = order_service::Application::build(config)
+        .await
+        .expect("build order-service");
+    let port = app.port();
+    let pool = app.pool();
+    let running = spawn_server(port, |rx| {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+    });
+    OrderApp { running, pool }
+}
+
+/// order-service + payment-service + inventory-service on SQLite, wired together.
+pub struct Stack {
+    pub telemetry: TestTelemetry,
+    pub order: OrderApp,
+    pub payment: Running,
+    pub inventory: Running,
+    pub client: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn sqlite(kafka: Option<&str>) -> Self {
+        Self::with(&memory_url("order"), kafka, |_| {}).await
+    }
+
+    pub async fn with(
+        order_db: &str,
+        kafka: Option<&str>,
+        tweak: impl FnOnce(&mut order_service::Config),
+    ) -> Self {
+        let telemetry = telemetry::testing::init();
+        let payment = payment(&memory_url("payment")).await;
+        let inventory = inventory(&memory_url("inventory"), kafka).await;
+        let mut config = order_service::Config::for_tests(order_db, kafka);
+        config.payment_service_url = payment.base.clone();
+        config.inventory_service_url = inventory.base.clone();
+        tweak(&mut config);
+        let order = order(config).await;
+        Self {
+            telemetry,
+            order,
+            payment,
+            inventory,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.order.running.base)
+    }
+
+    /// POSTs an order, optionally forcing a scenario through the W3C baggage header (what the gateway
+    /// sends).
+    pub async fn place(
+        &self,
+        body: &serde_json::Value,
+        scenario: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/orders")).json(body);
+        if let Some(s) = scenario {
+            req = req.header("baggage", format!("tracelab.scenario={s}"));
+        }
+        req.send().await.expect("POST /orders")
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        count(&self.order.pool, table).await
+    }
+
+    pub async fn trace(&self, trace_id: &str, names: &[&str]) -> Vec<SpanData> {
+        wait_for_names(&self.telemetry, trace_id, names).await
+    }
+}
+
+pub fn order_body(sku: &str, qty: i64, token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "items": [{"sku": sku, "qty": qty}],
+        "payment": {"method": "card", "token": token},
+    })
+}
+
+pub async fn count(pool: &AnyPool, table: &str) -> i64 {
+    let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .expect("count rows");
+    row.try_get::<i64, _>("n").unwrap()
+}
+
+/// Waits (bounded) until the trace holds every span named in `names`, and returns its spans.
+pub async fn wait_for_names(
+    telemetry: &TestTelemetry,
+    trace_id: &str,
+    names: &[&str],
+) -> Vec<SpanData> {
+    let telemetry = telemetry.clone();
+    let trace_id = trace_id.to_owned();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        telemetry.wait_for_spans(
+            &trace_id,
+            |spans| {
+                names
+                    .iter()
+                    .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+            },
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls an async condition every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn trace_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-trace-id")
+        .expect("x-trace-id header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    telemetry::testing::span_named(spans, name)
+}
+
+/// The only span named `name` whose parent is `parent`.
+pub fn child<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == name && is_child_of(s, parent))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one `{name}` under `{}`; children: {:?}",
+        parent.name,
+        children(spans, parent)
+            .iter()
+            .map(|s| s.name.as_ref())
+            .collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+pub fn children<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
+    spans.iter().filter(|s| is_child_of(s, parent)).collect()
+}
+
+pub fn attr(span: &SpanData, key: &str) -> Option<String> {
+    telemetry::testing::attribute(span, key)
+}
+
+pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
+    child.parent_span_id == parent.span_context.span_id()
+        && child.span_context.trace_id() == parent.span_context.trace_id()
+}
+
+pub fn is_root(span: &SpanData) -> bool {
+    span.parent_span_id == SpanId::INVALID
+}
+
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+pub fn kind(span: &SpanData) -> SpanKind {
+    span.span_kind.clone()
+}
+
+pub fn duration(span: &SpanData) -> Duration {
+    span.end_time
+        .duration_since(span.start_time)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// A TCP listener that accepts connections and never answers (for timeout tests).
+pub async fn silent_listener() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Bounded: a test opens a handful of connections; the task dies with the runtime.
+        while held.len() < 64 {
+            match listener.accept().await {
+                Ok((socket, _)) => held.push(socket),
+                Err(_) => break,
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    format!("http://{addr}")
+}
+
+/// Consumes `topic` from the beginning (manual assignment, no group) until `expected` messages arrived
+/// or nothing more came for `quiet` after that; returns (key, payload, headers) of each message.
+pub async fn consume_all(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    quiet: Duration,
+) -> Vec<(String, String, Vec<(String, String)>)> {
+    use rdkafka::message::Headers;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("test consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait = if out.len() >= expected {
+            quiet
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        if wait.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(msg)) => {
+                let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+                let payload =
+                    String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
+                let headers = msg
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((key, payload, headers));
+            }
+            Ok(Err(err)) => panic!("consuming {topic}: {err}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A fresh PostgreSQL database URL (`tracelab_test_<random>`), or `None` with a printed notice when no
+/// server listens on 127.0.0.1:5432.
+pub async fn postgres_database(test: &str) -> Option<String> {
+    let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        println!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432");
+        return None;
+    }
+    sqlx::any::install_default_drivers();
+    let url = format!("{PG_ADMIN}/tracelab_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::Any::create_database(&url)
+        .await
+        .expect("create the test database");
+    Some(url)
+}
+
+pub async fn drop_database(url: &str) {
+    if let Err(err) = sqlx::any::Any::force_drop_database(url).await {
+        println!("could not drop {url}: {err}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The transactional outbox over librdkafka's in-process MockCluster: the PRODUCER span continues the
+//! checkout's trace, and with the broker down orders are still accepted and every event is published
+//! exactly once when it comes back.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use contracts::events::{Envelope, OrderPlaced};
+use contracts::orders::Order;
+use opentelemetry::trace::SpanKind;
+use rdkafka::mocking::MockCluster;
+use sqlx::Row;
+
+fn header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn published_event_continues_the_checkout_trace() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let stack = Stack::sqlite(Some(&brokers)).await;
+
+    let resp = stack
+        .place(&order_body("LAPTOP-1", 2, "tok_test_123"), Some("checkout"))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let trace_id = trace_id(&resp);
+    let order: Order = resp.json().await.unwrap();
+
+    let spans = stack.trace(&trace_id, &["send orders"]).await;
+    let process = span(&spans, "process_order");
+    let producer = child(&spans, process, "send orders");
+    assert_eq!(kind(producer), SpanKind::Producer);
+    assert_eq!(attr(producer, "messaging.system").as_deref(), Some("kafka"));
+    assert_eq!(
+        attr(producer, "messaging.destination.name").as_deref(),
+        Some("orders")
+    );
+    assert!(!is_error(producer));
+
+    let messages = consume_all(&brokers, "orders", 1, Duration::from_millis(500)).await;
+    assert_eq!(messages.len(), 1);
+    let (key, payload, headers) = &messages[0];
+    assert_eq!(key, &order.id);
+    let event: Envelope<OrderPlaced> = serde_json::from_str(payload).unwrap();
+    assert_eq!(event.r#type, "order.placed");
+    assert_eq!(event.version, 1);
+    assert_eq!(event.data.order_id, order.id);
+    assert_eq!(event.data.total_cents, 2 * LAPTOP_PRICE);
+    assert_eq!(event.data.charge_id, order.charge_id);
+    let traceparent = header(headers, "traceparent").expect("traceparent header");
+    assert!(
+        traceparent.contains(&trace_id),
+        "the message carries the checkout's trace: {traceparent}"
+    );
+    assert!(
+        traceparent.contains(&producer.span_context.span_id().to_string()),
+        "its parent is the PRODUCER span"
+    );
+    assert_eq!(
+        header(headers, "baggage"),
+        Some("tracelab.scenario=checkout"),
+        "the scenario decision travels over Kafka"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            count_where(&stack, "sent_at_ms IS NOT NULL").await == 1
+        })
+        .await,
+        "the row is marked sent"
+    );
+}
+
+async fn count_where(stack: &Stack, condition: &str) -> i64 {
+    let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM outbox WHERE {condition}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&stack.order.pool)
+        .await
+        .unwrap()
+        .try_get::<i64, _>("n")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_outage_loses_and_duplicates_nothing() {
+    const ORDERS: usize = 5;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    cluster.broker_down(1).expect("broker down");
+    let stack = Stack::sqlite(Some(&brokers)).await;
+
+    let mut order_ids = HashSet::new();
+    let mut trace_ids = Vec::new();
+    for _ in 0..ORDERS {
+        let resp = stack
+            .place(&order_body("MOUSE-1", 1, "tok_test_123"), None)
+            .await;
+        assert_eq!(
+            resp.status(),
+            201,
+            "orders are accepted while Kafka is down"
+        );
+        trace_ids.push(trace_id(&resp));
+        order_ids.insert(resp.json::<Order>().await.unwrap().id);
+    }
+    // Every row was tried at least once and failed: it stays pending.
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_where(&stack, "sent_at_ms IS NULL AND attempts > 0").await == ORDERS as i64
+        })
+        .await,
+        "the relay attempted every row while the broker was down"
+    );
+    assert_eq!(count_where(&stack, "sent_at_ms IS NOT NULL").await, 0);
+
+    cluster.broker_up(1).expect("broker up");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_where(&stack, "sent_at_ms IS NULL").await == 0
+        })
+        .await,
+        "every row is published once the broker is back"
+    );
+
+    let messages = consume_all(&brokers, "orders", ORDERS, Duration::from_secs(2)).await;
+    assert_eq!(messages.len(), ORDERS, "none lost, none duplicated");
+    let event_ids: HashSet<_> = messages
+        .iter()
+        .map(|(_, payload, _)| {
+            serde_json::from_str::<Envelope<OrderPlaced>>(payload)
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(event_ids.len(), ORDERS);
+    let keys: HashSet<String> = messages.iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(keys, order_ids);
+
+    // The failed attempts are visible in each checkout's trace, and the final send is healthy.
+    let spans = stack.trace(&trace_ids[0], &["send orders"]).await;
+    let process = span(&spans, "process_order");
+    let sends: Vec<_> = children(&spans, process)
+        .into_iter()
+        .filter(|s| s.name == "send orders")
+        .collect();
+    assert!(
+        sends.iter().any(|s| is_error(s)),
+        "a failed attempt is recorded"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let spans = stack.telemetry.spans_for_trace(&trace_ids[0]);
+            spans
+                .iter()
+                .any(|s| s.name == "send orders" && !is_error(s))
+        })
+        .await,
+        "the successful publish continues the same trace"
+    );
+}
