@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use collector_api::v1::SamplingStatsResponse;
 use collector_api::{JaegerResponse, Trace};
 use serde::Deserialize;
 
@@ -300,6 +301,31 @@ impl TraceClient {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+impl TraceClient {
+    /// `GET /api/v1/sampling`: the tail sampler's per-policy counts and recent decisions.
+    pub async fn sampling_stats(&self) -> Result<SamplingStatsResponse, FetchError> {
+        let url = format!("{}/api/v1/sampling", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| FetchError::Http {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|source| FetchError::Http {
+            url: url.clone(),
+            source,
+        })?;
+        if status != 200 {
+            return Err(FetchError::Status { url, status, body });
+        }
+        serde_json::from_str(&body).map_err(|source| FetchError::Decode { url, source })
     }
 }
 

@@ -188,6 +188,8 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("PostgreSQL (DATABASE_URL): {0}")]
+    Database(String),
     #[error("a process of the stack exited during start-up:\n{0}")]
     Crashed(ChildExit),
     #[error("`{name}` was not ready at {url} after {waited:.0?}; its last lines:\n{tail}")]
@@ -358,14 +360,20 @@ impl Stack {
         .await?;
 
         let base_env = service_env(opts, &self.urls);
+        let pg_urls = match &opts.database_url {
+            Some(url) if url.starts_with("postgres") => postgres_urls(url).await?,
+            _ => Vec::new(),
+        };
         for name in SERVICES {
             let port = service_port(&p, name);
             let mut env = base_env.clone();
             env.push(("OTEL_SERVICE_NAME".into(), name.into()));
             env.push(("PORT".into(), port.to_string()));
-            let db = opts
-                .database_url
-                .clone()
+            let db = pg_urls
+                .iter()
+                .find(|(s, _)| s == name)
+                .map(|(_, u)| u.clone())
+                .or_else(|| opts.database_url.clone())
                 .unwrap_or_else(|| sqlite_url(data_dir, name));
             env.push(("DATABASE_URL".into(), db));
             env.extend(opts.extra_env.iter().cloned());
@@ -402,7 +410,7 @@ impl Stack {
         }
         // Services become ready in parallel; wait for each in turn.
         for name in SERVICES {
-            let url = format!("http://127.0.0.1:{}/health", service_port(&p, name));
+            let url = format!("http://127.0.0.1:{}/readyz", service_port(&p, name));
             self.wait_ready(name, &url, opts.ready_timeout).await?;
         }
         if let Some(v) = self.urls.viewer.clone() {
@@ -539,19 +547,46 @@ impl Stack {
     }
 }
 
-/// The collector's listen addresses, by environment variables its shipped configs read
-/// (`${env:VAR:-default}` in `collector/config/*.yaml`).
+/// The collector's listen addresses, by the environment variables its shipped configs read
+/// (`${env:COLLECTOR_…_ENDPOINT:-default}` in `collector/config/*.yaml`).
 fn collector_env(p: &Ports, opts: &StackOptions) -> Vec<(String, String)> {
     let a = |port: u16| format!("127.0.0.1:{port}");
     let mut env = vec![
         ("OTEL_SERVICE_NAME".into(), "tracelab-collector".into()),
         ("RUST_LOG".into(), opts.rust_log.clone()),
-        ("OTLP_GRPC_ENDPOINT".into(), a(p.otlp_grpc)),
-        ("OTLP_HTTP_ENDPOINT".into(), a(p.otlp_http)),
-        ("QUERY_ENDPOINT".into(), a(p.query)),
-        ("PROMETHEUS_ENDPOINT".into(), a(p.prometheus)),
-        ("HEALTH_ENDPOINT".into(), a(p.health)),
+        ("COLLECTOR_OTLP_GRPC_ENDPOINT".into(), a(p.otlp_grpc)),
+        ("COLLECTOR_OTLP_HTTP_ENDPOINT".into(), a(p.otlp_http)),
+        ("COLLECTOR_QUERY_ENDPOINT".into(), a(p.query)),
+        ("COLLECTOR_PROMETHEUS_ENDPOINT".into(), a(p.prometheus)),
+        ("COLLECTOR_HEALTH_ENDPOINT".into(), a(p.health)),
     ];
     env.extend(opts.extra_env.iter().cloned());
     env
+}
+
+/// PostgreSQL: one schema per service in the given database (each service runs its own sqlx
+/// migrations, and their `_sqlx_migrations` tables must not collide), selected with the
+/// connection's `search_path`. Creates the schemas; returns each service's URL.
+pub async fn postgres_urls(base: &str) -> Result<Vec<(String, String)>, LaunchError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::postgres::PgConnection::connect(base)
+        .await
+        .map_err(|e| LaunchError::Database(e.to_string()))?;
+    let mut out = Vec::new();
+    for service in SERVICES {
+        let schema = service.replace('-', "_");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| LaunchError::Database(e.to_string()))?;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        out.push((
+            service.to_string(),
+            format!("{base}{sep}options[search_path]={schema}"),
+        ));
+    }
+    let _ = conn.close().await;
+    Ok(out)
 }
