@@ -552,7 +552,7 @@ impl Loader<'_> {
             }
             cfg.pipelines.push(pipeline);
         }
-        for (id, _) in &cfg.connectors {
+        for id in cfg.connectors.keys() {
             let as_exp = connector_as_exporter.contains_key(id);
             let as_rcv = connector_as_receiver.contains_key(id);
             if as_exp != as_rcv {
@@ -606,7 +606,7 @@ impl Loader<'_> {
             _ => {
                 self.issue(
                     section.to_string(),
-                    format!("expected a mapping of component ids (`type` or `type/name`) to their settings"),
+                    "expected a mapping of component ids (`type` or `type/name`) to their settings",
                 );
                 return out;
             }

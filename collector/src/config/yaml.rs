@@ -249,14 +249,12 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
                 self.push_value(v, line);
             }
-            Event::DocumentStart => {
-                if self.root.is_some() {
-                    self.fail(
-                        line,
-                        String::new(),
-                        "only one YAML document is allowed".into(),
-                    );
-                }
+            Event::DocumentStart if self.root.is_some() => {
+                self.fail(
+                    line,
+                    String::new(),
+                    "only one YAML document is allowed".into(),
+                );
             }
             _ => {}
         }

@@ -17,6 +17,9 @@ pub struct ComponentLabels {
     pub pipeline: String,
 }
 
+/// (name, help, getter) of one counter family.
+type Series = (&'static str, &'static str, fn(&ComponentCounters) -> u64);
+
 #[derive(Default)]
 pub struct SelfMetrics {
     components: Mutex<Vec<(ComponentLabels, Arc<ComponentCounters>)>>,
@@ -53,7 +56,7 @@ impl SelfMetrics {
     pub fn render(&self) -> String {
         let comps = self.components.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let series: [(&str, &str, fn(&ComponentCounters) -> u64); 4] = [
+        let series: [Series; 4] = [
             (
                 "received",
                 "Items (spans, data points, log records) that entered the component",
