@@ -51,7 +51,11 @@ fn new_order_id() -> String {
 }
 
 /// Runs one checkout inside a `process_order` span and records `order_creation_duration_seconds`.
-pub async fn place_order(state: &AppState, req: CreateOrderRequest) -> Result<Order, ApiError> {
+pub async fn place_order(
+    state: &AppState,
+    req: CreateOrderRequest,
+    user: Option<&str>,
+) -> Result<Order, ApiError> {
     let order_id = new_order_id();
     let scenario =
         Scenario::from_baggage(telemetry::baggage::get(scenario::BAGGAGE_KEY).as_deref());
@@ -62,6 +66,7 @@ pub async fn place_order(state: &AppState, req: CreateOrderRequest) -> Result<Or
         order.item_count = req.items.len() as i64,
         order.total_cents = field::Empty,
         order.status = field::Empty,
+        user.id = user,
         tracelab.scenario = scenario.name(),
     );
     let result = process_order(state, &order_id, req, scenario)

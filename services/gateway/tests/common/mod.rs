@@ -1,0 +1,345 @@
+//! Test harness for api-gateway: the real gateway on port 0 in front of either a recording stand-in
+//! for order-service (to see exactly what the gateway forwards) or the whole checkout stack (real
+//! order-, payment- and inventory-service, SQLite in memory, librdkafka's MockCluster).
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use telemetry::testing::TestTelemetry;
+use tokio::sync::oneshot;
+
+/// A running service; stops when dropped.
+pub struct Running {
+    pub base: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+fn spawn_server<F>(port: u16, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(run(rx));
+    Running {
+        base: format!("http://127.0.0.1:{port}"),
+        _shutdown: tx,
+    }
+}
+
+pub fn memory_url(service: &str) -> String {
+    format!(
+        "sqlite:file:{service}_{}?mode=memory&cache=shared",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub async fn gateway(config: api_gateway::Config) -> Running {
+    let app = api_gateway::Application::build(config)
+        .await
+        .expect("build api-gateway");
+    let port = app.port();
+    spawn_server(port, |rx| {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+    })
+}
+
+/// What the recording order-service saw: one entry per forwarded request.
+#[derive(Clone, Default)]
+pub struct Recorded(Arc<Mutex<Vec<HeaderMap>>>);
+
+impl Recorded {
+    pub fn requests(&self) -> Vec<HeaderMap> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn last_header(&self, name: &str) -> Option<String> {
+        self.requests()
+            .last()
+            .and_then(|h| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned))
+    }
+}
+
+/// A stand-in order-service that records each request's headers and answers 201 with an order.
+pub async fn recording_order_service() -> (Running, Recorded) {
+    use axum::routing::post;
+    let recorded = Recorded::default();
+    let sink = recorded.clone();
+    let router = axum::Router::new().route(
+        "/orders",
+        post(move |headers: HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.0.lock().unwrap().push(headers);
+                let req: contracts::orders::CreateOrderRequest =
+                    serde_json::from_str(&body).expect("the gateway forwards the body unchanged");
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::Json(contracts::orders::Order {
+                        id: "ord_recorded".into(),
+                        status: contracts::orders::OrderStatus::Confirmed,
+                        items: req.items,
+                        total_cents: 1,
+                        charge_id: None,
+                        reservation_id: None,
+                        created_at_ms: 0,
+                    }),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let running = spawn_server(port, |rx| async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await?;
+        Ok(())
+    });
+    (running, recorded)
+}
+
+/// A TCP listener that accepts connections and never answers (for timeout tests).
+pub async fn silent_listener() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while held.len() < 64 {
+            match listener.accept().await {
+                Ok((socket, _)) => held.push(socket),
+                Err(_) => break,
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    format!("http://{addr}")
+}
+
+/// The whole checkout system behind a gateway.
+pub struct FullStack {
+    pub telemetry: TestTelemetry,
+    pub gateway: Running,
+    pub client: reqwest::Client,
+    _services: Vec<Running>,
+}
+
+impl FullStack {
+    pub async fn start(kafka: Option<&str>) -> Self {
+        let telemetry = telemetry::testing::init();
+        let payment = {
+            let app = payment_service::Application::build(payment_service::Config::for_tests(
+                &memory_url("payment"),
+                None,
+            ))
+            .await
+            .expect("build payment-service");
+            let port = app.port();
+            spawn_server(port, |rx| {
+                app.run_until_stopped(async {
+                    let _ = rx.await;
+                })
+            })
+        };
+        let inventory = inventory(&memory_url("inventory"), kafka).await;
+        let order = {
+            let mut config = order_service::Config::for_tests(&memory_url("order"), kafka);
+            config.payment_service_url = payment.base.clone();
+            config.inventory_service_url = inventory.base.clone();
+            let app = order_service::Application::build(config)
+                .await
+                .expect("build order-service");
+            let port = app.port();
+            spawn_server(port, |rx| {
+                app.run_until_stopped(async {
+                    let _ = rx.await;
+                })
+            })
+        };
+        let gateway = gateway(api_gateway::Config::for_tests(&order.base)).await;
+        Self {
+            telemetry,
+            gateway,
+            client: reqwest::Client::new(),
+            _services: vec![payment, inventory, order],
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.base)
+    }
+
+    pub async fn checkout(&self, token: &str, scenario: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/orders"))
+            .json(&order_body(token));
+        if let Some(s) = scenario {
+            req = req.header("x-tracelab-scenario", s);
+        }
+        req.send().await.expect("POST /orders")
+    }
+
+    pub async fn trace(&self, trace_id: &str, names: &[&str]) -> Vec<SpanData> {
+        wait_for_names(&self.telemetry, trace_id, names).await
+    }
+}
+
+/// Stand-in for inventory-service until its crate lands: same API (201 / 409 out_of_stock).
+pub async fn inventory(_database_url: &str, _kafka: Option<&str>) -> Running {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use contracts::error::ErrorBody;
+    use contracts::inventory::{ReservationRequest, ReservationResponse};
+    async fn reserve(axum::Json(req): axum::Json<ReservationRequest>) -> axum::response::Response {
+        let scenario = telemetry::baggage::get(contracts::scenario::BAGGAGE_KEY);
+        if scenario.as_deref() == Some("inventory.out_of_stock") {
+            return (
+                axum::http::StatusCode::CONFLICT,
+                axum::Json(ErrorBody::new("out_of_stock", "LAPTOP-1: 0 left")),
+            )
+                .into_response();
+        }
+        (
+            axum::http::StatusCode::CREATED,
+            axum::Json(ReservationResponse {
+                reservation_id: format!("res_{}", req.order_id),
+                order_id: req.order_id,
+                status: "reserved".into(),
+            }),
+        )
+            .into_response()
+    }
+    let router = telemetry::http::instrument_router(
+        axum::Router::new().route("/reservations", post(reserve)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    spawn_server(port, |rx| async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+pub fn order_body(token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "items": [{"sku": "LAPTOP-1", "qty": 1}],
+        "payment": {"method": "card", "token": token},
+    })
+}
+
+/// Waits (bounded) until the trace holds every span named in `names`, and returns its spans.
+pub async fn wait_for_names(
+    telemetry: &TestTelemetry,
+    trace_id: &str,
+    names: &[&str],
+) -> Vec<SpanData> {
+    let telemetry = telemetry.clone();
+    let trace_id = trace_id.to_owned();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        telemetry.wait_for_spans(
+            &trace_id,
+            |spans| {
+                names
+                    .iter()
+                    .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+            },
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+pub fn trace_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-trace-id")
+        .expect("x-trace-id header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    telemetry::testing::span_named(spans, name)
+}
+
+/// The only span named `name` whose parent is `parent`.
+pub fn child<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == name && is_child_of(s, parent))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one `{name}` under `{}`; children: {:?}",
+        parent.name,
+        spans
+            .iter()
+            .filter(|s| is_child_of(s, parent))
+            .map(|s| s.name.as_ref())
+            .collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+pub fn attr(span: &SpanData, key: &str) -> Option<String> {
+    telemetry::testing::attribute(span, key)
+}
+
+pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
+    child.parent_span_id == parent.span_context.span_id()
+        && child.span_context.trace_id() == parent.span_context.trace_id()
+}
+
+pub fn is_root(span: &SpanData) -> bool {
+    span.parent_span_id == SpanId::INVALID
+}
+
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+pub fn kind(span: &SpanData) -> SpanKind {
+    span.span_kind.clone()
+}
+
+pub fn duration(span: &SpanData) -> Duration {
+    span.end_time
+        .duration_since(span.start_time)
+        .unwrap_or(Duration::ZERO)
+}
+
+pub fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
