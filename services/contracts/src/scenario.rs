@@ -210,8 +210,9 @@ pub static REGISTRY: &[ScenarioInfo] = &[
         description: "order-service calls payment-service with a client that does not inject traceparent/baggage \
                       (an uninstrumented HTTP client, the most common propagation bug).",
         symptom: "The trace breaks into fragments: payment-service's POST /charges starts a new root in a \
-                  different trace, and order-service's CLIENT span has no child; payment also loses the \
-                  baggage, so it runs the plain path.",
+                  different trace, and order-service's charge_payment span has no child at all (the plain \
+                  client makes no CLIENT span either); payment also loses the baggage, so it runs the plain \
+                  path.",
         fix: "Use the instrumented client (telemetry::http::client()) for every outgoing call, and verify \
               propagation end to end with a trace assertion (every service present in ONE trace).",
         seed: "002 (pitfalls: not propagating context)",
