@@ -17,3 +17,5 @@ pub mod sampling;
 
 pub use app::{Collector, StartError, StartOptions};
 pub use config::{LoadedConfig, load_file, load_str};
+pub mod store;
+pub mod query;

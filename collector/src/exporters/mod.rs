@@ -14,3 +14,4 @@ impl<T: Send + 'static> crate::pipeline::Consumer<T> for NopExporter {
         Ok(())
     }
 }
+pub mod tracelab;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::config::FieldError;
 
@@ -14,7 +14,7 @@ use crate::config::FieldError;
 #[serde(deny_unknown_fields, default)]
 pub struct TailSamplingConfig {
     /// How long after a trace's first span it is decided (Go duration, e.g. `10s`).
-    #[serde(deserialize_with = "go_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub decision_wait: Duration,
     /// Most undecided traces held; when reached, the oldest undecided trace is decided early.
     pub num_traces: u64,
@@ -311,20 +311,6 @@ pub struct CompositeConfig {
 pub struct RateAllocationConfig {
     pub policy: String,
     pub percent: i64,
-}
-
-/// Go durations as strings (`10s`, `500ms`), or integers as nanoseconds (Go's YAML decoding).
-fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Nanos(u64),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Text(s) => collector_api::parse_go_duration(&s).map_err(serde::de::Error::custom),
-        Raw::Nanos(n) => Ok(Duration::from_nanos(n)),
-    }
 }
 
 impl TailSamplingConfig {

@@ -1,0 +1,366 @@
+//! The query API on 16686: the Jaeger HTTP JSON API (so Grafana's Jaeger data source and Jaeger
+//! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
+//! windowed span reads of huge traces, trace summaries, logs of a span).
+//!
+//! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
+//! `/api/v1` routes answer `{"error": {"code", "message"}}`.
+
+mod params;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use collector_api::jaeger::{DependencyLink, JaegerResponse, Operation, Trace};
+use collector_api::v1::{
+    ApiError, LogsResponse, SamplingStatsResponse, SpanWindow, TraceSummaries,
+};
+use serde::Deserialize;
+
+use crate::config::FieldError;
+use crate::sampling::SamplingStats;
+use crate::store::{StoreError, TraceStore};
+
+pub use params::{parse_search, parse_span_id, parse_trace_id};
+
+/// `exporters.tracelab.query`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Listen address of the query API.
+    pub endpoint: String,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:16686".into(),
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.endpoint
+            .parse::<std::net::SocketAddr>()
+            .map(|_| ())
+            .map_err(|_| {
+                FieldError::new(
+                    "endpoint",
+                    format!(
+                        "{:?} is not a host:port address (e.g. 0.0.0.0:16686)",
+                        self.endpoint
+                    ),
+                )
+            })
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl QueryError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn log(&self) {
+        if let Self::Store(e) = self {
+            tracing::error!(error = %e, "query API: store read failed");
+        }
+    }
+}
+
+/// Error in Jaeger's shape (Jaeger routes).
+struct JaegerFailure(QueryError);
+
+impl<E: Into<QueryError>> From<E> for JaegerFailure {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for JaegerFailure {
+    fn into_response(self) -> Response {
+        self.0.log();
+        let status = self.0.status();
+        (
+            status,
+            Json(JaegerResponse::error(status.as_u16(), self.0.to_string())),
+        )
+            .into_response()
+    }
+}
+
+/// Error as `{"error": {"code", "message"}}` (`/api/v1` routes).
+struct V1Failure(QueryError);
+
+impl<E: Into<QueryError>> From<E> for V1Failure {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for V1Failure {
+    fn into_response(self) -> Response {
+        self.0.log();
+        let code = match &self.0 {
+            QueryError::BadRequest(_) => "bad_request",
+            QueryError::NotFound(_) => "not_found",
+            QueryError::Store(_) => "internal",
+        };
+        (
+            self.0.status(),
+            Json(ApiError::new(code, self.0.to_string())),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<TraceStore>,
+    stats: Arc<SamplingStats>,
+}
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// The query API's routes.
+pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
+    Router::new()
+        .route("/api/services", get(services))
+        .route(
+            "/api/services/{service}/operations",
+            get(service_operations),
+        )
+        .route("/api/operations", get(operations))
+        .route("/api/traces", get(search))
+        .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/dependencies", get(dependencies))
+        .route("/api/v1/sampling", get(sampling))
+        .route("/api/v1/sampling/decisions", get(decisions))
+        .route("/api/v1/traces", get(search_summaries))
+        .route("/api/v1/traces/{trace_id}/spans", get(span_window))
+        .route("/api/v1/traces/{trace_id}/logs", get(logs))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(ApiError::new(
+                    "not_found",
+                    "no such route; see /api/services, /api/traces, /api/v1/…",
+                )),
+            )
+        })
+        // Read-only JSON: any origin may read it (the viewer and Grafana run on other ports).
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .with_state(AppState { store, stats })
+}
+
+/// Serves the query API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<TraceStore>,
+    stats: Arc<SamplingStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, stats))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn services(
+    State(s): State<AppState>,
+) -> Result<Json<JaegerResponse<Vec<String>>>, JaegerFailure> {
+    let v = s.store.services().await?;
+    let n = v.len();
+    Ok(Json(JaegerResponse::ok(v, n)))
+}
+
+async fn service_operations(
+    State(s): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<JaegerResponse<Vec<String>>>, JaegerFailure> {
+    let mut names: Vec<String> = s
+        .store
+        .operations(&service, None)
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    names.dedup();
+    let n = names.len();
+    Ok(Json(JaegerResponse::ok(names, n)))
+}
+
+async fn operations(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<JaegerResponse<Vec<Operation>>>, JaegerFailure> {
+    let service = params::get(&q, "service")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| QueryError::BadRequest("parameter 'service' is required".into()))?;
+    let kind = match params::get(&q, "spanKind").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(k) => Some(crate::store::kind_from_name(k).ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "unsupported spanKind {k:?}: expected server, client, producer, consumer, internal or unspecified"
+            ))
+        })?),
+    };
+    let ops = s.store.operations(service, kind).await?;
+    let n = ops.len();
+    Ok(Json(JaegerResponse::ok(ops, n)))
+}
+
+async fn search(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<JaegerResponse<Vec<Trace>>>, JaegerFailure> {
+    // Jaeger's multi-get: /api/traces?traceID=a&traceID=b
+    let ids: Vec<&String> = q
+        .iter()
+        .filter(|(k, _)| k == "traceID")
+        .map(|(_, v)| v)
+        .collect();
+    let traces = if !ids.is_empty() {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(t) = s.store.get_trace(&parse_trace_id(id)?).await? {
+                out.push(t);
+            }
+        }
+        out
+    } else {
+        s.store
+            .find_traces(&parse_search(&q, params::now_us())?)
+            .await?
+    };
+    let n = traces.len();
+    Ok(Json(JaegerResponse::ok(traces, n)))
+}
+
+async fn trace(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<JaegerResponse<Vec<Trace>>>, JaegerFailure> {
+    let id = parse_trace_id(&trace_id)?;
+    let t = s
+        .store
+        .get_trace(&id)
+        .await?
+        .ok_or_else(|| QueryError::NotFound("trace not found".into()))?;
+    Ok(Json(JaegerResponse::ok(vec![t], 1)))
+}
+
+async fn dependencies(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<JaegerResponse<Vec<DependencyLink>>>, JaegerFailure> {
+    let end_ms = params::opt_u64(&q, "endTs")?.unwrap_or(params::now_us() / 1000);
+    let lookback_ms = params::opt_u64(&q, "lookback")?.unwrap_or(24 * 3600 * 1000);
+    let deps = s
+        .store
+        .dependencies(end_ms * 1000, lookback_ms * 1000)
+        .await?;
+    let n = deps.len();
+    Ok(Json(JaegerResponse::ok(deps, n)))
+}
+
+async fn sampling(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<SamplingStatsResponse>, V1Failure> {
+    let limit = params::opt_u64(&q, "limit")?.unwrap_or(100).min(10_000) as usize;
+    Ok(Json(s.stats.snapshot(limit)))
+}
+
+#[derive(serde::Serialize)]
+struct DecisionsResponse {
+    data: Vec<collector_api::v1::SamplingDecision>,
+}
+
+async fn decisions(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<DecisionsResponse>, V1Failure> {
+    let limit = params::opt_u64(&q, "limit")?.unwrap_or(100).min(10_000) as usize;
+    let trace = match params::get(&q, "traceID") {
+        Some(t) => Some(collector_api::ids::hex_id(&parse_trace_id(t)?)),
+        None => None,
+    };
+    Ok(Json(DecisionsResponse {
+        data: s.store.decisions(trace.as_deref(), limit).await?,
+    }))
+}
+
+async fn search_summaries(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+) -> Result<Json<TraceSummaries>, V1Failure> {
+    let query = parse_search(&q, params::now_us())?;
+    let data = s.store.find_trace_summaries(&query).await?;
+    Ok(Json(TraceSummaries {
+        total: data.len() as u64,
+        limit: query.limit as u64,
+        data,
+    }))
+}
+
+/// Most spans one window returns.
+const MAX_WINDOW: u64 = 10_000;
+
+async fn span_window(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+    Query(q): Pairs,
+) -> Result<Json<SpanWindow>, V1Failure> {
+    let id = parse_trace_id(&trace_id)?;
+    let offset = params::opt_u64(&q, "offset")?.unwrap_or(0);
+    let limit = params::opt_u64(&q, "limit")?.unwrap_or(1000);
+    if limit == 0 || limit > MAX_WINDOW {
+        return Err(
+            QueryError::BadRequest(format!("limit must be between 1 and {MAX_WINDOW}")).into(),
+        );
+    }
+    let w = s
+        .store
+        .get_span_window(&id, offset, limit)
+        .await?
+        .ok_or_else(|| QueryError::NotFound(format!("trace {trace_id} not found")))?;
+    Ok(Json(w))
+}
+
+async fn logs(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+    Query(q): Pairs,
+) -> Result<Json<LogsResponse>, V1Failure> {
+    let id = parse_trace_id(&trace_id)?;
+    let span = match params::get(&q, "spanID").filter(|v| !v.is_empty()) {
+        Some(v) => Some(parse_span_id(v)?),
+        None => None,
+    };
+    let data = s.store.logs(&id, span.as_ref()).await?;
+    Ok(Json(LogsResponse {
+        total: data.len() as u64,
+        data,
+    }))
+}

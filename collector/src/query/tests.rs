@@ -1,0 +1,479 @@
+//! The query API served for real on 127.0.0.1:0 over a temp-dir store filled through the
+//! `tracelab` exporter, hit with reqwest: Jaeger routes compared to the shape of a Jaeger answer,
+//! `/api/v1` routes, and the error shapes.
+
+use std::sync::Arc;
+
+use collector_api::jaeger::{JaegerResponse, Trace};
+use collector_api::v1::{
+    Decision, DecisionTrigger, LogsResponse, SamplingDecision, SamplingStatsResponse, SpanWindow,
+    TraceSummaries,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use serde_json::{Value as J, json};
+
+use crate::exporters::tracelab::{TracelabExporter, TracelabExporterConfig};
+use crate::pipeline::Consumer;
+use crate::sampling::{PolicyVote, SamplingStats};
+use crate::store::StoreConfig;
+
+/// The answer of Jaeger 1.x's query service to `GET /api/traces/{id}` (HotROD trace, trimmed):
+/// the shape our answers must have.
+const JAEGER_TRACE_FIXTURE: &str = r#"{
+  "data": [{
+    "traceID": "5c2ae4e7d66d1d7a",
+    "spans": [{
+      "traceID": "5c2ae4e7d66d1d7a", "spanID": "5c2ae4e7d66d1d7a", "flags": 1,
+      "operationName": "HTTP GET /dispatch",
+      "references": [{"refType": "CHILD_OF", "traceID": "5c2ae4e7d66d1d7a", "spanID": "3a7cb9d1b1aa5e21"}],
+      "startTime": 1576167440640281, "duration": 670432,
+      "tags": [{"key": "span.kind", "type": "string", "value": "server"},
+               {"key": "http.status_code", "type": "int64", "value": 200}],
+      "logs": [{"timestamp": 1576167440640294,
+                "fields": [{"key": "event", "type": "string", "value": "HTTP request received"}]}],
+      "processID": "p1", "warnings": null
+    }],
+    "processes": {"p1": {"serviceName": "frontend",
+                         "tags": [{"key": "hostname", "type": "string", "value": "host1"}]}},
+    "warnings": null
+  }],
+  "total": 0, "limit": 0, "offset": 0, "errors": null
+}"#;
+
+/// Every key of `fixture` exists in `actual` with the same JSON type (recursively; arrays compare
+/// their first elements; `null` in the fixture and tag values accept anything).
+fn assert_same_shape(fixture: &J, actual: &J, path: &str) {
+    match (fixture, actual) {
+        (J::Null, _) => {}
+        // A tag's value has the type its `type` names; any JSON type is a valid shape.
+        _ if path.ends_with(".value") => {}
+        (J::Object(f), J::Object(a)) => {
+            for (k, fv) in f {
+                // `processes` is keyed by process id; compare values, not ids.
+                if path.ends_with(".processes") {
+                    let av = a
+                        .values()
+                        .next()
+                        .unwrap_or_else(|| panic!("{path} is empty"));
+                    assert_same_shape(fv, av, &format!("{path}.*"));
+                    continue;
+                }
+                let av = a
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k} missing in {actual}"));
+                assert_same_shape(fv, av, &format!("{path}.{k}"));
+            }
+        }
+        (J::Array(f), J::Array(a)) => {
+            if let (Some(fe), Some(ae)) = (f.first(), a.first()) {
+                assert_same_shape(fe, ae, &format!("{path}[0]"));
+            }
+        }
+        (J::String(_), J::String(_)) | (J::Number(_), J::Number(_)) | (J::Bool(_), J::Bool(_)) => {}
+        (f, a) => panic!("{path}: Jaeger has {f}, we answered {a}"),
+    }
+}
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 60_000_000_000
+}
+
+const TRACE: [u8; 16] = [
+    0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36,
+];
+const TRACE_HEX: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn span(id: u8, parent: u8, name: &str, kind: i32, start_ms: u64, dur_ms: u64, base: u64) -> Span {
+    Span {
+        trace_id: TRACE.to_vec(),
+        span_id: vec![0, 0, 0, 0, 0, 0, 0, id],
+        parent_span_id: if parent == 0 {
+            vec![]
+        } else {
+            vec![0, 0, 0, 0, 0, 0, 0, parent]
+        },
+        name: name.into(),
+        kind,
+        start_time_unix_nano: base + start_ms * 1_000_000,
+        end_time_unix_nano: base + (start_ms + dur_ms) * 1_000_000,
+        ..Default::default()
+    }
+}
+
+fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", Value::StringValue(service.into())),
+                kv("host.name", Value::StringValue("lab".into())),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (u16, J) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Exporter + query API over a temp dir, with the payment.declined-like checkout trace stored.
+async fn start() -> (Api, Arc<SamplingStats>) {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(SamplingStats::default());
+    let cfg = TracelabExporterConfig {
+        storage: StoreConfig {
+            directory: dir.path().to_path_buf(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let exporter = TracelabExporter::start(&cfg, stats.clone()).await.unwrap();
+    let base = now_ns();
+    let mut root = span(1, 0, "POST /orders", 2, 0, 1300, base);
+    root.attributes = vec![kv("http.response.status_code", Value::IntValue(402))];
+    let mut charge = span(3, 2, "charge", 1, 20, 1200, base);
+    charge.status = Some(Status {
+        code: 2,
+        message: "card declined".into(),
+    });
+    charge.events = vec![Event {
+        time_unix_nano: base + 30_000_000,
+        name: "payment_failed".into(),
+        ..Default::default()
+    }];
+    Consumer::<ResourceSpans>::consume(
+        &exporter,
+        vec![
+            resource_spans(
+                "api-gateway",
+                vec![root, span(2, 1, "POST", 3, 5, 1290, base)],
+            ),
+            resource_spans("payment-service", vec![charge]),
+        ],
+    )
+    .await
+    .unwrap();
+    let log = |span: u8, body: &str| LogRecord {
+        time_unix_nano: base + 40_000_000,
+        severity_text: "ERROR".into(),
+        severity_number: 17,
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        trace_id: TRACE.to_vec(),
+        span_id: vec![0, 0, 0, 0, 0, 0, 0, span],
+        ..Default::default()
+    };
+    Consumer::<ResourceLogs>::consume(
+        &exporter,
+        vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv(
+                    "service.name",
+                    Value::StringValue("payment-service".into()),
+                )],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![log(3, "card declined"), log(1, "request failed")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    )
+    .await
+    .unwrap();
+    stats.register_policies(&[("errors".into(), "status_code".into())]);
+    stats.record(
+        SamplingDecision {
+            trace_id: TRACE_HEX.into(),
+            decision: Decision::Sampled,
+            policy: Some("errors".into()),
+            trigger: DecisionTrigger::DecisionWait,
+            span_count: 3,
+            decided_at_ms: (base / 1_000_000) as i64,
+        },
+        &[PolicyVote {
+            policy: 0,
+            sampled: true,
+        }],
+        Some(0),
+    );
+    // shutdown persists pending decisions into the store.
+    Consumer::<ResourceSpans>::shutdown(&exporter)
+        .await
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(super::serve(
+        listener,
+        exporter.store(),
+        stats.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let api = Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+        _dir: dir,
+    };
+    (api, stats)
+}
+
+#[tokio::test]
+async fn jaeger_routes_answer_in_jaegers_shapes() {
+    let (api, _stats) = start().await;
+
+    let (st, body) = api.get(&format!("/api/traces/{TRACE_HEX}")).await;
+    assert_eq!(st, 200);
+    let fixture: J = serde_json::from_str(JAEGER_TRACE_FIXTURE).unwrap();
+    assert_same_shape(&fixture, &body, "$");
+    let resp: JaegerResponse<Vec<Trace>> = serde_json::from_value(body).unwrap();
+    let t = &resp.data[0];
+    assert_eq!(t.spans.len(), 3);
+    let charge = t.spans_named("charge").next().unwrap();
+    assert!(charge.is_error());
+    assert_eq!(charge.logs[0].event_name(), Some("payment_failed"));
+    assert_eq!(t.service_of(charge), Some("payment-service"));
+
+    let (st, body) = api.get("/api/services").await;
+    assert_eq!(st, 200);
+    assert_eq!(body["data"], json!(["api-gateway", "payment-service"]));
+    assert_eq!(body["total"], 2);
+
+    let (_, body) = api.get("/api/services/api-gateway/operations").await;
+    assert_eq!(body["data"], json!(["POST", "POST /orders"]));
+    let (_, body) = api
+        .get("/api/operations?service=api-gateway&spanKind=server")
+        .await;
+    assert_eq!(
+        body["data"],
+        json!([{"name": "POST /orders", "spanKind": "server"}])
+    );
+
+    let tags = urlencode(r#"{"http.response.status_code":"402"}"#);
+    let (st, body) = api
+        .get(&format!(
+            "/api/traces?service=api-gateway&tags={tags}&minDuration=1s&lookback=1h&limit=20"
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"][0]["traceID"], TRACE_HEX);
+    let (_, body) = api
+        .get("/api/traces?service=api-gateway&minDuration=2s&lookback=1h")
+        .await;
+    assert_eq!(
+        body["data"],
+        json!([]),
+        "minDuration excludes the 1.3s trace"
+    );
+    let (_, body) = api
+        .get(&format!("/api/traces?traceID={TRACE_HEX}&traceID=1"))
+        .await;
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        1,
+        "multi-get skips unknown ids"
+    );
+
+    let (_, body) = api
+        .get(&format!(
+            "/api/dependencies?endTs={}&lookback=3600000",
+            now_ns() / 1_000_000 + 120_000
+        ))
+        .await;
+    assert_eq!(
+        body["data"],
+        json!([{"parent": "api-gateway", "child": "payment-service", "callCount": 1}])
+    );
+    let (_, body) = api.get("/api/dependencies?endTs=1000&lookback=1000").await;
+    assert_eq!(body["data"], json!([]), "outside the window");
+
+    // Errors: Jaeger's shape.
+    let (st, body) = api
+        .get("/api/traces/0123456789abcdef0123456789abcdef")
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        body,
+        json!({"data": null, "total": 0, "limit": 0, "offset": 0, "errors": [{"code": 404, "msg": "trace not found"}]})
+    );
+    let (st, body) = api.get("/api/traces/not-hex").await;
+    assert_eq!(st, 400);
+    assert!(
+        body["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("malformed trace id")
+    );
+    let (st, body) = api.get("/api/traces?service=x&minDuration=soon").await;
+    assert_eq!(st, 400);
+    assert!(
+        body["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("minDuration")
+    );
+    let (st, _) = api.get("/api/operations").await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn dependencies_count_cross_service_calls() {
+    let (api, _stats) = start().await;
+    // The stored trace's payment span's parent (span 2) belongs to the gateway: one call.
+    let (_, body) = api.get("/api/dependencies?lookback=3600000").await;
+    let deps: Vec<collector_api::DependencyLink> =
+        serde_json::from_value(body["data"].clone()).unwrap();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(
+        (
+            deps[0].parent.as_str(),
+            deps[0].child.as_str(),
+            deps[0].call_count
+        ),
+        ("api-gateway", "payment-service", 1)
+    );
+}
+
+#[tokio::test]
+async fn v1_routes_serve_sampling_windows_summaries_and_logs() {
+    let (api, stats) = start().await;
+
+    let (st, body) = api.get("/api/v1/sampling").await;
+    assert_eq!(st, 200);
+    let s: SamplingStatsResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(s, stats.snapshot(100));
+    assert_eq!(
+        (s.policies[0].name.as_str(), s.policies[0].kept),
+        ("errors", 1)
+    );
+    assert_eq!(s.recent[0].policy.as_deref(), Some("errors"));
+
+    let (_, body) = api
+        .get(&format!("/api/v1/sampling/decisions?traceID={TRACE_HEX}"))
+        .await;
+    assert_eq!(
+        body["data"][0]["trace_id"], TRACE_HEX,
+        "persisted by the exporter"
+    );
+
+    let (st, body) = api
+        .get(&format!(
+            "/api/v1/traces/{TRACE_HEX}/spans?offset=1&limit=1"
+        ))
+        .await;
+    assert_eq!(st, 200);
+    let w: SpanWindow = serde_json::from_value(body).unwrap();
+    assert_eq!((w.total, w.spans.len()), (3, 1));
+    assert_eq!(
+        w.spans[0].operation_name, "POST",
+        "second span by start time"
+    );
+    assert_eq!(w.processes.len(), 1, "only the window's processes");
+
+    let (_, body) = api.get("/api/v1/traces?status=error&lookback=1h").await;
+    let sums: TraceSummaries = serde_json::from_value(body).unwrap();
+    assert_eq!(sums.data.len(), 1);
+    assert_eq!(
+        (
+            sums.data[0].root_operation.as_str(),
+            sums.data[0].error_count
+        ),
+        ("POST /orders", 1)
+    );
+
+    let (_, body) = api
+        .get(&format!(
+            "/api/v1/traces/{TRACE_HEX}/logs?spanID=0000000000000003"
+        ))
+        .await;
+    let logs: LogsResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(logs.data.len(), 1);
+    assert_eq!(
+        (
+            logs.data[0].body.as_str(),
+            logs.data[0].service_name.as_str()
+        ),
+        ("card declined", "payment-service")
+    );
+    let (_, body) = api.get(&format!("/api/v1/traces/{TRACE_HEX}/logs")).await;
+    assert_eq!(body["total"], 2);
+
+    // Errors: {"error": {"code", "message"}}.
+    let (st, body) = api
+        .get("/api/v1/traces/0123456789abcdef0123456789abcdef/spans")
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (st, body) = api
+        .get(&format!("/api/v1/traces/{TRACE_HEX}/spans?limit=0"))
+        .await;
+    assert_eq!(st, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("limit"));
+    let (st, body) = api
+        .get(&format!("/api/v1/traces/{TRACE_HEX}/logs?spanID=xyz"))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,1085 @@
+//! The embedded trace store behind the `tracelab` exporter and the query API: SQLite (through the
+//! workspace's sqlx) in WAL mode in a data directory. Spans, OTLP log records and sampling decisions
+//! are written in batched transactions; reads serve the Jaeger API (whole traces, search, services,
+//! operations, dependencies) and tracelab's `/api/v1` (windowed span reads, summaries, logs).
+//! Bounded by span count, database size and age; pruning removes whole traces, oldest first.
+//! Why SQLite: see `collector/README.md`.
+
+mod convert;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use convert::{UNKNOWN_SERVICE, kind_from_name, kind_name};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use collector_api::ids::hex_id;
+use collector_api::jaeger::{DependencyLink, KeyValue, Operation, Process, Span, Trace};
+use collector_api::v1::{
+    Decision, DecisionTrigger, LogRecord, SamplingDecision, ServiceSpanCount, SpanWindow,
+    TraceSummary,
+};
+use futures::TryStreamExt;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span as OtlpSpan};
+use prost::Message;
+use serde::Deserialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::config::FieldError;
+
+pub type TraceId = [u8; 16];
+
+/// Where and how much to keep.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Data directory; the database is `traces.db` inside it. Created when missing.
+    pub directory: PathBuf,
+    /// Most spans kept; beyond it the oldest traces are removed whole.
+    pub max_spans: u64,
+    /// Most database bytes in use (pages holding data), in MiB.
+    pub max_size_mib: u64,
+    /// Spans, logs and decisions older than this (by start time) are removed (Go duration).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub retention: Duration,
+    /// Most log records kept.
+    pub max_logs: u64,
+    /// Most sampling decisions kept (for the sampling dashboard).
+    pub max_decisions: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("data/collector"),
+            max_spans: 2_000_000,
+            max_size_mib: 2048,
+            retention: Duration::from_secs(24 * 3600),
+            max_logs: 1_000_000,
+            max_decisions: 100_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.directory.as_os_str().is_empty() {
+            return Err(FieldError::new("directory", "must not be empty"));
+        }
+        if self.max_spans == 0 {
+            return Err(FieldError::new("max_spans", "must be at least 1"));
+        }
+        if self.max_size_mib == 0 {
+            return Err(FieldError::new("max_size_mib", "must be at least 1"));
+        }
+        if self.retention.is_zero() {
+            return Err(FieldError::new(
+                "retention",
+                "must be greater than 0 (e.g. 24h)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("trace store database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("trace store directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("trace store {0}")]
+    Schema(String),
+    #[error("stored span could not be decoded: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+/// A trace search: every condition applies to one span (service, operation, duration, time, status),
+/// tags match any span or resource of the trace. Results newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub min_duration_us: Option<u64>,
+    pub max_duration_us: Option<u64>,
+    /// Span start time bounds, µs since the epoch.
+    pub start_us: Option<u64>,
+    pub end_us: Option<u64>,
+    /// Only spans with status ERROR.
+    pub errors_only: bool,
+    pub limit: usize,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub traces: u64,
+    pub spans: u64,
+    pub logs: u64,
+    pub decisions: u64,
+}
+
+/// Size figures for `/metrics` and the bench.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub spans: u64,
+    pub logs: u64,
+    pub used_bytes: u64,
+    pub file_bytes: u64,
+}
+
+/// Rows scanned at most by one search, so a broad query over a million spans stays bounded.
+const MAX_SEARCH_SCAN: usize = 200_000;
+/// Rows per multi-row INSERT (13 binds each stays under SQLite's 32766 variables).
+const INSERT_CHUNK: usize = 1000;
+/// Attribute values longer than this are not indexed for tag search (payloads, SQL text).
+const MAX_INDEXED_VALUE: usize = 256;
+
+#[derive(Debug, Default)]
+struct ResourceCache {
+    by_fingerprint: HashMap<u64, i64>,
+    by_id: HashMap<i64, Arc<Process>>,
+}
+
+/// The store. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct TraceStore {
+    cfg: StoreConfig,
+    read: SqlitePool,
+    /// One connection: SQLite has one writer; queuing in the pool beats SQLITE_BUSY retries.
+    write: SqlitePool,
+    spans: AtomicU64,
+    logs: AtomicU64,
+    resources: Mutex<ResourceCache>,
+    operations: Mutex<HashSet<(String, String, i32)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn trace_id_of(bytes: &[u8]) -> TraceId {
+    let mut id = [0u8; 16];
+    let n = bytes.len().min(16);
+    id[16 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    id
+}
+
+struct SpanRow {
+    trace_id: TraceId,
+    span_id: Vec<u8>,
+    parent_id: Option<Vec<u8>>,
+    service_idx: usize,
+    name: String,
+    kind: i32,
+    start_us: i64,
+    duration_us: i64,
+    status: i32,
+    resource_id: i64,
+    scope_name: String,
+    scope_version: String,
+    body: Vec<u8>,
+}
+
+impl TraceStore {
+    /// Opens (creating when missing) the database in `cfg.directory`.
+    pub async fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&cfg.directory).map_err(|source| StoreError::Io {
+            path: cfg.directory.clone(),
+            source,
+        })?;
+        let path = cfg.directory.join("traces.db");
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a crash may lose the last transactions but never corrupts the file.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", "67108864");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        for ddl in schema::DDL {
+            sqlx::query(*ddl).execute(&write).await?;
+        }
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&write)
+            .await?;
+        if version == 0 {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                schema::SCHEMA_VERSION
+            )))
+            .execute(&write)
+            .await?;
+        } else if version != schema::SCHEMA_VERSION {
+            return Err(StoreError::Schema(format!(
+                "{} has schema version {version}, this collector reads version {}; move the directory away",
+                path.display(),
+                schema::SCHEMA_VERSION
+            )));
+        }
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let spans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spans")
+            .fetch_one(&read)
+            .await?;
+        let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
+            .fetch_one(&read)
+            .await?;
+        let ops: Vec<(String, String, i32)> =
+            sqlx::query_as("SELECT service, name, kind FROM operations")
+                .fetch_all(&read)
+                .await?;
+        Ok(Self {
+            cfg,
+            read,
+            write,
+            spans: AtomicU64::new(spans as u64),
+            logs: AtomicU64::new(logs as u64),
+            resources: Mutex::new(ResourceCache::default()),
+            operations: Mutex::new(ops.into_iter().collect()),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// Spans stored (kept in memory, exact).
+    pub fn span_count(&self) -> u64 {
+        self.spans.load(Ordering::Relaxed)
+    }
+
+    /// Closes the pools (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// Resource id for a (service, tags) pair, inserting it when new.
+    async fn resource_id(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        service: &str,
+        tags: Vec<KeyValue>,
+    ) -> Result<i64, StoreError> {
+        let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
+        let fp = fnv64(&[service.as_bytes(), tags_json.as_bytes()]);
+        if let Some(id) = lock(&self.resources).by_fingerprint.get(&fp) {
+            return Ok(*id);
+        }
+        // Stored as i64: SQLite integers are signed.
+        let fp_i = fp as i64;
+        sqlx::query(
+            "INSERT OR IGNORE INTO resources (fingerprint, service, tags) VALUES ($1, $2, $3)",
+        )
+        .bind(fp_i)
+        .bind(service)
+        .bind(&tags_json)
+        .execute(&mut **tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM resources WHERE fingerprint = $1")
+            .bind(fp_i)
+            .fetch_one(&mut **tx)
+            .await?;
+        let mut cache = lock(&self.resources);
+        cache.by_fingerprint.insert(fp, id);
+        cache.by_id.insert(
+            id,
+            Arc::new(Process {
+                service_name: service.to_string(),
+                tags,
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Stores a batch of spans in one transaction; returns the number stored.
+    pub async fn insert_spans(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut services: Vec<String> = Vec::new();
+        let mut rows: Vec<SpanRow> = Vec::new();
+        let mut attrs: HashSet<(String, String, TraceId)> = HashSet::new();
+        let mut new_ops: Vec<(String, String, i32)> = Vec::new();
+        for rs in batch {
+            let res_attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let (service, tags) = convert::process_of(res_attrs);
+            let service_idx = services
+                .iter()
+                .position(|s| *s == service)
+                .unwrap_or_else(|| {
+                    services.push(service.clone());
+                    services.len() - 1
+                });
+            let resource_id = self.resource_id(&mut tx, &service, tags).await?;
+            let mut traces_of_resource: HashSet<TraceId> = HashSet::new();
+            for ss in &rs.scope_spans {
+                let (scope_name, scope_version) = ss
+                    .scope
+                    .as_ref()
+                    .map_or((String::new(), String::new()), |s| {
+                        (s.name.clone(), s.version.clone())
+                    });
+                for s in &ss.spans {
+                    let trace_id = trace_id_of(&s.trace_id);
+                    traces_of_resource.insert(trace_id);
+                    for kv in &s.attributes {
+                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                            && v.len() <= MAX_INDEXED_VALUE
+                        {
+                            attrs.insert((kv.key.clone(), v, trace_id));
+                        }
+                    }
+                    let status = s.status.as_ref().map_or(0, |st| st.code);
+                    if status == 2 {
+                        attrs.insert(("error".into(), "true".into(), trace_id));
+                        attrs.insert(("otel.status_code".into(), "ERROR".into(), trace_id));
+                    }
+                    let kind = convert::kind_name(s.kind);
+                    if !kind.is_empty() {
+                        attrs.insert(("span.kind".into(), kind.into(), trace_id));
+                    }
+                    let op = (service.clone(), s.name.clone(), s.kind);
+                    if !lock(&self.operations).contains(&op) && !new_ops.contains(&op) {
+                        new_ops.push(op);
+                    }
+                    let start_us = (s.start_time_unix_nano / 1000) as i64;
+                    let parent = (!s.parent_span_id.is_empty()
+                        && s.parent_span_id.iter().any(|b| *b != 0))
+                    .then(|| s.parent_span_id.clone());
+                    rows.push(SpanRow {
+                        trace_id,
+                        span_id: s.span_id.clone(),
+                        parent_id: parent,
+                        service_idx,
+                        name: s.name.clone(),
+                        kind: s.kind,
+                        start_us,
+                        duration_us: ((s.end_time_unix_nano / 1000) as i64 - start_us).max(0),
+                        status,
+                        resource_id,
+                        scope_name: scope_name.clone(),
+                        scope_version: scope_version.clone(),
+                        body: s.encode_to_vec(),
+                    });
+                }
+            }
+            // Process tags are searchable like Jaeger's (resource attributes, per trace).
+            for kv in res_attrs {
+                if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                    && v.len() <= MAX_INDEXED_VALUE
+                {
+                    for t in &traces_of_resource {
+                        attrs.insert((kv.key.clone(), v.clone(), *t));
+                    }
+                }
+            }
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
+                 status, resource_id, scope_name, scope_version, body) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.trace_id.to_vec())
+                    .push_bind(r.span_id.clone())
+                    .push_bind(r.parent_id.clone())
+                    .push_bind(services[r.service_idx].clone())
+                    .push_bind(r.name.clone())
+                    .push_bind(r.kind)
+                    .push_bind(r.start_us)
+                    .push_bind(r.duration_us)
+                    .push_bind(r.status)
+                    .push_bind(r.resource_id)
+                    .push_bind(r.scope_name.clone())
+                    .push_bind(r.scope_version.clone())
+                    .push_bind(r.body.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        let attrs: Vec<_> = attrs.into_iter().collect();
+        for chunk in attrs.chunks(INSERT_CHUNK * 3) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO attrs (key, value, trace_id) ");
+            qb.push_values(chunk, |mut b, (k, v, t)| {
+                b.push_bind(k.clone())
+                    .push_bind(v.clone())
+                    .push_bind(t.to_vec());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        for (service, name, kind) in &new_ops {
+            sqlx::query(
+                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES ($1, $2, $3)",
+            )
+            .bind(service)
+            .bind(name)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        lock(&self.operations).extend(new_ops);
+        let n = rows.len() as u64;
+        let total = self.spans.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.cfg.max_spans {
+            self.prune_to_span_count(self.cfg.max_spans).await?;
+        }
+        Ok(n)
+    }
+
+    /// Stores OTLP log records; returns the number stored.
+    pub async fn insert_logs(&self, batch: &[ResourceLogs]) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut n = 0u64;
+        for rl in batch {
+            let res_attrs = rl
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let (service, tags) = convert::process_of(res_attrs);
+            let resource_id = self.resource_id(&mut tx, &service, tags).await?;
+            let records: Vec<_> = rl
+                .scope_logs
+                .iter()
+                .flat_map(|sl| sl.log_records.iter())
+                .collect();
+            for chunk in records.chunks(INSERT_CHUNK) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO logs (trace_id, span_id, time_us, severity_number, severity_text, service, body, \
+                     attributes, resource_id) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    let ts = if r.time_unix_nano != 0 {
+                        r.time_unix_nano
+                    } else {
+                        r.observed_time_unix_nano
+                    };
+                    let attrs: Vec<KeyValue> = r.attributes.iter().map(convert::tag).collect();
+                    let nonzero = |v: &Vec<u8>| {
+                        (!v.is_empty() && v.iter().any(|b| *b != 0)).then(|| v.clone())
+                    };
+                    b.push_bind(nonzero(&r.trace_id).map(|t| trace_id_of(&t).to_vec()))
+                        .push_bind(nonzero(&r.span_id))
+                        .push_bind((ts / 1000) as i64)
+                        .push_bind(r.severity_number)
+                        .push_bind(r.severity_text.clone())
+                        .push_bind(service.clone())
+                        .push_bind(convert::body_text(r.body.as_ref()))
+                        .push_bind(serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into()))
+                        .push_bind(resource_id);
+                });
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+        }
+        tx.commit().await?;
+        let total = self.logs.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.cfg.max_logs {
+            let excess = total - self.cfg.max_logs;
+            let removed = sqlx::query(
+                "DELETE FROM logs WHERE id IN (SELECT id FROM logs ORDER BY id LIMIT $1)",
+            )
+            .bind(excess as i64)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            self.logs.fetch_sub(removed, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    /// Persists sampling decisions (for the dashboard's history).
+    pub async fn insert_decisions(&self, decisions: &[SamplingDecision]) -> Result<(), StoreError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for chunk in decisions.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO decisions (trace_id, decision, policy, trigger, span_count, decided_at_ms) ",
+            );
+            qb.push_values(chunk, |mut b, d| {
+                b.push_bind(d.trace_id.clone())
+                    .push_bind(enum_text(&d.decision))
+                    .push_bind(d.policy.clone())
+                    .push_bind(enum_text(&d.trigger))
+                    .push_bind(d.span_count as i64)
+                    .push_bind(d.decided_at_ms);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - $1")
+            .bind(self.cfg.max_decisions as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Most recent persisted decisions, newest first; optionally only those of one trace.
+    pub async fn decisions(
+        &self,
+        trace_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SamplingDecision>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT trace_id, decision, policy, trigger, span_count, decided_at_ms FROM decisions \
+             WHERE ($1 IS NULL OR trace_id = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(trace_id)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SamplingDecision {
+                trace_id: r.get(0),
+                decision: text_enum(r.get::<String, _>(1).as_str()).unwrap_or(Decision::NotSampled),
+                policy: r.get(2),
+                trigger: text_enum(r.get::<String, _>(3).as_str())
+                    .unwrap_or(DecisionTrigger::DecisionWait),
+                span_count: r.get::<i64, _>(4) as u64,
+                decided_at_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn process(&self, resource_id: i64) -> Result<Arc<Process>, StoreError> {
+        if let Some(p) = lock(&self.resources).by_id.get(&resource_id) {
+            return Ok(p.clone());
+        }
+        let row = sqlx::query("SELECT service, tags FROM resources WHERE id = $1")
+            .bind(resource_id)
+            .fetch_optional(&self.read)
+            .await?;
+        let p = Arc::new(match row {
+            Some(r) => Process {
+                service_name: r.get(0),
+                tags: serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default(),
+            },
+            None => Process {
+                service_name: UNKNOWN_SERVICE.into(),
+                tags: Vec::new(),
+            },
+        });
+        lock(&self.resources).by_id.insert(resource_id, p.clone());
+        Ok(p)
+    }
+
+    /// Turns span rows (body, scope name, scope version, resource id) into Jaeger spans plus the
+    /// processes they reference (`p1`, `p2`, … in order of first use).
+    async fn jaeger_spans(
+        &self,
+        rows: &[sqlx::sqlite::SqliteRow],
+    ) -> Result<(Vec<Span>, BTreeMap<String, Process>), StoreError> {
+        let mut pids: HashMap<i64, String> = HashMap::new();
+        let mut processes = BTreeMap::new();
+        let mut spans = Vec::with_capacity(rows.len());
+        for r in rows {
+            let body: &[u8] = r.get(0);
+            let otlp = OtlpSpan::decode(body)?;
+            let rid: i64 = r.get(3);
+            let pid = match pids.get(&rid) {
+                Some(p) => p.clone(),
+                None => {
+                    let pid = format!("p{}", pids.len() + 1);
+                    processes.insert(pid.clone(), (*self.process(rid).await?).clone());
+                    pids.insert(rid, pid.clone());
+                    pid
+                }
+            };
+            spans.push(convert::jaeger_span(&otlp, r.get(1), r.get(2), pid));
+        }
+        Ok((spans, processes))
+    }
+
+    /// A whole trace, spans ordered by start time; `None` when unknown.
+    pub async fn get_trace(&self, id: &TraceId) -> Result<Option<Trace>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body, scope_name, scope_version, resource_id FROM spans WHERE trace_id = $1 \
+             ORDER BY start_us, span_id",
+        )
+        .bind(id.to_vec())
+        .fetch_all(&self.read)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (spans, processes) = self.jaeger_spans(&rows).await?;
+        Ok(Some(Trace {
+            trace_id: hex_id(id),
+            spans,
+            processes,
+            warnings: Vec::new(),
+        }))
+    }
+
+    /// A window of a trace's spans ordered by (start time, span id), with the total; `None` when
+    /// the trace is unknown.
+    pub async fn get_span_window(
+        &self,
+        id: &TraceId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<SpanWindow>, StoreError> {
+        let (total, lo, hi): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(start_us), MAX(start_us + duration_us) FROM spans WHERE trace_id = $1",
+        )
+        .bind(id.to_vec())
+        .fetch_one(&self.read)
+        .await?;
+        if total == 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT body, scope_name, scope_version, resource_id FROM spans WHERE trace_id = $1 \
+             ORDER BY start_us, span_id LIMIT $2 OFFSET $3",
+        )
+        .bind(id.to_vec())
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.read)
+        .await?;
+        let (spans, processes) = self.jaeger_spans(&rows).await?;
+        Ok(Some(SpanWindow {
+            trace_id: hex_id(id),
+            total: total as u64,
+            offset,
+            limit,
+            spans,
+            processes,
+            trace_start_time: lo.unwrap_or(0) as u64,
+            trace_end_time: hi.unwrap_or(0) as u64,
+        }))
+    }
+
+    /// Trace ids matching `q`, newest first (by the matching span's start), at most `q.limit`.
+    pub async fn find_trace_ids(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT trace_id FROM spans WHERE 1 = 1");
+        if let Some(s) = &q.service {
+            qb.push(" AND service = ").push_bind(s.clone());
+        }
+        if let Some(o) = &q.operation {
+            qb.push(" AND name = ").push_bind(o.clone());
+        }
+        if let Some(t) = q.start_us {
+            qb.push(" AND start_us >= ").push_bind(t as i64);
+        }
+        if let Some(t) = q.end_us {
+            qb.push(" AND start_us <= ").push_bind(t as i64);
+        }
+        if let Some(d) = q.min_duration_us {
+            qb.push(" AND duration_us >= ").push_bind(d as i64);
+        }
+        if let Some(d) = q.max_duration_us {
+            qb.push(" AND duration_us <= ").push_bind(d as i64);
+        }
+        if q.errors_only {
+            qb.push(" AND status = 2");
+        }
+        for (k, v) in &q.tags {
+            qb.push(" AND trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
+                .push_bind(k.clone())
+                .push(" AND value = ")
+                .push_bind(v.clone())
+                .push(")");
+        }
+        qb.push(" ORDER BY start_us DESC");
+        let limit = q.limit.max(1);
+        let mut seen: HashSet<TraceId> = HashSet::new();
+        let mut out = Vec::new();
+        let query = qb.build();
+        let mut stream = query.fetch(&self.read);
+        let mut scanned = 0usize;
+        while let Some(row) = stream.try_next().await? {
+            scanned += 1;
+            let t = trace_id_of(row.get::<&[u8], _>(0));
+            if seen.insert(t) {
+                out.push(t);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if scanned >= MAX_SEARCH_SCAN {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whole traces matching `q` (the Jaeger search).
+    pub async fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Trace>, StoreError> {
+        let ids = self.find_trace_ids(q).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(t) = self.get_trace(&id).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A summary of one trace (no spans); `None` when unknown.
+    pub async fn trace_summary(&self, id: &TraceId) -> Result<Option<TraceSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT service, COUNT(*), SUM(status = 2), MIN(start_us), MAX(start_us + duration_us) \
+             FROM spans WHERE trace_id = $1 GROUP BY service ORDER BY MIN(start_us)",
+        )
+        .bind(id.to_vec())
+        .fetch_all(&self.read)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let root = sqlx::query(
+            "SELECT service, name FROM spans WHERE trace_id = $1 ORDER BY parent_id IS NOT NULL, start_us LIMIT 1",
+        )
+        .bind(id.to_vec())
+        .fetch_optional(&self.read)
+        .await?;
+        let (mut lo, mut hi, mut spans, mut errors) = (i64::MAX, 0i64, 0u64, 0u64);
+        let services = rows
+            .iter()
+            .map(|r| {
+                let n = r.get::<i64, _>(1) as u64;
+                let e = r.get::<i64, _>(2) as u64;
+                lo = lo.min(r.get(3));
+                hi = hi.max(r.get(4));
+                spans += n;
+                errors += e;
+                ServiceSpanCount {
+                    service: r.get(0),
+                    span_count: n,
+                    error_count: e,
+                }
+            })
+            .collect();
+        let (root_service, root_operation) =
+            root.map_or((String::new(), String::new()), |r| (r.get(0), r.get(1)));
+        Ok(Some(TraceSummary {
+            trace_id: hex_id(id),
+            root_service,
+            root_operation,
+            start_time: lo as u64,
+            duration: (hi - lo).max(0) as u64,
+            span_count: spans,
+            error_count: errors,
+            services,
+        }))
+    }
+
+    /// Summaries of the traces matching `q`.
+    pub async fn find_trace_summaries(
+        &self,
+        q: &TraceQuery,
+    ) -> Result<Vec<TraceSummary>, StoreError> {
+        let ids = self.find_trace_ids(q).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(s) = self.trace_summary(&id).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Service names, sorted.
+    pub async fn services(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT service FROM operations ORDER BY service")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
+    /// Operations of a service (optionally of one OTLP span kind), sorted by name.
+    pub async fn operations(
+        &self,
+        service: &str,
+        kind: Option<i32>,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT name, kind FROM operations WHERE service = $1 AND ($2 IS NULL OR kind = $2) ORDER BY name, kind",
+        )
+        .bind(service)
+        .bind(kind)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, kind)| Operation {
+                name,
+                span_kind: kind_name(kind).to_string(),
+            })
+            .collect())
+    }
+
+    /// Calls between services: a span whose parent belongs to another service counts one call
+    /// parent service → child service. Over spans starting in [`end_us - lookback_us`, `end_us`].
+    pub async fn dependencies(
+        &self,
+        end_us: u64,
+        lookback_us: u64,
+    ) -> Result<Vec<DependencyLink>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT p.service, c.service, COUNT(*) FROM spans c JOIN spans p \
+               ON p.trace_id = c.trace_id AND p.span_id = c.parent_id \
+             WHERE c.start_us >= $1 AND c.start_us <= $2 AND c.parent_id IS NOT NULL AND p.service <> c.service \
+             GROUP BY p.service, c.service ORDER BY p.service, c.service",
+        )
+        .bind(end_us.saturating_sub(lookback_us) as i64)
+        .bind(end_us as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(parent, child, n)| DependencyLink {
+                parent,
+                child,
+                call_count: n as u64,
+            })
+            .collect())
+    }
+
+    /// Log records of a trace (or of one span of it), oldest first.
+    pub async fn logs(
+        &self,
+        trace_id: &TraceId,
+        span_id: Option<&[u8; 8]>,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.time_us, l.severity_number, l.severity_text, l.body, l.trace_id, l.span_id, l.service, \
+                    l.attributes, l.resource_id \
+             FROM logs l WHERE l.trace_id = $1 AND ($2 IS NULL OR l.span_id = $2) ORDER BY l.time_us, l.id",
+        )
+        .bind(trace_id.to_vec())
+        .bind(span_id.map(|s| s.to_vec()))
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let resource = self.process(r.get(8)).await?;
+            out.push(LogRecord {
+                timestamp: r.get::<i64, _>(0) as u64,
+                severity_number: r.get(1),
+                severity_text: r.get(2),
+                body: r.get(3),
+                trace_id: r
+                    .get::<Option<Vec<u8>>, _>(4)
+                    .map(|b| hex_id(&b))
+                    .unwrap_or_default(),
+                span_id: r
+                    .get::<Option<Vec<u8>>, _>(5)
+                    .map(|b| hex_id(&b))
+                    .unwrap_or_default(),
+                service_name: r.get(6),
+                attributes: serde_json::from_str(r.get::<&str, _>(7)).unwrap_or_default(),
+                resource: resource.tags.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes whole traces, oldest first, until at most `target` spans remain.
+    async fn prune_to_span_count(&self, target: u64) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        // Each round removes the traces of the oldest `excess` spans (at least that many spans).
+        for _ in 0..16 {
+            let count = self.spans.load(Ordering::Relaxed);
+            if count <= target {
+                break;
+            }
+            let excess = (count - target).max(count / 100);
+            let ids: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT DISTINCT trace_id FROM (SELECT trace_id FROM spans ORDER BY start_us LIMIT $1)",
+            )
+            .bind(excess as i64)
+            .fetch_all(&self.write)
+            .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let r = self.delete_traces(&ids).await?;
+            report.traces += r.traces;
+            report.spans += r.spans;
+        }
+        Ok(report)
+    }
+
+    async fn delete_traces(&self, ids: &[Vec<u8>]) -> Result<PruneReport, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut spans = 0;
+        for chunk in ids.chunks(500) {
+            for table in ["attrs", "spans"] {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN ("));
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.clone());
+                }
+                qb.push(")");
+                let n = qb.build().execute(&mut *tx).await?.rows_affected();
+                if table == "spans" {
+                    spans += n;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.spans.fetch_sub(
+            spans.min(self.spans.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(PruneReport {
+            traces: ids.len() as u64,
+            spans,
+            ..Default::default()
+        })
+    }
+
+    /// Enforces every bound: age (retention), span count, database size, log count. Called
+    /// periodically by the exporter; also safe to call any time.
+    pub async fn prune(&self) -> Result<PruneReport, StoreError> {
+        self.prune_at(now_us()).await
+    }
+
+    /// [`prune`](Self::prune) as if the time were `now_us` (tests).
+    pub async fn prune_at(&self, now_us: u64) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        let cutoff = now_us.saturating_sub(self.cfg.retention.as_micros() as u64) as i64;
+        for _ in 0..1000 {
+            let ids: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT DISTINCT trace_id FROM spans WHERE start_us < $1 LIMIT 2000",
+            )
+            .bind(cutoff)
+            .fetch_all(&self.write)
+            .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let r = self.delete_traces(&ids).await?;
+            report.traces += r.traces;
+            report.spans += r.spans;
+        }
+        let r = self.prune_to_span_count(self.cfg.max_spans).await?;
+        report.traces += r.traces;
+        report.spans += r.spans;
+        // Size bound: shrink the span count in proportion to the excess (plus 10% headroom), and
+        // repeat while still over (indexes and free pages make bytes per span uneven).
+        let max_bytes = self.cfg.max_size_mib * 1024 * 1024;
+        for _ in 0..10 {
+            let st = self.stats().await?;
+            if st.used_bytes <= max_bytes || st.spans == 0 {
+                break;
+            }
+            let target = (st.spans as f64 * (max_bytes as f64 / st.used_bytes as f64) * 0.9) as u64;
+            let r = self.prune_to_span_count(target.min(st.spans - 1)).await?;
+            report.traces += r.traces;
+            report.spans += r.spans;
+        }
+        let logs = sqlx::query("DELETE FROM logs WHERE time_us < $1")
+            .bind(cutoff)
+            .execute(&self.write)
+            .await?;
+        report.logs = logs.rows_affected();
+        self.logs.fetch_sub(
+            report.logs.min(self.logs.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        let d = sqlx::query("DELETE FROM decisions WHERE decided_at_ms < $1")
+            .bind(cutoff / 1000)
+            .execute(&self.write)
+            .await?;
+        report.decisions = d.rows_affected();
+        if report.spans > 0 {
+            // Operations whose spans are all gone leave the service/operation lists.
+            sqlx::query(
+                "DELETE FROM operations WHERE NOT EXISTS (SELECT 1 FROM spans s \
+                 WHERE s.service = operations.service AND s.name = operations.name)",
+            )
+            .execute(&self.write)
+            .await?;
+            let ops: Vec<(String, String, i32)> =
+                sqlx::query_as("SELECT service, name, kind FROM operations")
+                    .fetch_all(&self.write)
+                    .await?;
+            *lock(&self.operations) = ops.into_iter().collect();
+        }
+        Ok(report)
+    }
+
+    /// Counts and sizes.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.write)
+            .await?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.write)
+            .await?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&self.write)
+            .await?;
+        Ok(StoreStats {
+            spans: self.span_count(),
+            logs: self.logs.load(Ordering::Relaxed),
+            used_bytes: ((pages - free).max(0) * page_size) as u64,
+            file_bytes: (pages * page_size) as u64,
+        })
+    }
+}
+
+/// `Decision::Sampled` → `"sampled"` (the API's snake_case spelling).
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn text_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}

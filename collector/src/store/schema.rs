@@ -1,0 +1,72 @@
+//! The store's SQLite schema. Spans keep their OTLP protobuf encoding (`body`) next to the columns
+//! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace);
+//! `operations` makes the service and operation lists cheap.
+
+/// Bumped when the schema changes incompatibly; an older file is refused with a clear message.
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub const DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS resources (
+        id INTEGER PRIMARY KEY,
+        fingerprint INTEGER NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        tags TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS spans (
+        id INTEGER PRIMARY KEY,
+        trace_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        parent_id BLOB,
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        start_us INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        resource_id INTEGER NOT NULL,
+        scope_name TEXT NOT NULL,
+        scope_version TEXT NOT NULL,
+        body BLOB NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, start_us)",
+    "CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_us)",
+    "CREATE INDEX IF NOT EXISTS spans_service_name_start ON spans(service, name, start_us)",
+    "CREATE INDEX IF NOT EXISTS spans_start ON spans(start_us)",
+    "CREATE TABLE IF NOT EXISTS attrs (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        trace_id BLOB NOT NULL,
+        PRIMARY KEY (key, value, trace_id)
+    ) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS attrs_trace ON attrs(trace_id)",
+    "CREATE TABLE IF NOT EXISTS operations (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        PRIMARY KEY (service, name, kind)
+    ) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS logs (
+        id INTEGER PRIMARY KEY,
+        trace_id BLOB,
+        span_id BLOB,
+        time_us INTEGER NOT NULL,
+        severity_number INTEGER NOT NULL,
+        severity_text TEXT NOT NULL,
+        service TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        resource_id INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS logs_trace ON logs(trace_id, span_id, time_us)",
+    "CREATE INDEX IF NOT EXISTS logs_time ON logs(time_us)",
+    "CREATE TABLE IF NOT EXISTS decisions (
+        id INTEGER PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        policy TEXT,
+        trigger TEXT NOT NULL,
+        span_count INTEGER NOT NULL,
+        decided_at_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS decisions_trace ON decisions(trace_id)",
+];

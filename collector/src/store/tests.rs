@@ -1,0 +1,647 @@
+//! The store against real SQLite files in temp dirs: Jaeger-shaped reads, search filters, windowed
+//! reads, size/age bounds, persistence across a reopen, logs by span, decisions, dependencies.
+
+use std::time::Duration;
+
+use collector_api::jaeger::RefType;
+use collector_api::v1::{Decision, DecisionTrigger, SamplingDecision};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+use super::{StoreConfig, TraceQuery, TraceStore};
+
+/// Recent enough that the default 24h retention keeps it.
+fn base_ns() -> u64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 600)
+        * 1_000_000_000
+}
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+fn tid(n: u32) -> [u8; 16] {
+    let mut t = [0x5au8; 16];
+    t[12..].copy_from_slice(&n.to_be_bytes());
+    t
+}
+
+fn sid(t: u32, n: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&t.to_be_bytes());
+    b[4..].copy_from_slice(&(n + 1).to_be_bytes());
+    b
+}
+
+struct SpanSpec {
+    trace: u32,
+    id: u32,
+    parent: Option<u32>,
+    name: &'static str,
+    kind: i32,
+    start_ms: u64,
+    dur_ms: u64,
+    error: bool,
+    attrs: Vec<KeyValue>,
+}
+
+fn spec(
+    trace: u32,
+    id: u32,
+    parent: Option<u32>,
+    name: &'static str,
+    start_ms: u64,
+    dur_ms: u64,
+) -> SpanSpec {
+    SpanSpec {
+        trace,
+        id,
+        parent,
+        name,
+        kind: 1,
+        start_ms,
+        dur_ms,
+        error: false,
+        attrs: vec![],
+    }
+}
+
+fn otlp(base: u64, sp: &SpanSpec) -> Span {
+    Span {
+        trace_id: tid(sp.trace).to_vec(),
+        span_id: sid(sp.trace, sp.id).to_vec(),
+        parent_span_id: sp
+            .parent
+            .map(|p| sid(sp.trace, p).to_vec())
+            .unwrap_or_default(),
+        name: sp.name.into(),
+        kind: sp.kind,
+        start_time_unix_nano: base + sp.start_ms * 1_000_000,
+        end_time_unix_nano: base + (sp.start_ms + sp.dur_ms) * 1_000_000,
+        attributes: sp.attrs.clone(),
+        status: sp.error.then(|| Status {
+            code: 2,
+            message: "card declined".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn batch(service: &str, spans: Vec<Span>) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", s(service)),
+                kv("deployment.environment", s("lab")),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "tracelab".into(),
+                version: "0.1".into(),
+                ..Default::default()
+            }),
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn cfg(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        directory: dir.to_path_buf(),
+        ..Default::default()
+    }
+}
+
+/// The checkout trace shape: gateway → order → payment (error, with an event) plus a consumer
+/// span linked to its producer.
+async fn checkout(store: &TraceStore, base: u64, t: u32, error: bool) {
+    let mut root = spec(t, 0, None, "POST /orders", 0, 1300);
+    root.kind = 2;
+    root.attrs = vec![
+        kv("http.route", s("/orders")),
+        kv("http.response.status_code", Value::IntValue(201)),
+    ];
+    let mut client = spec(t, 1, Some(0), "POST", 5, 1290);
+    client.kind = 3;
+    let mut order = spec(t, 2, Some(1), "POST /orders", 10, 1280);
+    order.kind = 2;
+    let mut charge = spec(t, 3, Some(2), "charge", 20, 1200);
+    charge.error = error;
+    charge.attrs = vec![kv("payment.method", s("card"))];
+    let mut charge_span = otlp(base, &charge);
+    charge_span.events = vec![Event {
+        time_unix_nano: base + 25_000_000,
+        name: "payment_started".into(),
+        attributes: vec![kv("amount_cents", Value::IntValue(14999))],
+        ..Default::default()
+    }];
+    let mut producer = spec(t, 4, Some(2), "send orders", 1250, 5);
+    producer.kind = 4;
+    let mut consumer = otlp(
+        base,
+        &SpanSpec {
+            kind: 5,
+            ..spec(t, 5, Some(4), "process orders", 1260, 20)
+        },
+    );
+    consumer.links = vec![Link {
+        trace_id: tid(t).to_vec(),
+        span_id: sid(t, 4).to_vec(),
+        ..Default::default()
+    }];
+    store
+        .insert_spans(&[
+            batch("api-gateway", vec![otlp(base, &root), otlp(base, &client)]),
+            batch(
+                "order-service",
+                vec![otlp(base, &order), otlp(base, &producer), consumer],
+            ),
+            batch("payment-service", vec![charge_span]),
+        ])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_trace_reads_back_in_jaeger_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    checkout(&store, base, 1, true).await;
+
+    let t = store
+        .get_trace(&tid(1))
+        .await
+        .unwrap()
+        .expect("trace stored");
+    assert_eq!(t.trace_id, collector_api::ids::hex_id(&tid(1)));
+    assert_eq!(t.spans.len(), 6);
+    assert_eq!(
+        t.services(),
+        vec!["api-gateway", "order-service", "payment-service"]
+    );
+    assert_eq!(t.root_spans().len(), 1);
+    assert_eq!(t.spans[0].start_time, base / 1000, "µs, ordered by start");
+    assert_eq!(t.spans[0].duration, 1_300_000);
+    assert_eq!(t.spans[0].kind(), Some("server"));
+    let charge = t.spans_named("charge").next().unwrap();
+    assert!(charge.is_error());
+    assert_eq!(
+        charge.tag_str("otel.status_description"),
+        Some("card declined")
+    );
+    assert_eq!(charge.tag_str("otel.scope.name"), Some("tracelab"));
+    assert_eq!(charge.logs[0].event_name(), Some("payment_started"));
+    assert_eq!(charge.logs[0].timestamp, (base + 25_000_000) / 1000);
+    assert_eq!(t.service_of(charge), Some("payment-service"));
+    let p = &t.processes[&charge.process_id];
+    assert!(p.tags.iter().any(|k| k.key == "deployment.environment"));
+    assert!(
+        !p.tags.iter().any(|k| k.key == "service.name"),
+        "service.name is serviceName"
+    );
+    let consumer = t.spans_named("process orders").next().unwrap();
+    assert_eq!(consumer.references.len(), 2);
+    assert_eq!(consumer.references[1].ref_type, RefType::FollowsFrom);
+    let root = t
+        .spans_named("POST /orders")
+        .find(|s| s.parent_span_id().is_none())
+        .unwrap();
+    assert_eq!(
+        root.tag("http.response.status_code").unwrap().value,
+        serde_json::json!(201)
+    );
+
+    assert!(store.get_trace(&tid(99)).await.unwrap().is_none());
+    assert_eq!(
+        store.services().await.unwrap(),
+        vec!["api-gateway", "order-service", "payment-service"]
+    );
+    let ops = store.operations("order-service", None).await.unwrap();
+    assert_eq!(ops.len(), 3);
+    let servers = store.operations("order-service", Some(2)).await.unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(
+        (servers[0].name.as_str(), servers[0].span_kind.as_str()),
+        ("POST /orders", "server")
+    );
+
+    let summary = store.trace_summary(&tid(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.root_service.as_str(),
+            summary.root_operation.as_str()
+        ),
+        ("api-gateway", "POST /orders")
+    );
+    assert_eq!(
+        (summary.span_count, summary.error_count, summary.duration),
+        (6, 1, 1_300_000)
+    );
+
+    let deps = store
+        .dependencies(base / 1000 + 10_000_000, 3_600_000_000)
+        .await
+        .unwrap();
+    let pairs: Vec<(&str, &str, u64)> = deps
+        .iter()
+        .map(|d| (d.parent.as_str(), d.child.as_str(), d.call_count))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("api-gateway", "order-service", 1),
+            ("order-service", "payment-service", 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn searches_filter_by_service_operation_tags_duration_status_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    for t in 0..40u32 {
+        let mut sp = spec(
+            t,
+            0,
+            None,
+            if t % 2 == 0 { "GET /a" } else { "GET /b" },
+            t as u64 * 1000,
+            10 + t as u64 * 10,
+        );
+        sp.error = t % 5 == 0;
+        sp.attrs = vec![
+            kv(
+                "customer.tier",
+                s(if t % 4 == 0 { "gold" } else { "basic" }),
+            ),
+            kv("t", Value::IntValue(t as i64)),
+        ];
+        let svc = if t < 20 { "svc-a" } else { "svc-b" };
+        store
+            .insert_spans(&[batch(svc, vec![otlp(base, &sp)])])
+            .await
+            .unwrap();
+    }
+    let ids = |v: Vec<[u8; 16]>| {
+        v.iter()
+            .map(|t| u32::from_be_bytes(t[12..].try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let q = |f: fn(&mut TraceQuery)| {
+        let mut q = TraceQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = ids(store.find_trace_ids(&q(|_| {})).await.unwrap());
+    assert_eq!(all.len(), 40);
+    assert_eq!(all[0], 39, "newest first");
+    let r = ids(store
+        .find_trace_ids(&q(|q| q.service = Some("svc-a".into())))
+        .await
+        .unwrap());
+    assert_eq!(r.len(), 20);
+    assert!(r.iter().all(|t| *t < 20));
+    let r = ids(store
+        .find_trace_ids(&q(|q| {
+            q.service = Some("svc-a".into());
+            q.operation = Some("GET /b".into());
+        }))
+        .await
+        .unwrap());
+    assert_eq!(r, vec![19, 17, 15, 13, 11, 9, 7, 5, 3, 1]);
+    let r = ids(store
+        .find_trace_ids(&q(|q| {
+            q.tags = vec![("customer.tier".into(), "gold".into())]
+        }))
+        .await
+        .unwrap());
+    assert_eq!(r, vec![36, 32, 28, 24, 20, 16, 12, 8, 4, 0]);
+    let r = ids(store
+        .find_trace_ids(&q(|q| {
+            q.tags = vec![
+                ("customer.tier".into(), "gold".into()),
+                ("error".into(), "true".into()),
+            ]
+        }))
+        .await
+        .unwrap());
+    assert_eq!(
+        r,
+        vec![20, 0],
+        "tags AND together; error=true is searchable"
+    );
+    let r = ids(store
+        .find_trace_ids(&q(|q| q.tags = vec![("t".into(), "7".into())]))
+        .await
+        .unwrap());
+    assert_eq!(r, vec![7], "int tags match their text");
+    let r = ids(store
+        .find_trace_ids(&q(|q| {
+            q.tags = vec![("deployment.environment".into(), "lab".into())]
+        }))
+        .await
+        .unwrap());
+    assert_eq!(r.len(), 40, "process (resource) tags are searchable");
+    let r = ids(store
+        .find_trace_ids(&q(|q| {
+            q.min_duration_us = Some(300_000);
+            q.max_duration_us = Some(320_000);
+        }))
+        .await
+        .unwrap());
+    assert_eq!(r, vec![31, 30, 29]);
+    let r = ids(store
+        .find_trace_ids(&q(|q| q.errors_only = true))
+        .await
+        .unwrap());
+    assert_eq!(r, vec![35, 30, 25, 20, 15, 10, 5, 0]);
+    let b = base / 1000;
+    let mut tq = q(|_| {});
+    tq.start_us = Some(b + 10_000_000);
+    tq.end_us = Some(b + 12_000_000);
+    assert_eq!(
+        ids(store.find_trace_ids(&tq).await.unwrap()),
+        vec![12, 11, 10]
+    );
+    let r = ids(store
+        .find_trace_ids(&TraceQuery {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap());
+    assert_eq!(r, vec![39, 38, 37], "limit");
+    let traces = store
+        .find_traces(&TraceQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(traces.len(), 2);
+    let sums = store
+        .find_trace_summaries(&q(|q| q.errors_only = true))
+        .await
+        .unwrap();
+    assert_eq!(sums.len(), 8);
+    assert!(sums.iter().all(|s| s.error_count == 1));
+}
+
+#[tokio::test]
+async fn a_huge_trace_reads_in_windows_ordered_by_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    // 5000 spans, inserted in reverse start order across batches.
+    for chunk in (0..5000u32).rev().collect::<Vec<_>>().chunks(1000) {
+        let spans = chunk
+            .iter()
+            .map(|i| {
+                otlp(
+                    base,
+                    &spec(7, *i, Some(0).filter(|_| *i > 0), "work", *i as u64, 2),
+                )
+            })
+            .collect();
+        store.insert_spans(&[batch("big", spans)]).await.unwrap();
+    }
+    let w = store
+        .get_span_window(&tid(7), 1000, 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (w.total, w.offset, w.limit, w.spans.len()),
+        (5000, 1000, 50, 50)
+    );
+    assert_eq!(w.spans[0].start_time, base / 1000 + 1_000_000);
+    assert!(
+        w.spans
+            .windows(2)
+            .all(|p| p[0].start_time <= p[1].start_time)
+    );
+    assert_eq!(w.trace_start_time, base / 1000);
+    assert_eq!(w.trace_end_time, base / 1000 + 5_001_000);
+    assert_eq!(w.processes.len(), 1);
+    let last = store
+        .get_span_window(&tid(7), 4990, 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.spans.len(), 10);
+    assert!(
+        store
+            .get_span_window(&tid(8), 0, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn span_count_bound_removes_whole_oldest_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(StoreConfig {
+        max_spans: 100,
+        ..cfg(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = base_ns();
+    for t in 0..30u32 {
+        let spans = (0..5)
+            .map(|i| otlp(base, &spec(t, i, None, "op", t as u64 * 100 + i as u64, 1)))
+            .collect();
+        store.insert_spans(&[batch("svc", spans)]).await.unwrap();
+    }
+    let n = store.span_count();
+    assert!((90..=100).contains(&n), "kept {n} spans");
+    let kept = store
+        .find_trace_ids(&TraceQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len() as u64 * 5, n, "only whole traces remain");
+    assert!(
+        store.get_trace(&tid(0)).await.unwrap().is_none(),
+        "the oldest went first"
+    );
+    assert!(store.get_trace(&tid(29)).await.unwrap().is_some());
+    // Tag index rows of removed traces are gone too.
+    let tagged = store
+        .find_trace_ids(&TraceQuery {
+            tags: vec![("span.kind".into(), "internal".into())],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), kept.len());
+}
+
+#[tokio::test]
+async fn retention_and_size_bounds_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(StoreConfig {
+        retention: Duration::from_secs(3600),
+        max_size_mib: 1,
+        ..cfg(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = base_ns();
+    // ~3 MB of spans (big attributes) in 200 traces.
+    for t in 0..200u32 {
+        let mut sp = spec(t, 0, None, "op", t as u64, 1);
+        sp.attrs = vec![kv("payload", s(&"x".repeat(15_000)))];
+        store
+            .insert_spans(&[batch("svc", vec![otlp(base, &sp)])])
+            .await
+            .unwrap();
+    }
+    let before = store.stats().await.unwrap();
+    assert!(
+        before.used_bytes > 2 * 1024 * 1024,
+        "test data is over the size bound: {before:?}"
+    );
+    let r = store.prune().await.unwrap();
+    let after = store.stats().await.unwrap();
+    assert!(
+        after.used_bytes <= 1024 * 1024,
+        "size bound enforced: {after:?}"
+    );
+    assert!(r.spans > 0 && after.spans > 0, "{r:?} {after:?}");
+    assert!(
+        store.get_trace(&tid(199)).await.unwrap().is_some(),
+        "newest kept"
+    );
+
+    // Retention: two hours later everything is older than an hour.
+    let later = base / 1000 + 2 * 3600 * 1_000_000;
+    store.prune_at(later).await.unwrap();
+    assert_eq!(store.span_count(), 0);
+    assert!(
+        store.services().await.unwrap().is_empty(),
+        "operations of removed spans leave the lists"
+    );
+}
+
+#[tokio::test]
+async fn a_reopened_store_keeps_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_ns();
+    {
+        let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+        checkout(&store, base, 3, false).await;
+        store
+            .insert_decisions(&[SamplingDecision {
+                trace_id: collector_api::ids::hex_id(&tid(3)),
+                decision: Decision::Sampled,
+                policy: Some("errors".into()),
+                trigger: DecisionTrigger::DecisionWait,
+                span_count: 6,
+                decided_at_ms: (base / 1_000_000) as i64,
+            }])
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    assert_eq!(store.span_count(), 6);
+    let t = store
+        .get_trace(&tid(3))
+        .await
+        .unwrap()
+        .expect("trace survived the restart");
+    assert_eq!(t.spans.len(), 6);
+    assert_eq!(store.services().await.unwrap().len(), 3);
+    let d = store.decisions(None, 10).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].decision, d[0].policy.as_deref()),
+        (Decision::Sampled, Some("errors"))
+    );
+    // New writes after the reopen work and reuse the stored resources.
+    checkout(&store, base, 4, false).await;
+    assert_eq!(store.span_count(), 12);
+}
+
+#[tokio::test]
+async fn logs_are_found_by_trace_and_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    let rec = |span: u32, msg: &str, t: u64| LogRecord {
+        time_unix_nano: base + t * 1_000_000,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(s(msg)),
+        }),
+        attributes: vec![kv("order.id", s("ORD-789"))],
+        trace_id: tid(5).to_vec(),
+        span_id: sid(5, span).to_vec(),
+        ..Default::default()
+    };
+    let batch = ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", s("payment-service"))],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            log_records: vec![
+                rec(3, "Charging card ending 4242", 2),
+                rec(3, "charged", 3),
+                rec(1, "other span", 1),
+                LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(s("no trace")),
+                    }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    assert_eq!(store.insert_logs(&[batch]).await.unwrap(), 4);
+    let all = store.logs(&tid(5), None).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].body, "other span", "oldest first");
+    let of_span = store.logs(&tid(5), Some(&sid(5, 3))).await.unwrap();
+    assert_eq!(
+        of_span.iter().map(|l| l.body.as_str()).collect::<Vec<_>>(),
+        vec!["Charging card ending 4242", "charged"]
+    );
+    assert_eq!(of_span[0].service_name, "payment-service");
+    assert_eq!(of_span[0].span_id, collector_api::ids::hex_id(&sid(5, 3)));
+    assert_eq!(of_span[0].attributes[0].key, "order.id");
+}
