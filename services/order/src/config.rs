@@ -8,12 +8,15 @@ use std::time::Duration;
 pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
   OTEL_SERVICE_NAME                 service.name (default: order-service)
   OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v
-  OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (unset: no export, logs on stdout only)
-  OTEL_EXPORTER_OTLP_PROTOCOL       grpc | http/protobuf | http/json
+  OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (default http://localhost:4318, grpc :4317)
+  OTEL_EXPORTER_OTLP_PROTOCOL       http/protobuf (default) | grpc | http/json
+  OTEL_TRACES_EXPORTER              otlp (default) | none
+  OTEL_METRICS_EXPORTER             otlp (default) | none
+  OTEL_LOGS_EXPORTER                otlp (default) | none
   OTEL_TRACES_SAMPLER               e.g. parentbased_traceidratio
   OTEL_TRACES_SAMPLER_ARG           sampler argument, e.g. 0.25
   OTEL_SDK_DISABLED                 true disables all telemetry export
-  RUST_LOG                          log filter (default: info)";
+  RUST_LOG                          log filter for stdout and OTLP logs (default: info)";
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
