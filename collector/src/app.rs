@@ -13,10 +13,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use tokio::sync::watch;
 
-use crate::config::{ExtensionConfig, LoadedConfig, ReceiverConfig};
+use crate::config::{ComponentId, ExporterConfig, ExtensionConfig, LoadedConfig, ReceiverConfig};
+use crate::exporters::tracelab::TracelabExporter;
 use crate::pipeline::build::{BuildOptions, Stop, build};
 use crate::pipeline::self_metrics::SelfMetrics;
 use crate::receivers::otlp::RunningReceiver;
+use crate::sampling::{DEFAULT_RECENT_CAPACITY, SamplingStats};
 
 pub use crate::pipeline::build::BuildOptions as StartOptions;
 
@@ -161,7 +163,29 @@ impl Collector {
     }
 
     pub async fn start_with(config: LoadedConfig, opts: BuildOptions) -> Result<Self, StartError> {
-        let graph = build(&config, opts).map_err(StartError::Build)?;
+        let sampling = Arc::new(SamplingStats::new(DEFAULT_RECENT_CAPACITY));
+        // Stores are opened before wiring; only those a pipeline uses.
+        let mut stores = std::collections::HashMap::new();
+        let used: std::collections::HashSet<&ComponentId> = config
+            .pipelines
+            .iter()
+            .flat_map(|p| p.exporters.iter())
+            .collect();
+        for (id, ec) in &config.exporters {
+            if let ExporterConfig::Tracelab(t) = ec
+                && used.contains(id)
+            {
+                let exp = TracelabExporter::start(t, sampling.clone())
+                    .await
+                    .map_err(|e| StartError::Build(format!("exporters.{id}: {e}")))?;
+                stores.insert(id.clone(), (Arc::new(exp), t.query.endpoint.clone()));
+            }
+        }
+        let tracelab = stores
+            .iter()
+            .map(|(k, (e, _))| (k.clone(), e.clone()))
+            .collect();
+        let graph = build(&config, opts, sampling.clone(), tracelab).map_err(StartError::Build)?;
         let ready = Arc::new(AtomicBool::new(false));
         let mut c = Collector {
             receivers: Vec::new(),
@@ -172,9 +196,26 @@ impl Collector {
             ready: ready.clone(),
             self_metrics: graph.self_metrics.clone(),
         };
-        let result = c
-            .start_servers(&config, graph.receivers, graph.prometheus)
-            .await;
+        let mut result = Ok(());
+        for (id, (exp, endpoint)) in &stores {
+            let router = crate::query::router(exp.store(), sampling.clone());
+            match serve(&format!("{id} query API"), endpoint, router).await {
+                Ok((addr, s)) => {
+                    c.addrs.insert("query".into(), addr);
+                    c.addrs.insert(format!("{id}/query"), addr);
+                    c.servers.push(s);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = c
+                .start_servers(&config, graph.receivers, graph.prometheus)
+                .await;
+        }
         if let Err(e) = result {
             c.shutdown().await;
             return Err(e);
@@ -245,7 +286,8 @@ impl Collector {
     }
 
     /// Bound addresses by name: `otlp/grpc`, `otlp/http` (receiver id + protocol),
-    /// exporter ids (`prometheus`), extension ids (`health_check`), `telemetry`.
+    /// exporter ids (`prometheus`), extension ids (`health_check`), `telemetry`, and `query`
+    /// (the tracelab store's query API; also `tracelab/query`).
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.get(name).copied()
     }

@@ -13,9 +13,9 @@ pub mod extensions;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod query;
 pub mod sampling;
+pub mod store;
 
 pub use app::{Collector, StartError, StartOptions};
 pub use config::{LoadedConfig, load_file, load_str};
-pub mod store;
-pub mod query;

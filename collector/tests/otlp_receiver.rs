@@ -326,7 +326,7 @@ service:
     reading.store(90 * 1024 * 1024, Ordering::Relaxed);
     let status = eventually("gRPC RESOURCE_EXHAUSTED", async || {
         client
-            .export(trace_request("m", [2; 16], &["refused"]))
+            .export(trace_request("m", [2; 16], &["probe"]))
             .await
             .err()
     })
@@ -355,7 +355,11 @@ service:
         .into_iter()
         .map(|s| s.1)
         .collect();
-    assert_eq!(names, ["accepted", "accepted-again"]);
+    // Probes sent before the limiter's next check may have been accepted; the refused
+    // request never is.
+    assert!(!names.iter().any(|n| n == "refused"), "{names:?}");
+    assert_eq!(names.first().map(String::as_str), Some("accepted"));
+    assert_eq!(names.last().map(String::as_str), Some("accepted-again"));
     let counters = c
         .self_metrics()
         .counters("memory_limiter", "traces")

@@ -9,6 +9,7 @@ use crate::exporters::debug::DebugExporterConfig;
 use crate::exporters::file::FileExporterConfig;
 use crate::exporters::otlp::{OtlpExporterConfig, OtlpHttpExporterConfig};
 use crate::exporters::prometheus::PrometheusExporterConfig;
+use crate::exporters::tracelab::TracelabExporterConfig;
 use crate::extensions::health_check::HealthCheckConfig;
 use crate::processors::attributes::AttributesConfig;
 use crate::processors::batch::BatchConfig;
@@ -94,12 +95,15 @@ pub enum ExporterConfig {
     Prometheus(PrometheusExporterConfig),
     /// Drops everything (benchmarks, tests).
     Nop,
+    /// The embedded trace store (traces and logs) and its query API.
+    Tracelab(TracelabExporterConfig),
 }
 
 impl ExporterConfig {
     pub fn supports(&self, signal: SignalKind) -> bool {
         match self {
             Self::Prometheus(_) => signal == SignalKind::Metrics,
+            Self::Tracelab(_) => signal != SignalKind::Metrics,
             _ => true,
         }
     }
@@ -126,9 +130,12 @@ pub(crate) fn parse_exporter(ty: &str, v: Value) -> Result<ExporterConfig, Parse
             parse_component::<NoSettings>(v, |_| Ok(()))?;
             ExporterConfig::Nop
         }
+        "tracelab" => {
+            ExporterConfig::Tracelab(parse_component(v, TracelabExporterConfig::validate)?)
+        }
         _ => {
             return Err(ParseError::UnknownType(
-                "debug, file, logging, nop, otlp, otlphttp, prometheus",
+                "debug, file, logging, nop, otlp, otlphttp, prometheus, tracelab",
             ));
         }
     })

@@ -4,6 +4,7 @@ pub mod debug;
 pub mod file;
 pub mod otlp;
 pub mod prometheus;
+pub mod tracelab;
 
 /// `nop` exporter: accepts and drops everything (a blackhole for benchmarks).
 pub struct NopExporter;
@@ -14,4 +15,3 @@ impl<T: Send + 'static> crate::pipeline::Consumer<T> for NopExporter {
         Ok(())
     }
 }
-pub mod tracelab;

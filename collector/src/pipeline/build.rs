@@ -27,13 +27,14 @@ use crate::exporters::debug::DebugExporter;
 use crate::exporters::file::FileExporter;
 use crate::exporters::otlp::{GrpcTransport, HttpTransport, OtlpGrpcSignal, QueuedSender};
 use crate::exporters::prometheus::{PrometheusConsumer, PrometheusExporter};
+use crate::exporters::tracelab::TracelabExporter;
 use crate::processors::attributes::AttributesProcessor;
 use crate::processors::batch::BatchProcessor;
 use crate::processors::memory_limiter::{MemoryGauge, MemoryLimiter, MemoryProbe};
 use crate::processors::probabilistic_sampler::ProbabilisticSampler;
 use crate::processors::tail_sampling::TailSamplingProcessor;
 use crate::receivers::otlp::SignalConsumers;
-use crate::sampling::{DEFAULT_RECENT_CAPACITY, SamplingStats};
+use crate::sampling::SamplingStats;
 
 /// Something the collector stops at shutdown, in order.
 #[async_trait::async_trait]
@@ -97,6 +98,8 @@ struct Builder<'c> {
     stop_last: Vec<Box<dyn Stop>>,
     prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
     sampling: Arc<SamplingStats>,
+    /// Started before wiring (opening the store is async); shared by traces and logs pipelines.
+    tracelab: HashMap<ComponentId, Arc<TracelabExporter>>,
 }
 
 fn cast<A: ?Sized + 'static, B: ?Sized + 'static>(a: Arc<A>) -> Option<Arc<B>> {
@@ -250,6 +253,27 @@ impl Builder<'_> {
                 let c: Arc<dyn Consumer<ResourceMetrics>> = Arc::new(PrometheusConsumer(exp));
                 (same::<ResourceMetrics, T>(c, "prometheus")?, false)
             }
+            ExporterConfig::Tracelab(_) => {
+                let exp = self
+                    .tracelab
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| format!("exporter {id}: the store was not opened"))?;
+                let c = match T::KIND {
+                    SignalKind::Traces => {
+                        let c: Arc<dyn Consumer<ResourceSpans>> = exp;
+                        same::<ResourceSpans, T>(c, "tracelab")?
+                    }
+                    SignalKind::Logs => {
+                        let c: Arc<dyn Consumer<ResourceLogs>> = exp;
+                        same::<ResourceLogs, T>(c, "tracelab")?
+                    }
+                    SignalKind::Metrics => {
+                        return Err(format!("exporter {id} does not take metrics"));
+                    }
+                };
+                (c, true)
+            }
         };
         let wrapped: Arc<dyn Consumer<T>> = Arc::new(Instrumented {
             inner,
@@ -365,7 +389,13 @@ impl Builder<'_> {
 }
 
 /// Wires every pipeline of `cfg`. Must run inside a tokio runtime (processors start timers).
-pub fn build(cfg: &LoadedConfig, opts: BuildOptions) -> Result<Graph, String> {
+/// `sampling` is shared with the tail samplers; `tracelab` holds the already opened stores.
+pub fn build(
+    cfg: &LoadedConfig,
+    opts: BuildOptions,
+    sampling: Arc<SamplingStats>,
+    tracelab: HashMap<ComponentId, Arc<TracelabExporter>>,
+) -> Result<Graph, String> {
     let order = pipeline_order(&cfg.pipelines, &cfg.connectors)?;
     let mut b = Builder {
         cfg,
@@ -377,7 +407,8 @@ pub fn build(cfg: &LoadedConfig, opts: BuildOptions) -> Result<Graph, String> {
         pipeline_stops: Vec::new(),
         stop_last: Vec::new(),
         prometheus: Vec::new(),
-        sampling: Arc::new(SamplingStats::new(DEFAULT_RECENT_CAPACITY)),
+        sampling,
+        tracelab,
     };
     for i in order {
         match cfg.pipelines[i].signal {
