@@ -5,7 +5,18 @@ use std::collections::HashMap;
 
 use contracts::orders::{LineItem, Order, OrderStatus};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-use tracing::Instrument;
+
+/// `.traced(span)`: runs a sqlx future inside a db span that is marked ERROR when the call fails.
+trait Traced<T>: std::future::Future<Output = Result<T, sqlx::Error>> + Sized {
+    fn traced(
+        self,
+        span: tracing::Span,
+    ) -> impl std::future::Future<Output = Result<T, sqlx::Error>> {
+        telemetry::db::traced(span, self)
+    }
+}
+
+impl<T, F: std::future::Future<Output = Result<T, sqlx::Error>>> Traced<T> for F {}
 
 /// A priced order, ready to be stored.
 pub struct NewOrder<'a> {
@@ -86,7 +97,7 @@ impl Repository {
         for sku in skus {
             query = query.bind(*sku);
         }
-        let rows = query.fetch_all(&self.pool).instrument(span).await?;
+        let rows = query.fetch_all(&self.pool).traced(span).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("sku")?, r.try_get("price_cents")?)))
             .collect()
@@ -104,7 +115,7 @@ impl Repository {
             .bind(o.scenario)
             .bind(o.created_at_ms)
             .execute(&mut *tx)
-            .instrument(self.span("INSERT", "orders", INSERT_ORDER))
+            .traced(self.span("INSERT", "orders", INSERT_ORDER))
             .await?;
         let span = self.span("INSERT", "order_items", INSERT_ITEM);
         async {
@@ -120,7 +131,7 @@ impl Repository {
             }
             Ok::<_, sqlx::Error>(())
         }
-        .instrument(span)
+        .traced(span)
         .await?;
         tx.commit().await
     }
@@ -136,7 +147,7 @@ impl Repository {
             .bind(now_ms)
             .bind(id)
             .execute(&self.pool)
-            .instrument(self.span("UPDATE", "orders", UPDATE_CHARGE))
+            .traced(self.span("UPDATE", "orders", UPDATE_CHARGE))
             .await?;
         Ok(())
     }
@@ -152,7 +163,7 @@ impl Repository {
             .bind(now_ms)
             .bind(id)
             .execute(&self.pool)
-            .instrument(self.span("UPDATE", "orders", UPDATE_STATUS))
+            .traced(self.span("UPDATE", "orders", UPDATE_STATUS))
             .await?;
         Ok(())
     }
@@ -173,7 +184,7 @@ impl Repository {
             .bind(now_ms)
             .bind(id)
             .execute(&mut *tx)
-            .instrument(self.span("UPDATE", "orders", CONFIRM_ORDER))
+            .traced(self.span("UPDATE", "orders", CONFIRM_ORDER))
             .await?;
         sqlx::query(INSERT_OUTBOX)
             .bind(event.id.as_str())
@@ -185,7 +196,7 @@ impl Repository {
             .bind(event.trace_context.as_str())
             .bind(event.created_at_ms)
             .execute(&mut *tx)
-            .instrument(self.span("INSERT", "outbox", INSERT_OUTBOX))
+            .traced(self.span("INSERT", "outbox", INSERT_OUTBOX))
             .await?;
         tx.commit().await
     }
@@ -194,7 +205,7 @@ impl Repository {
         let Some(row) = sqlx::query(SELECT_ORDER)
             .bind(id)
             .fetch_optional(&self.pool)
-            .instrument(self.span("SELECT", "orders", SELECT_ORDER))
+            .traced(self.span("SELECT", "orders", SELECT_ORDER))
             .await?
         else {
             return Ok(None);
@@ -202,7 +213,7 @@ impl Repository {
         let items = sqlx::query(SELECT_ITEMS)
             .bind(id)
             .fetch_all(&self.pool)
-            .instrument(self.span("SELECT", "order_items", SELECT_ITEMS))
+            .traced(self.span("SELECT", "order_items", SELECT_ITEMS))
             .await?
             .iter()
             .map(|r| {
