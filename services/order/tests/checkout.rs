@@ -406,3 +406,22 @@ async fn propagation_broken_splits_the_trace_at_the_payment_hop() {
         Some("propagation.broken")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checkouts_each_get_their_own_order_and_event() {
+    const N: usize = 20;
+    let stack = Stack::sqlite(None).await;
+    let body = order_body("CABLE-1", 3, "tok_test_123");
+    let requests = (0..N).map(|_| stack.place(&body, None));
+    let responses = futures::future::join_all(requests).await;
+    let mut ids = std::collections::HashSet::new();
+    for resp in responses {
+        assert_eq!(resp.status(), 201);
+        let order: Order = resp.json().await.unwrap();
+        assert_eq!(order.status, OrderStatus::Confirmed);
+        ids.insert(order.id);
+    }
+    assert_eq!(ids.len(), N);
+    assert_eq!(stack.count("orders").await, N as i64);
+    assert_eq!(stack.count("outbox").await, N as i64);
+}
