@@ -1,0 +1,144 @@
+//! Handling `order.placed` events (independent of Kafka, so storage tests can drive it directly):
+//! `commit_reservation` marks the order's reservation committed, exactly once per event id, then
+//! `send_confirmation_email` sends the (simulated) confirmation — seed 001's span.
+
+use std::time::Duration;
+
+use contracts::events::{Envelope, ORDER_PLACED, ORDER_PLACED_VERSION, OrderPlaced};
+use contracts::scenario::Scenario;
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::error::InventoryError;
+use crate::store::{EventOutcome, Store};
+
+#[derive(Debug, Clone)]
+pub struct OrderEventHandler {
+    store: Store,
+    email_latency: Duration,
+    consumer_lag_delay: Duration,
+}
+
+impl OrderEventHandler {
+    pub fn new(store: Store, email_latency: Duration, consumer_lag_delay: Duration) -> Self {
+        Self {
+            store,
+            email_latency,
+            consumer_lag_delay,
+        }
+    }
+
+    /// Decodes a message payload into an `order.placed` envelope of a version this code knows.
+    pub fn decode(payload: Option<&[u8]>) -> Result<Envelope<OrderPlaced>, InventoryError> {
+        let payload =
+            payload.ok_or_else(|| InventoryError::Validation("message has no payload".into()))?;
+        let envelope: Envelope<OrderPlaced> = serde_json::from_slice(payload)
+            .map_err(|e| InventoryError::InvalidJson(e.to_string()))?;
+        if envelope.r#type != ORDER_PLACED || envelope.version != ORDER_PLACED_VERSION {
+            return Err(InventoryError::Validation(format!(
+                "unsupported event {} v{} (expected {ORDER_PLACED} v{ORDER_PLACED_VERSION})",
+                envelope.r#type, envelope.version
+            )));
+        }
+        Ok(envelope)
+    }
+
+    /// Handles one event inside the current (CONSUMER) span.
+    pub async fn handle(
+        &self,
+        envelope: &Envelope<OrderPlaced>,
+        scenario: Scenario,
+    ) -> Result<EventOutcome, InventoryError> {
+        let event_id = envelope.id.to_string();
+        let order_id = envelope.data.order_id.as_str();
+        let outcome = self
+            .commit_reservation(&event_id, &envelope.r#type, order_id, scenario)
+            .await?;
+        match outcome {
+            EventOutcome::Duplicate => {
+                tracing::Span::current().set_attribute("tracelab.duplicate", true);
+                tracing::info!(messaging.message.id = %event_id, "duplicate event ignored");
+            }
+            EventOutcome::Processed { .. } => {
+                self.send_confirmation_email(order_id, &event_id, scenario)
+                    .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn commit_reservation(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        order_id: &str,
+        scenario: Scenario,
+    ) -> Result<EventOutcome, InventoryError> {
+        let span = tracing::info_span!(
+            "commit_reservation",
+            order.id = %order_id,
+            messaging.message.id = %event_id,
+            inventory.duplicate = Empty,
+            inventory.reservation.committed = Empty,
+            tracelab.scenario = scenario.name(),
+        );
+        async {
+            let outcome = self
+                .store
+                .commit_reservation(event_id, event_type, order_id)
+                .await?;
+            let current = tracing::Span::current();
+            match outcome {
+                EventOutcome::Duplicate => {
+                    current.record("inventory.duplicate", true);
+                }
+                EventOutcome::Processed {
+                    reservation_committed,
+                } => {
+                    current.record("inventory.duplicate", false);
+                    current.record("inventory.reservation.committed", reservation_committed);
+                    if !reservation_committed {
+                        tracing::warn!(
+                            order.id = %order_id,
+                            "no reserved reservation to commit for this order"
+                        );
+                    }
+                }
+            }
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The simulated e-mail provider call. Under `kafka.consumer_lag` it is the slow step that
+    /// makes the consumer fall behind.
+    async fn send_confirmation_email(
+        &self,
+        order_id: &str,
+        event_id: &str,
+        scenario: Scenario,
+    ) -> Result<(), InventoryError> {
+        let delay = if scenario == Scenario::KafkaConsumerLag {
+            self.email_latency + self.consumer_lag_delay
+        } else {
+            self.email_latency
+        };
+        let span = tracing::info_span!(
+            "send_confirmation_email",
+            order.id = %order_id,
+            email.template = "order_confirmation",
+            tracelab.scenario = scenario.name(),
+        );
+        async {
+            tokio::time::sleep(delay).await;
+            if self.store.record_email(order_id, event_id).await? {
+                // No address, name or other PII: the order id is all a log line needs.
+                tracing::info!(order.id = %order_id, "confirmation email sent");
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,4 @@
+//! Inventory business logic: stock reservations (HTTP) and order events (Kafka).
+
+pub mod events;
+pub mod reservation;

@@ -1,0 +1,59 @@
+//! `GET/PUT /admin/slow-query`: the `inventory.slow_query` fix, switchable at run time. The answer
+//! shows whether the index exists and the database's plan for the audit query, so a workshop can see
+//! the full scan turn into an index search.
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::error::InventoryError;
+use crate::startup::AppState;
+use crate::store::{MOVEMENT_INDEX, MOVEMENT_QUERY};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/slow-query", get(show).put(switch))
+}
+
+/// `PUT /admin/slow-query` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowQueryFix {
+    /// true creates the index (the fix), false drops it (the bug).
+    pub indexed: bool,
+}
+
+/// What the endpoint answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SlowQueryState {
+    pub indexed: bool,
+    pub index: String,
+    pub query: String,
+    /// The plan for the query on LAPTOP-1.
+    pub plan: Vec<String>,
+}
+
+async fn show(State(state): State<AppState>) -> Result<Json<SlowQueryState>, InventoryError> {
+    describe(&state).await.map(Json)
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    body: Result<Json<SlowQueryFix>, JsonRejection>,
+) -> Result<Json<SlowQueryState>, InventoryError> {
+    let Json(fix) =
+        body.map_err(|r| InventoryError::from_json_rejection(r, state.max_body_bytes))?;
+    state.store.set_movement_index(fix.indexed).await?;
+    tracing::info!(indexed = fix.indexed, "slow-query fix switched");
+    describe(&state).await.map(Json)
+}
+
+async fn describe(state: &AppState) -> Result<SlowQueryState, InventoryError> {
+    Ok(SlowQueryState {
+        indexed: state.store.movement_index_exists().await?,
+        index: MOVEMENT_INDEX.to_owned(),
+        query: MOVEMENT_QUERY.to_owned(),
+        plan: state.store.movement_plan("LAPTOP-1").await?,
+    })
+}

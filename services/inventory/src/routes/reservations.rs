@@ -1,0 +1,37 @@
+//! `POST /reservations`: 201 with the reservation, or 409 `out_of_stock` with nothing written; a retry
+//! for the same order gets the first reservation (marked `Idempotent-Replayed: true`).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use contracts::inventory::ReservationRequest;
+
+use crate::domain::reservation::{self, ValidReservation};
+use crate::error::InventoryError;
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/reservations", post(create_reservation))
+}
+
+async fn create_reservation(
+    State(state): State<AppState>,
+    body: Result<Json<ReservationRequest>, JsonRejection>,
+) -> Result<Response, InventoryError> {
+    let scenario = crate::scenario::current();
+    let Json(req) =
+        body.map_err(|r| InventoryError::from_json_rejection(r, state.max_body_bytes))?;
+    let req = ValidReservation::new(req)?;
+    let outcome = reservation::reserve(&state, req, scenario).await?;
+    let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
+    if outcome.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

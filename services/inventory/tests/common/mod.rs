@@ -1,0 +1,247 @@
+//! Shared test harness: the real inventory-service on port 0 (SQLite in memory, or a throw-away
+//! PostgreSQL database when 127.0.0.1:5432 answers), an HTTP client and span helpers.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use inventory_service::store::Store;
+use inventory_service::{Application, Config};
+use opentelemetry::trace::{SpanId, Status};
+use opentelemetry_sdk::trace::SpanData;
+use sqlx::migrate::MigrateDatabase;
+use telemetry::testing::TestTelemetry;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub telemetry: TestTelemetry,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_database: Option<String>,
+}
+
+pub fn sqlite_url() -> String {
+    format!(
+        "sqlite:file:inventory_{}?mode=memory&cache=shared",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub async fn spawn_sqlite() -> TestApp {
+    spawn_with(Config::for_tests(&sqlite_url(), None), None).await
+}
+
+pub async fn spawn_sqlite_with(config: impl FnOnce(&mut Config)) -> TestApp {
+    let mut c = Config::for_tests(&sqlite_url(), None);
+    config(&mut c);
+    spawn_with(c, None).await
+}
+
+pub async fn spawn_with_config(config: Config) -> TestApp {
+    spawn_with(config, None).await
+}
+
+/// A fresh SQLite URL plus config, for tests that also need a broker.
+pub fn sqlite_config(brokers: Option<&str>) -> Config {
+    Config::for_tests(&sqlite_url(), brokers)
+}
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A inventory-service on a fresh PostgreSQL database, or `None` (with a printed reason) when no
+/// server listens on 127.0.0.1:5432.
+pub async fn spawn_postgres(test: &str, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        println!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432");
+        return None;
+    }
+    sqlx::any::install_default_drivers();
+    let name = format!("tracelab_test_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{PG_ADMIN}/{name}");
+    sqlx::any::Any::create_database(&url)
+        .await
+        .expect("create the test database");
+    let mut config = Config::for_tests(&url, None);
+    configure(&mut config);
+    Some(spawn_with(config, Some(url)).await)
+}
+
+async fn spawn_with(config: Config, pg_database: Option<String>) -> TestApp {
+    let telemetry = telemetry::testing::init();
+    let app = Application::build(config)
+        .await
+        .expect("build inventory-service");
+    let port = app.port();
+    let store = app.store().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        store,
+        telemetry,
+        shutdown: Some(tx),
+        server: Some(server),
+        pg_database,
+    }
+}
+
+impl TestApp {
+    pub async fn reserve(
+        &self,
+        body: &serde_json::Value,
+        scenario: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/reservations", self.base))
+            .json(body);
+        if let Some(s) = scenario {
+            req = req.header("baggage", format!("tracelab.scenario={s}"));
+        }
+        req.send().await.expect("POST /reservations")
+    }
+
+    pub async fn stock(&self, sku: &str) -> (i64, i64) {
+        self.store.stock_of(sku).await.unwrap().expect("known sku")
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count rows");
+        sqlx::Row::try_get::<i64, _>(&row, "n").unwrap()
+    }
+
+    /// Waits (bounded) until the trace contains every span named in `names`, and returns it.
+    pub async fn trace(&self, trace_id: &str, names: &[&str]) -> Vec<SpanData> {
+        let telemetry = self.telemetry.clone();
+        let trace_id = trace_id.to_owned();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            telemetry.wait_for_spans(
+                &trace_id,
+                |spans| {
+                    names
+                        .iter()
+                        .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+                },
+                Duration::from_secs(20),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        if let Some(url) = self.pg_database.take() {
+            sqlx::any::Any::force_drop_database(&url)
+                .await
+                .expect("drop the test database");
+        }
+    }
+}
+
+pub fn reservation(order_id: &str, items: &[(&str, i64)]) -> serde_json::Value {
+    serde_json::json!({
+        "order_id": order_id,
+        "items": items.iter().map(|(sku, qty)| serde_json::json!({"sku": sku, "qty": qty})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn trace_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-trace-id")
+        .expect("x-trace-id header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    telemetry::testing::span_named(spans, name)
+}
+
+pub fn attr(span: &SpanData, key: &str) -> Option<String> {
+    telemetry::testing::attribute(span, key)
+}
+
+pub fn duration(span: &SpanData) -> Duration {
+    span.end_time
+        .duration_since(span.start_time)
+        .unwrap_or(Duration::ZERO)
+}
+
+pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
+    child.parent_span_id == parent.span_context.span_id()
+        && child.span_context.trace_id() == parent.span_context.trace_id()
+}
+
+pub fn root(spans: &[SpanData]) -> &SpanData {
+    spans
+        .iter()
+        .find(|s| s.parent_span_id == SpanId::INVALID)
+        .expect("a root span")
+}
+
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+pub fn event_names(span: &SpanData) -> Vec<String> {
+    span.events
+        .events
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect()
+}
+
+pub fn event_attr(span: &SpanData, event: &str, key: &str) -> Option<String> {
+    span.events
+        .events
+        .iter()
+        .find(|e| e.name == event)
+        .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == key))
+        .map(|kv| kv.value.to_string())
+}
+
+/// Every string a trace carries (names, attributes, event names and attributes), for PII checks.
+pub fn all_text(spans: &[SpanData]) -> String {
+    let mut out = String::new();
+    for s in spans {
+        out.push_str(&s.name);
+        for kv in &s.attributes {
+            out.push_str(&format!(" {}={}", kv.key, kv.value));
+        }
+        for e in &s.events.events {
+            out.push_str(&format!(" {}", e.name));
+            for kv in &e.attributes {
+                out.push_str(&format!(" {}={}", kv.key, kv.value));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn millis(d: Duration) -> u128 {
+    d.as_millis()
+}

@@ -1,0 +1,264 @@
+//! The `orders` consumer against librdkafka's in-process MockCluster: the CONSUMER span continues
+//! the producer's trace (child + link), runs commit_reservation and send_confirmation_email, a
+//! redelivered event changes nothing, and under kafka.consumer_lag lag and message age grow.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use contracts::events::{Envelope, OrderPlaced};
+use contracts::orders::LineItem;
+use contracts::scenario::BAGGAGE_KEY;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
+use rdkafka::ClientConfig;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+fn cluster() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("orders topic");
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer")
+}
+
+fn order_placed(order_id: &str) -> Envelope<OrderPlaced> {
+    Envelope::order_placed(
+        OrderPlaced {
+            order_id: order_id.to_owned(),
+            items: vec![LineItem {
+                sku: "LAPTOP-1".into(),
+                qty: 1,
+            }],
+            total_cents: 129_900,
+            charge_id: Some("ch_test".into()),
+        },
+        inventory_service::db::now_ms(),
+    )
+}
+
+/// Sends `event` inside a PRODUCER span (traceparent + baggage in the headers, as order-service's
+/// outbox relay does); returns the producer span's trace id and span id.
+async fn send(
+    producer: &FutureProducer,
+    event: &Envelope<OrderPlaced>,
+    scenario: Option<&str>,
+) -> (String, opentelemetry::trace::SpanId) {
+    let span = telemetry::kafka::producer_span("orders");
+    if let Some(s) = scenario {
+        telemetry::baggage::attach(&span, &[(BAGGAGE_KEY, s)]);
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    let headers = telemetry::kafka::inject(&span, OwnedHeaders::new());
+    let payload = serde_json::to_vec(event).unwrap();
+    let key = event.data.order_id.clone();
+    producer
+        .send(
+            FutureRecord::to("orders")
+                .key(&key)
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .instrument(span.clone())
+        .await
+        .expect("delivered to the mock cluster");
+    drop(span);
+    (sc.trace_id().to_string(), sc.span_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_continues_the_producer_trace_and_is_idempotent() {
+    let (_cluster, brokers) = cluster();
+    let app = spawn_with_config(sqlite_config(Some(&brokers))).await;
+    let producer = producer(&brokers);
+
+    let order = unique("ord");
+    let resp = app
+        .reserve(&reservation(&order, &[("LAPTOP-1", 1)]), None)
+        .await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        app.store
+            .reservation_by_order(&order)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "reserved"
+    );
+
+    let event = order_placed(&order);
+    let (trace, producer_span) = send(&producer, &event, None).await;
+    let spans = app
+        .trace(
+            &trace,
+            &[
+                "send orders",
+                "process orders",
+                "commit_reservation",
+                "send_confirmation_email",
+            ],
+        )
+        .await;
+    let send_span = span(&spans, "send orders");
+    let process = span(&spans, "process orders");
+    assert_eq!(send_span.span_context.span_id(), producer_span);
+    assert_eq!(process.span_kind, SpanKind::Consumer);
+    assert!(
+        is_child_of(process, send_span),
+        "CONSUMER is a child of the PRODUCER span"
+    );
+    assert!(
+        process
+            .links
+            .links
+            .iter()
+            .any(|l| l.span_context.span_id() == producer_span
+                && l.span_context.trace_id() == send_span.span_context.trace_id()),
+        "CONSUMER links to the PRODUCER span"
+    );
+    assert_eq!(attr(process, "messaging.system").as_deref(), Some("kafka"));
+    assert_eq!(
+        attr(process, "messaging.destination.name").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        attr(process, "messaging.consumer.group.name").as_deref(),
+        Some("inventory-service")
+    );
+    assert_eq!(
+        attr(process, "messaging.message.id"),
+        Some(event.id.to_string())
+    );
+    assert!(
+        attr(process, "tracelab.message.age_ms").is_some(),
+        "message age is recorded"
+    );
+    let commit = span(&spans, "commit_reservation");
+    let email = span(&spans, "send_confirmation_email");
+    assert!(is_child_of(commit, process));
+    assert!(is_child_of(email, process));
+    assert_eq!(
+        attr(commit, "inventory.reservation.committed").as_deref(),
+        Some("true")
+    );
+    // Start order, not end-vs-start: span timestamps come from the wall clock of whichever worker
+    // thread the task ran on, which may disagree by microseconds.
+    assert!(
+        commit.start_time < email.start_time,
+        "commit_reservation runs first"
+    );
+
+    assert_eq!(
+        app.store
+            .reservation_by_order(&order)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "committed"
+    );
+    assert_eq!(app.count("processed_events").await, 1);
+    assert_eq!(app.count("confirmation_emails").await, 1);
+
+    // Redelivery of the same event (same envelope id): nothing changes, no second e-mail.
+    let (again, _) = send(&producer, &event, None).await;
+    let spans = app
+        .trace(&again, &["process orders", "commit_reservation"])
+        .await;
+    let process = span(&spans, "process orders");
+    assert_eq!(attr(process, "tracelab.duplicate").as_deref(), Some("true"));
+    assert_eq!(
+        attr(span(&spans, "commit_reservation"), "inventory.duplicate").as_deref(),
+        Some("true")
+    );
+    assert!(spans.iter().all(|s| s.name != "send_confirmation_email"));
+    assert_eq!(app.count("processed_events").await, 1);
+    assert_eq!(app.count("confirmation_emails").await, 1);
+    assert_eq!(
+        app.store
+            .reservation_by_order(&order)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "committed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_scenario_slows_the_consumer_and_lag_and_age_grow() {
+    const DELAY_MS: u64 = 300;
+    const MESSAGES: usize = 5;
+    let (_cluster, brokers) = cluster();
+    let mut config = sqlite_config(Some(&brokers));
+    config.consumer_lag_delay_ms = DELAY_MS;
+    let app = spawn_with_config(config).await;
+    let producer = producer(&brokers);
+
+    let mut traces = Vec::new();
+    for _ in 0..MESSAGES {
+        let (trace, _) = send(
+            &producer,
+            &order_placed(&unique("ord")),
+            Some("kafka.consumer_lag"),
+        )
+        .await;
+        traces.push(trace);
+    }
+    let mut observed = Vec::new();
+    for trace in &traces {
+        let spans = app
+            .trace(trace, &["process orders", "send_confirmation_email"])
+            .await;
+        let process = span(&spans, "process orders");
+        // None only before librdkafka's first statistics report (every 500 ms).
+        let lag: Option<i64> =
+            attr(process, "messaging.kafka.consumer.lag").map(|l| l.parse().unwrap());
+        let age: i64 = attr(process, "tracelab.message.age_ms")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            attr(process, "tracelab.scenario").as_deref(),
+            Some("kafka.consumer_lag")
+        );
+        assert!(
+            duration(process) >= Duration::from_millis(DELAY_MS),
+            "each message is slow"
+        );
+        observed.push((lag, age, duration(process)));
+    }
+    println!(
+        "kafka.consumer_lag (delay {DELAY_MS} ms): (lag, age_ms, process span) per message: {observed:?}"
+    );
+    let max_lag = observed
+        .iter()
+        .filter_map(|o| o.0)
+        .max()
+        .expect("lag recorded");
+    assert!(max_lag >= 2, "a backlog builds up: {observed:?}");
+    let (first_age, last_age) = (observed[0].1, observed[MESSAGES - 1].1);
+    assert!(
+        last_age - first_age >= 2 * DELAY_MS as i64,
+        "message age grows behind the slow consumer: {observed:?}"
+    );
+    app.stop().await;
+}
