@@ -160,11 +160,27 @@ async fn up(args: UpArgs) -> ExitCode {
     } else {
         format!("SQLite files in {}", opts.data_dir.display())
     };
+    // Installed before anything starts: a Ctrl-C at any moment must stop what runs.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tracelab: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!(
         "tracelab: starting the stack (collector config {})",
         config.display()
     );
-    let stack = match Stack::start(opts).await {
+    let started = tokio::select! {
+        r = Stack::start(opts) => r,
+        _ = signals.recv() => {
+            // Dropping the half-started stack closes the reaper's pipe: it stops the children.
+            eprintln!("tracelab: interrupted during start-up; stopping what was started");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stack = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("\ntracelab: the stack did not start:\n{e}");
@@ -213,11 +229,15 @@ async fn up(args: UpArgs) -> ExitCode {
     );
     println!("  Ctrl-C stops everything.\n");
 
-    if !args.no_smoke {
-        smoke(&stack, sampling).await;
-    }
-
-    let outcome = wait_for_stop(&stack).await;
+    let outcome = tokio::select! {
+        _ = async {
+            if !args.no_smoke {
+                smoke(&stack, sampling).await;
+            }
+            std::future::pending::<()>().await
+        } => ExitCode::SUCCESS,
+        o = wait_for_stop(&stack, &mut signals) => o,
+    };
     eprintln!("\ntracelab: stopping the stack…");
     let killed = stack.shutdown().await;
     if !killed.is_empty() {
@@ -278,23 +298,36 @@ async fn smoke(stack: &Stack, sampling: Sampling) {
     eprintln!("tracelab: start-up trace {trace_id} not queryable after 30 s");
 }
 
-/// Blocks until Ctrl-C / SIGTERM / SIGHUP (success) or a child exits on its own (failure).
-async fn wait_for_stop(stack: &Stack) -> ExitCode {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(h)) => (t, h),
-        _ => {
-            eprintln!("tracelab: cannot install signal handlers");
-            return ExitCode::FAILURE;
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP: each means "stop the stack".
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
         }
-    };
+    }
+}
+
+/// Blocks until a stop signal (success) or a child exits on its own (failure).
+async fn wait_for_stop(stack: &Stack, signals: &mut Signals) -> ExitCode {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-        _ = term.recv() => ExitCode::SUCCESS,
-        _ = hup.recv() => ExitCode::SUCCESS,
+        _ = signals.recv() => ExitCode::SUCCESS,
         exit = stack.next_exit() => {
             let banner = "!".repeat(78);
             eprintln!("\n{banner}");

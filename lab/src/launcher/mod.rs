@@ -216,6 +216,8 @@ pub struct Stack {
     pub ready_after: Duration,
     pub started_at: Instant,
     pub log_dir: Option<PathBuf>,
+    /// The collector config the stack runs.
+    pub collector_config: PathBuf,
     children: Vec<Supervised>,
     exits: tokio::sync::Mutex<mpsc::UnboundedReceiver<ChildExit>>,
     exits_seen: Mutex<Vec<ChildExit>>,
@@ -312,6 +314,7 @@ impl Stack {
             ready_after: Duration::ZERO,
             started_at,
             log_dir,
+            collector_config: PathBuf::new(),
             children: Vec::new(),
             exits: tokio::sync::Mutex::new(exit_rx),
             exits_seen: Mutex::new(Vec::new()),
@@ -344,12 +347,16 @@ impl Stack {
         exits: mpsc::UnboundedSender<ChildExit>,
     ) -> Result<(), LaunchError> {
         let p = opts.ports;
+        let effective = std::fs::canonicalize(config)
+            .map_err(io(format!("collector config {}", config.display())))?;
+        self.collector_config = effective.clone();
         let collector = ChildSpec {
             name: COLLECTOR.into(),
             program: opts.bin_dir.join(COLLECTOR),
-            args: vec!["--config".into(), config.display().to_string()],
-            env: collector_env(&p, opts),
-            cwd: None,
+            args: vec!["--config".into(), effective.display().to_string()],
+            env: collector_env(&p, opts, data_dir),
+            // Relative paths in a user's config resolve inside the data dir.
+            cwd: Some(data_dir.to_path_buf()),
         };
         self.spawn(&collector, opts, exits.clone()).await?;
         self.wait_ready(
@@ -553,18 +560,23 @@ impl Stack {
     }
 }
 
-/// The collector's listen addresses, by the environment variables its shipped configs read
-/// (`${env:COLLECTOR_…_ENDPOINT:-default}` in `collector/config/*.yaml`).
-fn collector_env(p: &Ports, opts: &StackOptions) -> Vec<(String, String)> {
+/// The collector's listen addresses and store directory, by the environment variables its
+/// shipped configs read (`${env:COLLECTOR_…:-default}` in `collector/config/*.yaml`).
+fn collector_env(p: &Ports, opts: &StackOptions, data_dir: &Path) -> Vec<(String, String)> {
     let a = |port: u16| format!("127.0.0.1:{port}");
     let mut env = vec![
         ("OTEL_SERVICE_NAME".into(), "tracelab-collector".into()),
         ("RUST_LOG".into(), opts.rust_log.clone()),
         ("COLLECTOR_OTLP_GRPC_ENDPOINT".into(), a(p.otlp_grpc)),
         ("COLLECTOR_OTLP_HTTP_ENDPOINT".into(), a(p.otlp_http)),
-        ("COLLECTOR_QUERY_ENDPOINT".into(), a(p.query)),
         ("COLLECTOR_PROMETHEUS_ENDPOINT".into(), a(p.prometheus)),
         ("COLLECTOR_HEALTH_ENDPOINT".into(), a(p.health)),
+        ("COLLECTOR_QUERY_ENDPOINT".into(), a(p.query)),
+        // The store lives with the stack's data: stacks never share one.
+        (
+            "COLLECTOR_DATA_DIR".into(),
+            data_dir.join("collector").display().to_string(),
+        ),
     ];
     env.extend(opts.extra_env.iter().cloned());
     env

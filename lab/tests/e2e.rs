@@ -1,0 +1,108 @@
+//! End to end: the real collector and four services as processes (free ports, SQLite files,
+//! the embedded MockCluster), one stack for this whole test binary, every scenario of the
+//! catalogue sent through the gateway with `X-Tracelab-Scenario`, its trace asserted with the kit.
+//! Most tests run the shipped spec of their scenario (`lab/specs/*.yaml`), exactly as
+//! `tracelab assert` would; the first one spells seed 000's test out in code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{place_order, run_spec, stack};
+use lab::{SpanKind, SpanMatcher, TraceClient, Wait};
+
+const ALL_SERVICES: [&str; 4] = [
+    "api-gateway",
+    "order-service",
+    "payment-service",
+    "inventory-service",
+];
+
+/// Seed 000's "Trace-Based Testing" example, in full, with the kit's API.
+#[tokio::test]
+async fn checkout_trace_passes_seed_000s_test() {
+    let s = stack();
+    let (status, trace_id, body) = place_order(&s.urls.gateway, "checkout").await;
+    assert_eq!(status, 201, "{body}");
+    let trace_id = trace_id.expect("X-Trace-Id header on the gateway's response");
+    assert_eq!(trace_id.len(), 32);
+
+    let trace = TraceClient::new(&s.urls.query)
+        .fetch_trace(&trace_id, &Wait::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(trace.is_complete(), "{}", trace.tree());
+    let check = |r: Result<(), lab::AssertionError>| r.unwrap_or_else(|e| panic!("{e}"));
+    check(trace.assert_services_present(&ALL_SERVICES));
+    check(trace.assert_ends_before_starts(&"charge_payment".into(), &"reserve_inventory".into()));
+    check(trace.assert_root_duration_below(Duration::from_secs(3)));
+    check(trace.assert_no_error_spans());
+    assert_eq!(trace.root().map(|r| r.service), Some("api-gateway"));
+}
+
+/// The Kafka hop keeps the trace: inventory's `process orders` CONSUMER span is a child of
+/// order-service's `send orders` PRODUCER span, in the checkout's own trace.
+#[tokio::test]
+async fn kafka_consumer_span_is_in_the_checkout_trace() {
+    let s = stack();
+    let (status, trace_id, body) = place_order(&s.urls.gateway, "checkout").await;
+    assert_eq!(status, 201, "{body}");
+    let consumer = SpanMatcher::name("process orders")
+        .service("inventory-service")
+        .kind(SpanKind::Consumer);
+    let trace = TraceClient::new(&s.urls.query)
+        .fetch_trace(
+            &trace_id.unwrap(),
+            &Wait::default().until_present(consumer.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let producer = SpanMatcher::name("send orders")
+        .service("order-service")
+        .kind(SpanKind::Producer);
+    trace
+        .assert_child_of(&consumer, &producer)
+        .and_then(|_| trace.assert_attribute(&producer, "messaging.system", "kafka"))
+        .and_then(|_| trace.assert_attribute(&consumer, "messaging.destination.name", "orders"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn checkout_spec_passes() {
+    run_spec(stack(), "checkout").await;
+}
+
+#[tokio::test]
+async fn payment_slow_makes_charge_the_bottleneck() {
+    run_spec(stack(), "payment.slow").await;
+}
+
+#[tokio::test]
+async fn provider_slow_puts_the_time_in_the_provider_call() {
+    run_spec(stack(), "provider.slow").await;
+}
+
+#[tokio::test]
+async fn payment_declined_is_an_error_trace_and_402() {
+    run_spec(stack(), "payment.declined").await;
+}
+
+#[tokio::test]
+async fn inventory_out_of_stock_is_409_with_a_refund() {
+    run_spec(stack(), "inventory.out_of_stock").await;
+}
+
+#[tokio::test]
+async fn inventory_slow_query_dominates_inventory() {
+    run_spec(stack(), "inventory.slow_query").await;
+}
+
+#[tokio::test]
+async fn propagation_broken_splits_the_trace() {
+    run_spec(stack(), "propagation.broken").await;
+}
+
+#[tokio::test]
+async fn kafka_consumer_lag_still_links_the_consumer() {
+    run_spec(stack(), "kafka.consumer_lag").await;
+}
