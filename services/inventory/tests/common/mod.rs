@@ -156,6 +156,23 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // A failed test never reached stop(): drop its PostgreSQL database anyway.
+        if let Some(url) = self.pg_database.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    let _ = rt.block_on(sqlx::any::Any::force_drop_database(&url));
+                }
+            })
+            .join();
+        }
+    }
+}
+
 pub fn reservation(order_id: &str, items: &[(&str, i64)]) -> serde_json::Value {
     serde_json::json!({
         "order_id": order_id,
