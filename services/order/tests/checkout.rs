@@ -266,47 +266,50 @@ async fn declined_card_is_402_and_the_order_payment_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_stock_after_a_charge_is_compensated() {
     let stack = Stack::sqlite(None).await;
-    let resp = stack
-        .place(
-            &order_body("LAPTOP-1", 1, "tok_test_123"),
-            Some("inventory.out_of_stock"),
-        )
-        .await;
-    assert_eq!(resp.status(), 409);
-    let trace_id = trace_id(&resp);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "out_of_stock");
+    // The scenario, and a product inventory really has none of.
+    for (sku, scenario) in [
+        ("LAPTOP-1", Some("inventory.out_of_stock")),
+        ("SOLDOUT-1", None),
+    ] {
+        let resp = stack
+            .place(&order_body(sku, 1, "tok_test_123"), scenario)
+            .await;
+        assert_eq!(resp.status(), 409, "{sku}");
+        let trace_id = trace_id(&resp);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "out_of_stock");
 
-    let spans = stack
-        .trace(&trace_id, &["compensate_payment", "POST /refunds"])
-        .await;
-    let process = span(&spans, "process_order");
-    let charge = child(&spans, process, "charge_payment");
-    let reserve = child(&spans, process, "reserve_inventory");
-    let compensate = child(&spans, process, "compensate_payment");
-    assert!(!is_error(charge));
-    assert!(is_error(reserve) && is_error(process), "an error trace");
-    assert!(!is_error(compensate), "the refund itself succeeded");
-    assert!(reserve.end_time <= compensate.start_time);
-    let refund_client = child(&spans, compensate, "POST");
-    child(&spans, refund_client, "POST /refunds");
-    assert_eq!(
-        attr(span(&spans, "process_order"), "tracelab.scenario").as_deref(),
-        Some("inventory.out_of_stock")
-    );
+        let spans = stack
+            .trace(&trace_id, &["compensate_payment", "POST /refunds"])
+            .await;
+        let process = span(&spans, "process_order");
+        let charge = child(&spans, process, "charge_payment");
+        let reserve = child(&spans, process, "reserve_inventory");
+        let compensate = child(&spans, process, "compensate_payment");
+        assert!(!is_error(charge));
+        assert!(is_error(reserve) && is_error(process), "an error trace");
+        assert!(!is_error(compensate), "the refund itself succeeded");
+        assert!(reserve.end_time <= compensate.start_time);
+        let refund_client = child(&spans, compensate, "POST");
+        child(&spans, refund_client, "POST /refunds");
+        assert_eq!(
+            attr(process, "tracelab.scenario").as_deref(),
+            Some(scenario.unwrap_or("checkout"))
+        );
 
-    let order_id = attr(process, "order.id").unwrap();
-    let order: Order = stack
-        .client
-        .get(stack.url(&format!("/orders/{order_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(order.status, OrderStatus::Cancelled);
-    assert!(order.charge_id.is_some() && order.reservation_id.is_none());
+        let order_id = attr(process, "order.id").unwrap();
+        let order: Order = stack
+            .client
+            .get(stack.url(&format!("/orders/{order_id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(order.status, OrderStatus::Cancelled);
+        assert!(order.charge_id.is_some() && order.reservation_id.is_none());
+    }
     assert_eq!(
         stack.count("outbox").await,
         0,

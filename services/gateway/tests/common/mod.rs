@@ -132,6 +132,13 @@ pub struct FullStack {
 
 impl FullStack {
     pub async fn start(kafka: Option<&str>) -> Self {
+        Self::start_with(kafka, |_| {}).await
+    }
+
+    pub async fn start_with(
+        kafka: Option<&str>,
+        tweak_inventory: impl FnOnce(&mut inventory_service::Config),
+    ) -> Self {
         let telemetry = telemetry::testing::init();
         let payment = {
             let app = payment_service::Application::build(payment_service::Config::for_tests(
@@ -147,7 +154,10 @@ impl FullStack {
                 })
             })
         };
-        let inventory = inventory(&memory_url("inventory"), kafka).await;
+        let mut inventory_config =
+            inventory_service::Config::for_tests(&memory_url("inventory"), kafka);
+        tweak_inventory(&mut inventory_config);
+        let inventory = inventory_app(inventory_config).await;
         let order = {
             let mut config = order_service::Config::for_tests(&memory_url("order"), kafka);
             config.payment_service_url = payment.base.clone();
@@ -191,43 +201,16 @@ impl FullStack {
     }
 }
 
-/// Stand-in for inventory-service until its crate lands: same API (201 / 409 out_of_stock).
-pub async fn inventory(_database_url: &str, _kafka: Option<&str>) -> Running {
-    use axum::response::IntoResponse;
-    use axum::routing::post;
-    use contracts::error::ErrorBody;
-    use contracts::inventory::{ReservationRequest, ReservationResponse};
-    async fn reserve(axum::Json(req): axum::Json<ReservationRequest>) -> axum::response::Response {
-        let scenario = telemetry::baggage::get(contracts::scenario::BAGGAGE_KEY);
-        if scenario.as_deref() == Some("inventory.out_of_stock") {
-            return (
-                axum::http::StatusCode::CONFLICT,
-                axum::Json(ErrorBody::new("out_of_stock", "LAPTOP-1: 0 left")),
-            )
-                .into_response();
-        }
-        (
-            axum::http::StatusCode::CREATED,
-            axum::Json(ReservationResponse {
-                reservation_id: format!("res_{}", req.order_id),
-                order_id: req.order_id,
-                status: "reserved".into(),
-            }),
-        )
-            .into_response()
-    }
-    let router = telemetry::http::instrument_router(
-        axum::Router::new().route("/reservations", post(reserve)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    spawn_server(port, |rx| async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await?;
-        Ok(())
+/// The real inventory-service (its Kafka consumer runs when the config names brokers).
+pub async fn inventory_app(config: inventory_service::Config) -> Running {
+    let app = inventory_service::Application::build(config)
+        .await
+        .expect("build inventory-service");
+    let port = app.port();
+    spawn_server(port, |rx| {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
     })
 }
 

@@ -58,44 +58,19 @@ pub async fn payment(database_url: &str) -> Running {
     })
 }
 
-/// Stand-in for inventory-service until its crate lands: same API (201 / 409 out_of_stock), spans
-/// from the telemetry kit.
-pub async fn inventory(_database_url: &str, _kafka: Option<&str>) -> Running {
-    use axum::routing::post;
-    use contracts::error::ErrorBody;
-    use contracts::inventory::{ReservationRequest, ReservationResponse};
-    async fn reserve(axum::Json(req): axum::Json<ReservationRequest>) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let scenario = telemetry::baggage::get(contracts::scenario::BAGGAGE_KEY);
-        if scenario.as_deref() == Some("inventory.out_of_stock") {
-            return (
-                axum::http::StatusCode::CONFLICT,
-                axum::Json(ErrorBody::new("out_of_stock", "LAPTOP-1: 0 left")),
-            )
-                .into_response();
-        }
-        (
-            axum::http::StatusCode::CREATED,
-            axum::Json(ReservationResponse {
-                reservation_id: format!("res_{}", req.order_id),
-                order_id: req.order_id,
-                status: "reserved".into(),
-            }),
-        )
-            .into_response()
-    }
-    let router = telemetry::http::instrument_router(
-        axum::Router::new().route("/reservations", post(reserve)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    spawn_server(port, |rx| async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await?;
-        Ok(())
+/// The real inventory-service (its Kafka consumer runs when `kafka` is given).
+pub async fn inventory(database_url: &str, kafka: Option<&str>) -> Running {
+    let app = inventory_service::Application::build(inventory_service::Config::for_tests(
+        database_url,
+        kafka,
+    ))
+    .await
+    .expect("build inventory-service");
+    let port = app.port();
+    spawn_server(port, |rx| {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
     })
 }
 
