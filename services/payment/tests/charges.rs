@@ -36,6 +36,12 @@ async fn checkout_charge_has_the_seed_span_tree() {
     let server = span(&spans, "POST /charges");
     let charge = span(&spans, "charge");
     let stripe = span(&spans, "stripe.create_charge");
+    println!(
+        "checkout: POST /charges {:.1} ms, charge {:.1} ms, stripe.create_charge {:.1} ms",
+        duration(server).as_secs_f64() * 1000.0,
+        duration(charge).as_secs_f64() * 1000.0,
+        duration(stripe).as_secs_f64() * 1000.0
+    );
     assert_eq!(server.span_kind, SpanKind::Server);
     assert_eq!(charge.span_kind, SpanKind::Internal);
     assert!(
@@ -341,6 +347,20 @@ async fn bad_input_is_4xx_json_and_writes_nothing() {
         (
             app.client.post(&url).header("idempotency-key", "k4").json(&serde_json::json!({
                 "order_id": "ord_x", "amount_cents": -5, "currency": "USD", "method": "card", "token": "tok_test_123"
+            })),
+            422,
+            "validation_failed",
+        ),
+        (
+            app.client.post(&url).header("idempotency-key", "k6").json(&serde_json::json!({
+                "order_id": "ord_x", "amount_cents": "4242424242424242", "currency": "USD", "method": "card", "token": "tok_test_123"
+            })),
+            422,
+            "validation_failed",
+        ),
+        (
+            app.client.post(&url).header("idempotency-key", "k7").json(&serde_json::json!({
+                "order_id": "ord_x", "amount_cents": 100, "currency": "USD", "method": "card", "token": 4242424242424242_u64
             })),
             422,
             "validation_failed",
