@@ -144,6 +144,12 @@ impl OrderConsumer {
                 }
             }
         }
+        // Queue a commit of the final position; closing the consumer (on drop) serves it. Not Sync:
+        // with the broker down that could block shutdown for a long time, and a redelivery after a
+        // restart is harmless (the handler is idempotent).
+        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::debug!(error = %err, "final offset commit skipped");
+        }
         tracing::info!("orders consumer stopped");
     }
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use contracts::payments::{RefundRequest, RefundResponse};
+use contracts::scenario::Scenario;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
@@ -22,7 +23,11 @@ pub struct RefundOutcome {
     pub replayed: bool,
 }
 
-pub async fn refund(state: &AppState, req: RefundRequest) -> Result<RefundOutcome, PaymentError> {
+pub async fn refund(
+    state: &AppState,
+    req: RefundRequest,
+    scenario: Scenario,
+) -> Result<RefundOutcome, PaymentError> {
     validate_id("charge_id", &req.charge_id)?;
     validate_id("order_id", &req.order_id)?;
     if req.amount_cents <= 0 {
@@ -37,6 +42,7 @@ pub async fn refund(state: &AppState, req: RefundRequest) -> Result<RefundOutcom
         payment.refund_id = Empty,
         payment.amount_cents = req.amount_cents,
         order.id = %req.order_id,
+        tracelab.scenario = scenario.name(),
         otel.status_code = Empty,
         otel.status_description = Empty,
     );

@@ -21,9 +21,9 @@ async fn create_refund(
     State(state): State<AppState>,
     body: Result<Json<RefundRequest>, JsonRejection>,
 ) -> Result<Response, PaymentError> {
-    let _scenario = crate::scenario::current();
+    let scenario = crate::scenario::current();
     let Json(req) = body.map_err(|r| PaymentError::from_json_rejection(r, state.max_body_bytes))?;
-    let outcome = refund::refund(&state, req).await?;
+    let outcome = refund::refund(&state, req, scenario).await?;
     let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
     if outcome.replayed {
         response
