@@ -210,7 +210,10 @@ impl Store {
         } else {
             (format!("EXPLAIN QUERY PLAN {query}"), "detail")
         };
+        // Not a cached prepared statement: SQLite bakes the plan into an EXPLAIN statement and never
+        // re-checks the schema for it, so a cached one keeps showing the plan of an index since dropped.
         let rows = sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
             .fetch_all(&self.pool)
             .await?;
         let mut plan = Vec::with_capacity(rows.len());

@@ -105,7 +105,7 @@ async fn the_index_turns_the_full_scan_into_an_index_search() {
     let dropped = admin(&app, Some(false)).await;
     assert!(
         !dropped.indexed && full_scan(&dropped.plan),
-        "the bug can be switched back on"
+        "the bug can be switched back on: {dropped:?}"
     );
     app.stop().await;
 }
