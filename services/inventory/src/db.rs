@@ -28,6 +28,14 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyPool>
         .connect(url)
         .await
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
+    if url.starts_with("sqlite:") && !url.contains("mode=memory") {
+        // Readers no longer block the writer (and vice versa) under load; the mode is stored in the
+        // database file, so setting it once per start is enough.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .fetch_optional(&pool)
+            .await
+            .context("switching SQLite to WAL")?;
+    }
     MIGRATOR
         .run(&pool)
         .await
