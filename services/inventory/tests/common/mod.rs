@@ -56,7 +56,12 @@ const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432";
 pub async fn spawn_postgres(test: &str, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        println!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432");
+        // Straight to stderr: libtest captures println!/eprintln! of passing tests, and a skip must
+        // be visible in `make test` output.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432\n").as_bytes(),
+        );
         return None;
     }
     sqlx::any::install_default_drivers();
