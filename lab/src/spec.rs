@@ -536,3 +536,42 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(std::path::PathBuf, Spec)>, SpecError
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_comes_from_x_trace_id_or_traceresponse() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            "traceresponse",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            trace_id_of(&h).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        h.insert(
+            "x-trace-id",
+            "0af7651916cd43dd8448eb211c80319c".parse().unwrap(),
+        );
+        assert_eq!(
+            trace_id_of(&h).as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(trace_id_of(&reqwest::header::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn yaml_scalars_map_to_json() {
+        let docs = YamlLoader::load_from_str("a: 1\nb: 2.5\nc: true\nd: ~\ne: [x, 'y']\n").unwrap();
+        let v = yaml_to_json(docs[0].clone()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 1, "b": 2.5, "c": true, "d": null, "e": ["x", "y"]})
+        );
+    }
+}

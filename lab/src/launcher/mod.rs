@@ -609,3 +609,60 @@ pub async fn postgres_urls(base: &str) -> Result<Vec<(String, String)>, LaunchEr
     let _ = conn.close().await;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_picks_the_shipped_config_unless_one_is_given() {
+        let mut o = StackOptions::new("/bin", "/data");
+        o.collector_config_dir = PathBuf::from("/cfg");
+        assert_eq!(
+            o.collector_config_path(),
+            PathBuf::from("/cfg/default.yaml")
+        );
+        o.sampling = Sampling::Tail;
+        assert_eq!(
+            o.collector_config_path(),
+            PathBuf::from("/cfg/tail-sampling.yaml")
+        );
+        o.collector_config = Some(PathBuf::from("/mine.yaml"));
+        assert_eq!(o.collector_config_path(), PathBuf::from("/mine.yaml"));
+    }
+
+    #[test]
+    fn shipped_configs_exist_where_the_launcher_looks() {
+        let dir = default_collector_config_dir();
+        for s in [Sampling::All, Sampling::Tail] {
+            assert!(dir.join(s.config_file()).is_file(), "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn every_service_gets_its_own_sqlite_file() {
+        let urls: Vec<String> = SERVICES
+            .iter()
+            .map(|s| sqlite_url(Path::new("/d"), s))
+            .collect();
+        assert_eq!(urls[0], "sqlite:/d/inventory-service.db?mode=rwc");
+        let mut dedup = urls.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn missing_binaries_are_named_with_the_build_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            Stack::start(StackOptions::for_tests(dir.path(), dir.path().join("data")).unwrap())
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("collector") && err.contains("api-gateway"),
+            "{err}"
+        );
+        assert!(err.contains("cargo build --workspace --bins"), "{err}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Shared harness of the end-to-end tests: the real binaries, started once per test binary as a
-//! `lab::Stack` (free ports, a data dir under `target/lab-e2e/`, the embedded MockCluster).
+//! `lab::Stack` (free ports, a data dir `target/lab-e2e/NAME-PID/`, the embedded MockCluster).
 //!
 //! The stack lives in a `static` on its own runtime, because each `#[tokio::test]` has a runtime
 //! that ends with the test; the children outlive no test binary: statics are never dropped, so the
@@ -41,13 +41,27 @@ pub fn require_binaries(dir: &Path) {
     );
 }
 
-/// A fresh directory `target/lab-e2e/NAME` (wiped first, kept afterwards for its logs).
+/// A fresh directory `target/lab-e2e/NAME-PID`, kept afterwards for its logs. Directories of
+/// earlier runs whose process is gone are removed; a concurrent run keeps its own.
 pub fn fresh_dir(name: &str) -> PathBuf {
-    let dir = bin_dir()
-        .parent()
-        .expect("target dir")
-        .join("lab-e2e")
-        .join(name);
+    let root = bin_dir().parent().expect("target dir").join("lab-e2e");
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some(pid) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(name))
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = root.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create e2e dir");
     dir
@@ -55,8 +69,8 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 
 pub struct Shared {
     pub stack: Stack,
-    // Keeps the children's monitor tasks alive for the whole test binary.
-    _rt: tokio::runtime::Runtime,
+    /// Runs the children's monitor tasks; must outlive the stack.
+    pub rt: tokio::runtime::Runtime,
 }
 
 /// Starts a stack on a dedicated runtime, from a plain thread (a test's runtime cannot block on
@@ -91,7 +105,7 @@ pub fn start_shared(
             stack.urls.query,
             dir.join("logs").display()
         );
-        Ok(Shared { stack, _rt: rt })
+        Ok(Shared { stack, rt })
     })
     .join()
     .map_err(|_| "the stack start-up thread panicked".to_string())?
