@@ -132,13 +132,13 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::Checkout,
         name: "checkout",
-        description: "The happy path: gateway authenticates and forwards, order-service validates, prices, stores \
-                      the order with its outbox event, charges payment, reserves inventory; the outbox relay \
-                      publishes order.placed and inventory's consumer commits the reservation and sends the \
-                      confirmation email.",
-        symptom: "One trace of ~20 spans across api-gateway, order-service, payment-service and inventory-service, \
-                  including a Kafka PRODUCER/CONSUMER pair; no ERROR status; charge_payment ends before \
-                  reserve_inventory starts.",
+        description: "The happy path: gateway authenticates and forwards, order-service validates, prices and \
+                      stores the order, charges payment, reserves inventory, then confirms the order together \
+                      with its order.placed outbox event; the outbox relay publishes it to Kafka and \
+                      inventory's consumer commits the reservation and sends the confirmation email.",
+        symptom: "One trace of ~35 spans across api-gateway, order-service, payment-service and \
+                  inventory-service, including a Kafka PRODUCER/CONSUMER pair; no ERROR status; \
+                  charge_payment ends before reserve_inventory starts; the request takes tens of ms.",
         fix: "Nothing to fix: this is the baseline every other scenario is compared with.",
         seed: "000, 001, 003",
         key_span: "api-gateway POST /orders",
@@ -184,10 +184,12 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::InventorySlowQuery,
         name: "inventory.slow_query",
-        description: "inventory's stock lookup runs a real query over a large, unindexed movements table (a \
-                      full scan).",
-        symptom: "The stock query's db span dominates inventory's time in the trace.",
-        fix: "Add the missing index (inventory can create it at run time), after which the same query is fast.",
+        description: "Before reserving, inventory audits each SKU's history with a real aggregation over the \
+                      large stock_movements table (200k seeded rows) that has no index on sku: a full scan.",
+        symptom: "The `SELECT stock_movements` db span dominates inventory's POST /reservations in the trace \
+                  (tens of ms instead of ~1).",
+        fix: "Add the missing index: `PUT /admin/slow-query {\"indexed\":true}` at inventory-service (or \
+              INVENTORY_FIX_SLOW_QUERY=true); the same query then uses it and is fast.",
         seed: "003",
         key_span: "inventory-service SELECT stock_movements",
         acted_on_by: &["inventory-service"],
@@ -222,7 +224,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::KafkaConsumerLag,
         name: "kafka.consumer_lag",
-        description: "inventory's orders consumer processes each message slowly.",
+        description: "inventory's orders consumer processes each message slowly (INVENTORY_CONSUMER_LAG_DELAY_MS, \
+                      2 s by default).",
         symptom: "The `process orders` CONSUMER spans get long and start ever later after their producer span: \
                   consumer lag and message age grow.",
         fix: "Scale the consumer group (more partitions and consumers), batch the work, or move the slow step \
@@ -232,6 +235,40 @@ pub static REGISTRY: &[ScenarioInfo] = &[
         acted_on_by: &["inventory-service"],
     },
 ];
+
+/// The registry as a Markdown document (what `cargo run -p contracts --example scenarios` prints; the
+/// docs' scenario page is generated from it).
+pub fn registry_markdown() -> String {
+    let mut out = String::from("| scenario | seed | key span | acted on by |\n|---|---|---|---|\n");
+    for info in REGISTRY {
+        let by = if info.acted_on_by.is_empty() {
+            "—".to_owned()
+        } else {
+            info.acted_on_by.join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} |\n",
+            info.name, info.seed, info.key_span, by
+        ));
+    }
+    for info in REGISTRY {
+        out.push_str(&format!(
+            "\n## `{}`\n\n- **What happens:** {}\n- **Symptom:** {}\n- **Fix:** {}\n- **Seed:** {}\n- **Force it:** `X-Tracelab-Scenario: {}`\n",
+            info.name,
+            squash(info.description),
+            squash(info.symptom),
+            squash(info.fix),
+            info.seed,
+            info.name
+        ));
+    }
+    out
+}
+
+/// The registry's texts are wrapped in the source with `\` continuations; collapse the runs of spaces.
+fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
 
 /// One runtime flag of the gateway's `GET/PUT /admin/flags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -275,6 +312,18 @@ mod tests {
         assert_eq!(
             Scenario::from_baggage(Some("payment.slow")),
             Scenario::PaymentSlow
+        );
+    }
+
+    #[test]
+    fn markdown_lists_every_scenario() {
+        let md = registry_markdown();
+        for sc in Scenario::ALL {
+            assert!(md.contains(&format!("## `{}`", sc.name())), "{}", sc.name());
+        }
+        assert!(
+            !md.contains("  "),
+            "no wrapped-source spacing leaks into the docs"
         );
     }
 
