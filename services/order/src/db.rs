@@ -30,6 +30,13 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyPool>
         .connect(url)
         .await
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
+    if url.starts_with("sqlite:") && !url.contains("mode=memory") {
+        // Readers no longer wait for writers (the relay polls while checkouts write); persistent per file.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await
+            .context("switching SQLite to WAL")?;
+    }
     MIGRATOR
         .run(&pool)
         .await
