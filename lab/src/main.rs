@@ -50,7 +50,7 @@ struct UpArgs {
     /// Directory with the `collector` and service binaries [default: next to this executable].
     #[arg(long, env = "TRACELAB_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "default")]
+    #[arg(long, value_enum, env = "TRACELAB_PORTS", default_value = "default")]
     ports: PortMode,
     /// `all` keeps every trace (collector/config/default.yaml); `tail` runs seed 000's tail
     /// sampling (collector/config/tail-sampling.yaml: errors, > 2 s, 10 % of the rest).
@@ -69,13 +69,13 @@ struct UpArgs {
     #[arg(long, env = "TRACELAB_RUST_LOG", default_value = "info")]
     rust_log: String,
     /// Show the children's JSON log lines as they are.
-    #[arg(long)]
+    #[arg(long, env = "TRACELAB_RAW_LOGS")]
     raw_logs: bool,
     /// Do not send the start-up checkout that measures "first trace queryable".
-    #[arg(long)]
+    #[arg(long, env = "TRACELAB_NO_SMOKE")]
     no_smoke: bool,
     /// Seconds a child gets between SIGTERM and SIGKILL.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "TRACELAB_STOP_GRACE_SECS", default_value_t = 10)]
     stop_grace_secs: u64,
 }
 

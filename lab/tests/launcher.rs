@@ -12,6 +12,21 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+trait EnvsRemoveTracelab {
+    fn envs_remove_tracelab(&mut self) -> &mut Self;
+}
+
+impl EnvsRemoveTracelab for tokio::process::Command {
+    fn envs_remove_tracelab(&mut self) -> &mut Self {
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("TRACELAB_") {
+                self.env_remove(k);
+            }
+        }
+        self
+    }
+}
+
 struct Up {
     child: tokio::process::Child,
     lines: mpsc::UnboundedReceiver<String>,
@@ -38,7 +53,8 @@ fn spawn_up(name: &str, extra: &[&str]) -> Up {
         .args(extra)
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
-        .env_remove("TRACELAB_SAMPLING")
+        // Hermetic: no TRACELAB_* setting of the caller's shell changes what is tested.
+        .envs_remove_tracelab()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

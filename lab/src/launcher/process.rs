@@ -253,9 +253,26 @@ async fn pump(stream: impl AsyncRead + Unpin, out: Output, tail: Tail) {
     }
 }
 
-/// Renders a tracing-subscriber JSON log line as `LEVEL message key=value … trace_id=…`;
-/// `None` when the line is not such JSON (then it is shown as is).
+/// Renders a tracing-subscriber JSON log line (nested `fields` or flattened) as
+/// `LEVEL message key=value … trace_id=…`; `None` when the line is not such JSON (then it is
+/// shown as is).
 pub fn render_json_log(line: &str) -> Option<String> {
+    // Bookkeeping keys a reader of the demo's console does not need on every line.
+    const SKIP: &[&str] = &[
+        "timestamp",
+        "level",
+        "target",
+        "message",
+        "fields",
+        "span",
+        "spans",
+        "threadId",
+        "threadName",
+        "filename",
+        "line_number",
+        "trace_id",
+        "span_id",
+    ];
     let v: serde_json::Value = serde_json::from_str(line.trim_start()).ok()?;
     let obj = v.as_object()?;
     let level = obj.get("level")?.as_str()?;
@@ -266,10 +283,13 @@ pub fn render_json_log(line: &str) -> Option<String> {
         .and_then(|m| m.as_str())
         .unwrap_or("");
     let mut s = format!("{level:<5} {message}");
-    if let Some(fields) = fields {
-        for (k, v) in fields.iter().filter(|(k, _)| *k != "message") {
-            s.push_str(&format!(" {k}={}", scalar(v)));
-        }
+    let nested = fields
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "message");
+    let flat = obj.iter().filter(|(k, _)| !SKIP.contains(&k.as_str()));
+    for (k, v) in nested.chain(flat) {
+        s.push_str(&format!(" {k}={}", scalar(v)));
     }
     for key in ["trace_id", "span_id"] {
         if let Some(v) = obj.get(key) {
@@ -296,6 +316,11 @@ mod tests {
         assert_eq!(
             render_json_log(line).unwrap(),
             "INFO  order created items=2 order.id=o-1 trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let flat = r#"{"addr":"127.0.0.1:16686","level":"INFO","message":"listening","server":"query","target":"collector::app","timestamp":"t","span":"x","trace_id":"abc"}"#;
+        assert_eq!(
+            render_json_log(flat).unwrap(),
+            "INFO  listening addr=127.0.0.1:16686 server=query trace_id=abc"
         );
         assert_eq!(render_json_log("plain text"), None);
         assert_eq!(render_json_log(r#"{"no":"level"}"#), None);
