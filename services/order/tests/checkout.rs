@@ -428,3 +428,27 @@ async fn concurrent_checkouts_each_get_their_own_order_and_event() {
     assert_eq!(stack.count("orders").await, N as i64);
     assert_eq!(stack.count("outbox").await, N as i64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_database_is_created_with_its_directory() {
+    let dir =
+        std::env::temp_dir().join(format!("tracelab-order-{}", uuid::Uuid::new_v4().simple()));
+    let file = dir.join("data").join("order-service.db");
+    let url = format!("sqlite:{}?mode=rwc", file.display());
+    let stack = Stack::with(&url, None, |_| {}).await;
+    let resp = stack
+        .place(&order_body("KEYBOARD-1", 2, "tok_test_123"), None)
+        .await;
+    assert_eq!(resp.status(), 201);
+    assert!(
+        file.exists(),
+        "the data directory and the file were created"
+    );
+    assert!(
+        dir.join("data").join("order-service.db-wal").exists(),
+        "WAL journal"
+    );
+    assert_eq!(stack.count("orders").await, 1);
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
+}
