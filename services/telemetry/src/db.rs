@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use tracing::{Instrument, field::Empty};
+use tracing::{field::Empty, instrument::WithSubscriber};
 
 /// A CLIENT span named `{operation} {collection}` (e.g. `INSERT orders`).
 /// `query_text` must be the parameterised statement, never one with values in it.
@@ -27,13 +27,21 @@ pub fn span(system: &str, operation: &str, collection: &str, query_text: &str) -
     )
 }
 
-/// Runs `fut` inside `span`, marking the span ERROR (with `error.type`) when it fails.
+/// Times `fut` with `span`, marking the span ERROR (with `error.type`) when it fails.
+///
+/// The call runs without a subscriber: sqlx's SQLite worker thread clones whatever span
+/// is current for each command and drops the clone only after answering, which made the
+/// DB span (and through it its parents) end up to milliseconds after the call returned —
+/// enough to reorder siblings in a waterfall. The span therefore ends exactly when the
+/// call does; sqlx's own debug logs of the statement are the price.
 pub async fn traced<T, E, F>(span: tracing::Span, fut: F) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    let result = fut.instrument(span.clone()).await;
+    let result = fut
+        .with_subscriber(tracing::subscriber::NoSubscriber::default())
+        .await;
     if let Err(error) = &result {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", error.to_string());
