@@ -176,7 +176,7 @@ async fn start() -> (Api, Arc<SamplingStats>) {
     let base = now_ns();
     let mut root = span(1, 0, "POST /orders", 2, 0, 1300, base);
     root.attributes = vec![kv("http.response.status_code", Value::IntValue(402))];
-    let mut charge = span(3, 2, "charge", 1, 20, 1200, base);
+    let mut charge = span(3, 2, "charge", 2, 20, 1200, base);
     charge.status = Some(Status {
         code: 2,
         message: "card declined".into(),

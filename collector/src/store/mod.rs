@@ -146,6 +146,8 @@ pub struct StoreStats {
 const MAX_SEARCH_SCAN: usize = 200_000;
 /// Rows per multi-row INSERT (13 binds each stays under SQLite's 32766 variables).
 const INSERT_CHUNK: usize = 1000;
+/// A tag matching at most this many traces drives a search from the tag index.
+const SELECTIVE_TAG_TRACES: usize = 5000;
 /// Attribute values longer than this are not indexed for tag search (payloads, SQL text).
 const MAX_INDEXED_VALUE: usize = 256;
 
@@ -229,7 +231,9 @@ impl TraceStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
-            .pragma("journal_size_limit", "67108864");
+            .pragma("journal_size_limit", "67108864")
+            // Keeps `PRAGMA optimize` (run after pruning) quick on big tables.
+            .pragma("analysis_limit", "400");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -641,7 +645,7 @@ impl TraceStore {
     pub async fn get_trace(&self, id: &TraceId) -> Result<Option<Trace>, StoreError> {
         let rows = sqlx::query(
             "SELECT body, scope_name, scope_version, resource_id FROM spans WHERE trace_id = $1 \
-             ORDER BY start_us, span_id",
+             ORDER BY start_us, duration_us, id",
         )
         .bind(id.to_vec())
         .fetch_all(&self.read)
@@ -658,7 +662,7 @@ impl TraceStore {
         }))
     }
 
-    /// A window of a trace's spans ordered by (start time, span id), with the total; `None` when
+    /// A window of a trace's spans ordered by (start time, duration, arrival), with the total; `None` when
     /// the trace is unknown.
     pub async fn get_span_window(
         &self,
@@ -677,7 +681,7 @@ impl TraceStore {
         }
         let rows = sqlx::query(
             "SELECT body, scope_name, scope_version, resource_id FROM spans WHERE trace_id = $1 \
-             ORDER BY start_us, span_id LIMIT $2 OFFSET $3",
+             ORDER BY start_us, duration_us, id LIMIT $2 OFFSET $3",
         )
         .bind(id.to_vec())
         .bind(limit as i64)
@@ -699,37 +703,72 @@ impl TraceStore {
 
     /// Trace ids matching `q`, newest first (by the matching span's start), at most `q.limit`.
     pub async fn find_trace_ids(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT trace_id FROM spans WHERE 1 = 1");
+        // A selective tag (an order id, a user id) drives the search from the tag index: walking
+        // spans newest-first and probing the tag would scan most of the store for one match.
+        let mut driving: Option<usize> = None;
+        let mut fewest = SELECTIVE_TAG_TRACES + 1;
+        for (i, (k, v)) in q.tags.iter().enumerate() {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM attrs WHERE key = $1 AND value = $2 LIMIT $3)",
+            )
+            .bind(k)
+            .bind(v)
+            .bind(SELECTIVE_TAG_TRACES as i64 + 1)
+            .fetch_one(&self.read)
+            .await?;
+            if (n as usize) < fewest {
+                fewest = n as usize;
+                driving = Some(i);
+            }
+        }
+        if fewest == 0 {
+            return Ok(Vec::new());
+        }
+        let mut qb: QueryBuilder<Sqlite> = match driving {
+            Some(i) => {
+                let mut qb = QueryBuilder::new(
+                    "SELECT s.trace_id FROM attrs a CROSS JOIN spans s INDEXED BY spans_trace_window \
+                     ON s.trace_id = a.trace_id WHERE a.key = ",
+                );
+                qb.push_bind(q.tags[i].0.clone())
+                    .push(" AND a.value = ")
+                    .push_bind(q.tags[i].1.clone());
+                qb
+            }
+            None => QueryBuilder::new("SELECT s.trace_id FROM spans s WHERE 1 = 1"),
+        };
         if let Some(s) = &q.service {
-            qb.push(" AND service = ").push_bind(s.clone());
+            qb.push(" AND s.service = ").push_bind(s.clone());
         }
         if let Some(o) = &q.operation {
-            qb.push(" AND name = ").push_bind(o.clone());
+            qb.push(" AND s.name = ").push_bind(o.clone());
         }
         if let Some(t) = q.start_us {
-            qb.push(" AND start_us >= ").push_bind(t as i64);
+            qb.push(" AND s.start_us >= ").push_bind(t as i64);
         }
         if let Some(t) = q.end_us {
-            qb.push(" AND start_us <= ").push_bind(t as i64);
+            qb.push(" AND s.start_us <= ").push_bind(t as i64);
         }
         if let Some(d) = q.min_duration_us {
-            qb.push(" AND duration_us >= ").push_bind(d as i64);
+            qb.push(" AND s.duration_us >= ").push_bind(d as i64);
         }
         if let Some(d) = q.max_duration_us {
-            qb.push(" AND duration_us <= ").push_bind(d as i64);
+            qb.push(" AND s.duration_us <= ").push_bind(d as i64);
         }
         if q.errors_only {
-            qb.push(" AND status = 2");
+            qb.push(" AND s.status = 2");
         }
-        for (k, v) in &q.tags {
-            qb.push(" AND trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
+        for (i, (k, v)) in q.tags.iter().enumerate() {
+            if Some(i) == driving {
+                continue;
+            }
+            qb.push(" AND s.trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
                 .push_bind(k.clone())
                 .push(" AND value = ")
                 .push_bind(v.clone())
                 .push(")");
         }
-        qb.push(" ORDER BY start_us DESC");
+        qb.push(" ORDER BY s.start_us DESC");
         let limit = q.limit.max(1);
         let mut seen: HashSet<TraceId> = HashSet::new();
         let mut out = Vec::new();
@@ -859,17 +898,19 @@ impl TraceStore {
             .collect())
     }
 
-    /// Calls between services: a span whose parent belongs to another service counts one call
-    /// parent service → child service. Over spans starting in [`end_us - lookback_us`, `end_us`].
+    /// Calls between services: a SERVER or CONSUMER span whose parent belongs to another service
+    /// counts one call parent service → child service (the entry spans of a service are where a
+    /// call arrives; checking only them keeps this linear in the window's entry spans). Over spans starting in [`end_us - lookback_us`, `end_us`].
     pub async fn dependencies(
         &self,
         end_us: u64,
         lookback_us: u64,
     ) -> Result<Vec<DependencyLink>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT p.service, c.service, COUNT(*) FROM spans c JOIN spans p \
-               ON p.trace_id = c.trace_id AND p.span_id = c.parent_id \
-             WHERE c.start_us >= $1 AND c.start_us <= $2 AND c.parent_id IS NOT NULL AND p.service <> c.service \
+            "SELECT p.service, c.service, COUNT(*) FROM spans c CROSS JOIN spans p INDEXED BY spans_span_id \
+               ON p.span_id = c.parent_id AND p.trace_id = c.trace_id \
+             WHERE c.start_us >= $1 AND c.start_us <= $2 AND c.kind IN (2, 5) AND c.parent_id IS NOT NULL \
+               AND p.service <> c.service \
              GROUP BY p.service, c.service ORDER BY p.service, c.service",
         )
         .bind(end_us.saturating_sub(lookback_us) as i64)
@@ -1049,6 +1090,8 @@ impl TraceStore {
                     .await?;
             *lock(&self.operations) = ops.into_iter().collect();
         }
+        // Planner statistics for the search queries; cheap with analysis_limit.
+        sqlx::query("PRAGMA optimize").execute(&self.write).await?;
         Ok(report)
     }
 

@@ -28,10 +28,14 @@ pub const DDL: &[&str] = &[
         scope_version TEXT NOT NULL,
         body BLOB NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, start_us)",
+    // Covers windowed reads: order (start, duration, rowid), count, and the trace's time range.
+    "DROP INDEX IF EXISTS spans_trace",
+    "CREATE INDEX IF NOT EXISTS spans_trace_window ON spans(trace_id, start_us, duration_us)",
     "CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_service_name_start ON spans(service, name, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_start ON spans(start_us)",
+    // Parent lookups for /api/dependencies (span ids are random: one probe per child).
+    "CREATE INDEX IF NOT EXISTS spans_span_id ON spans(span_id)",
     "CREATE TABLE IF NOT EXISTS attrs (
         key TEXT NOT NULL,
         value TEXT NOT NULL,

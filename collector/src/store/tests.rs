@@ -146,7 +146,9 @@ async fn checkout(store: &TraceStore, base: u64, t: u32, error: bool) {
     client.kind = 3;
     let mut order = spec(t, 2, Some(1), "POST /orders", 10, 1280);
     order.kind = 2;
+    // A SERVER span: where the call from order-service arrives (what dependencies count).
     let mut charge = spec(t, 3, Some(2), "charge", 20, 1200);
+    charge.kind = 2;
     charge.error = error;
     charge.attrs = vec![kv("payment.method", s("card"))];
     let mut charge_span = otlp(base, &charge);

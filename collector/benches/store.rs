@@ -1,0 +1,407 @@
+//! Trace store bench: inserts N spans (default 1,000,000; `STORE_BENCH_SPANS`) as 10-span
+//! checkout-like traces across 4 services in batches of 1000 (what the batch processor hands the
+//! exporter), then measures search latency, whole-trace and windowed reads (one 100k-span trace),
+//! RSS and database size. Run: `cargo bench -p collector --bench store`.
+
+use std::time::{Duration, Instant};
+
+use collector::store::{StoreConfig, TraceQuery, TraceStore};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+const SERVICES: [&str; 4] = [
+    "api-gateway",
+    "order-service",
+    "payment-service",
+    "inventory-service",
+];
+const OPS: [&str; 10] = [
+    "POST /orders",
+    "authenticate",
+    "POST",
+    "process_order",
+    "validate_order",
+    "INSERT orders",
+    "charge",
+    "stripe.create_charge",
+    "reserve",
+    "UPDATE stock",
+];
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn trace_id(n: u64) -> Vec<u8> {
+    let mut t = vec![0u8; 16];
+    t[..8].copy_from_slice(&0x7472_6163_656c_6162u64.to_be_bytes());
+    t[8..].copy_from_slice(&n.to_be_bytes());
+    t
+}
+
+/// One 10-span trace, spans grouped per service.
+fn checkout_trace(n: u64, base_ns: u64) -> Vec<(usize, Span)> {
+    let start = base_ns + n * 1_000_000; // one trace per ms of wall time
+    let error = n.is_multiple_of(50);
+    let slow = n.is_multiple_of(97);
+    (0..10u64)
+        .map(|i| {
+            let svc = [0, 0, 0, 1, 1, 1, 2, 2, 3, 3][i as usize];
+            let dur = if slow && i < 8 {
+                2_500_000_000
+            } else {
+                (10 - i) * 3_000_000
+            };
+            let mut s = Span {
+                trace_id: trace_id(n),
+                span_id: (n * 16 + i + 1).to_be_bytes().to_vec(),
+                parent_span_id: if i == 0 {
+                    vec![]
+                } else {
+                    (n * 16 + i).to_be_bytes().to_vec()
+                },
+                name: OPS[i as usize].into(),
+                kind: [2, 1, 3, 2, 1, 3, 1, 3, 2, 3][i as usize],
+                start_time_unix_nano: start + i * 1_000_000,
+                end_time_unix_nano: start + i * 1_000_000 + dur,
+                attributes: vec![
+                    kv("http.request.method", Value::StringValue("POST".into())),
+                    kv(
+                        "http.response.status_code",
+                        Value::IntValue(if error { 402 } else { 201 }),
+                    ),
+                    kv("order.id", Value::StringValue(format!("ORD-{n}"))),
+                    kv("order.item_count", Value::IntValue((n % 5 + 1) as i64)),
+                    kv(
+                        "customer.tier",
+                        Value::StringValue(
+                            ["gold", "basic", "basic", "silver"][(n % 4) as usize].into(),
+                        ),
+                    ),
+                    kv(
+                        "tracelab.scenario",
+                        Value::StringValue(
+                            if error {
+                                "payment.declined"
+                            } else {
+                                "checkout"
+                            }
+                            .into(),
+                        ),
+                    ),
+                ],
+                status: (error && i == 6).then(|| Status {
+                    code: 2,
+                    message: "card declined".into(),
+                }),
+                ..Default::default()
+            };
+            if i == 6 {
+                s.events.push(Event {
+                    time_unix_nano: start + 7_000_000,
+                    name: "payment_started".into(),
+                    ..Default::default()
+                });
+            }
+            (svc, s)
+        })
+        .collect()
+}
+
+fn batch_of(spans: Vec<(usize, Span)>) -> Vec<ResourceSpans> {
+    let mut per: Vec<Vec<Span>> = vec![Vec::new(); SERVICES.len()];
+    for (svc, s) in spans {
+        per[svc].push(s);
+    }
+    per.into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, spans)| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue(SERVICES[i].into())),
+                    kv("service.version", Value::StringValue("0.1.0".into())),
+                    kv("deployment.environment", Value::StringValue("lab".into())),
+                    kv("telemetry.sdk.language", Value::StringValue("rust".into())),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "tracelab".into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn time_query(store: &TraceStore, name: &str, q: TraceQuery) {
+    let mut samples = Vec::new();
+    let mut found = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        found = store.find_traces(&q).await.expect("search").len();
+        samples.push(t.elapsed());
+    }
+    println!(
+        "search {name:<42} {found:>3} traces   p50 {:>8.2?}  p95 {:>8.2?}",
+        pct(samples.clone(), 0.5),
+        pct(samples, 0.95)
+    );
+}
+
+fn main() {
+    let n_spans: u64 = std::env::var("STORE_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TraceStore::open(StoreConfig {
+            directory: dir.path().to_path_buf(),
+            max_spans: n_spans * 2 + 200_000,
+            max_size_mib: 64 * 1024,
+            ..Default::default()
+        })
+        .await
+        .expect("open store");
+        let base_ns = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64)
+            - n_spans / 10 * 1_000_000
+            - 60_000_000_000;
+        let rss0 = rss_kib("VmRSS:");
+        let traces = n_spans / 10;
+        let t0 = Instant::now();
+        let cpu0 = cpu_seconds();
+        for chunk_start in (0..traces).step_by(100) {
+            let spans: Vec<(usize, Span)> = (chunk_start..(chunk_start + 100).min(traces))
+                .flat_map(|n| checkout_trace(n, base_ns))
+                .collect();
+            store.insert_spans(&batch_of(spans)).await.expect("insert");
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        let st = store.stats().await.expect("stats");
+        println!(
+            "inserted {} spans in {secs:.1}s: {:.0} spans/s wall, {:.0} spans per CPU-second",
+            st.spans,
+            st.spans as f64 / secs,
+            st.spans as f64 / cpu
+        );
+        println!(
+            "database {:.0} MiB ({:.0} bytes/span); RSS {} MiB (start {} MiB, peak {} MiB)",
+            st.file_bytes as f64 / 1048576.0,
+            st.file_bytes as f64 / st.spans as f64,
+            rss_kib("VmRSS:") / 1024,
+            rss0 / 1024,
+            rss_kib("VmHWM:") / 1024
+        );
+
+        // What the exporter does every prune_interval (bounds, then planner statistics).
+        let t = Instant::now();
+        store.prune().await.expect("prune");
+        println!(
+            "prune + PRAGMA optimize                       {:>8.2?}",
+            t.elapsed()
+        );
+
+        let lookback = Some(base_ns / 1000);
+        let q = |f: fn(&mut TraceQuery)| {
+            let mut q = TraceQuery {
+                limit: 20,
+                start_us: lookback,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        time_query(
+            &store,
+            "service",
+            q(|q| q.service = Some("payment-service".into())),
+        )
+        .await;
+        time_query(
+            &store,
+            "service+operation",
+            q(|q| {
+                q.service = Some("inventory-service".into());
+                q.operation = Some("UPDATE stock".into());
+            }),
+        )
+        .await;
+        time_query(
+            &store,
+            "service+tag order.id (1 match)",
+            q(|q| {
+                q.service = Some("order-service".into());
+                q.tags = vec![("order.id".into(), "ORD-4242".into())];
+            }),
+        )
+        .await;
+        time_query(
+            &store,
+            "service+tag error=true",
+            q(|q| {
+                q.service = Some("payment-service".into());
+                q.tags = vec![("error".into(), "true".into())];
+            }),
+        )
+        .await;
+        time_query(
+            &store,
+            "service+minDuration 2s",
+            q(|q| {
+                q.service = Some("api-gateway".into());
+                q.min_duration_us = Some(2_000_000);
+            }),
+        )
+        .await;
+        time_query(
+            &store,
+            "errors only (no service)",
+            q(|q| q.errors_only = true),
+        )
+        .await;
+        time_query(
+            &store,
+            "service, limit 100",
+            q(|q| {
+                q.service = Some("api-gateway".into());
+                q.limit = 100;
+            }),
+        )
+        .await;
+
+        let mut samples = Vec::new();
+        for i in 0..50u64 {
+            let id: [u8; 16] = trace_id(i * 997 % traces).try_into().unwrap();
+            let t = Instant::now();
+            store.get_trace(&id).await.expect("get").expect("exists");
+            samples.push(t.elapsed());
+        }
+        println!(
+            "get_trace (10 spans)                          p50 {:>8.2?}  p95 {:>8.2?}",
+            pct(samples.clone(), 0.5),
+            pct(samples, 0.95)
+        );
+
+        // One 100k-span trace, read in windows of 1000.
+        let huge = traces + 1;
+        let hid: [u8; 16] = trace_id(huge).try_into().unwrap();
+        for part in 0..100u64 {
+            let spans = (0..1000u64)
+                .map(|i| {
+                    let k = part * 1000 + i;
+                    (
+                        k as usize % 4,
+                        Span {
+                            trace_id: hid.to_vec(),
+                            span_id: (k + 1).to_be_bytes().to_vec(),
+                            parent_span_id: if k == 0 {
+                                vec![]
+                            } else {
+                                1u64.to_be_bytes().to_vec()
+                            },
+                            name: "batch.item".into(),
+                            kind: 1,
+                            start_time_unix_nano: base_ns + k * 1000,
+                            end_time_unix_nano: base_ns + k * 1000 + 500,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect();
+            store
+                .insert_spans(&batch_of(spans))
+                .await
+                .expect("insert huge");
+        }
+        let mut samples = Vec::new();
+        for off in [0u64, 25_000, 50_000, 99_000] {
+            let t = Instant::now();
+            let w = store
+                .get_span_window(&hid, off, 1000)
+                .await
+                .expect("window")
+                .expect("exists");
+            assert_eq!(w.total, 100_000);
+            samples.push(t.elapsed());
+        }
+        println!(
+            "window of 1000 from a 100k-span trace        p50 {:>8.2?}  max {:>8.2?}",
+            pct(samples.clone(), 0.5),
+            pct(samples, 1.0)
+        );
+        let t = Instant::now();
+        let whole = store.get_trace(&hid).await.expect("get").expect("exists");
+        println!(
+            "whole 100k-span trace read                    {:>8.2?} ({} spans)",
+            t.elapsed(),
+            whole.spans.len()
+        );
+        let t = Instant::now();
+        let deps = store
+            .dependencies(base_ns / 1000 + 3_600_000_000, 3_600_000_000)
+            .await
+            .expect("deps");
+        println!(
+            "dependencies over all spans                   {:>8.2?} ({} links)",
+            t.elapsed(),
+            deps.len()
+        );
+        println!(
+            "final RSS {} MiB, peak {} MiB",
+            rss_kib("VmRSS:") / 1024,
+            rss_kib("VmHWM:") / 1024
+        );
+        store.close().await;
+    });
+}
+
+/// User + system CPU time of this process (from /proc/self/stat, in clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
