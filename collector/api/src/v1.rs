@@ -90,7 +90,7 @@ pub struct SamplingStatsResponse {
     pub recent: Vec<SamplingDecision>,
 }
 
-/// `GET /api/v1/traces/{id}/spans?offset=&limit=`: spans ordered by (start time, span id).
+/// `GET /api/v1/traces/{id}/spans?offset=&limit=`: spans ordered by (start time, duration, arrival).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanWindow {
     pub trace_id: String,
