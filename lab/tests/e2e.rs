@@ -118,3 +118,50 @@ async fn propagation_broken_splits_the_trace() {
 async fn kafka_consumer_lag_still_links_the_consumer() {
     run_spec(stack(), "kafka.consumer_lag").await;
 }
+
+/// `tracelab assert` as a user runs it: a passing spec exits 0 with PASS; a spec whose
+/// expectation is wrong exits 1 and prints the expectation and the trace tree.
+#[tokio::test]
+async fn tracelab_assert_cli_passes_and_fails_with_the_tree() {
+    let s = stack();
+    let bin = common::bin_dir().join("tracelab");
+    let run = |spec: std::path::PathBuf| {
+        let bin = bin.clone();
+        let (gateway, query) = (s.urls.gateway.clone(), s.urls.query.clone());
+        async move {
+            tokio::process::Command::new(bin)
+                .arg("assert")
+                .arg(spec)
+                .args(["--gateway", &gateway, "--query", &query])
+                .output()
+                .await
+                .expect("run tracelab assert")
+        }
+    };
+    let ok = run(common::spec_path("payment.declined")).await;
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}");
+    assert!(
+        out.contains("PASS payment.declined") && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+
+    let dir = common::fresh_dir("assert-cli");
+    let wrong = dir.join("wrong.yaml");
+    let text = std::fs::read_to_string(common::spec_path("checkout"))
+        .unwrap()
+        .replace("root_duration_below_ms: 3000", "root_duration_below_ms: 1");
+    std::fs::write(&wrong, text).unwrap();
+    let bad = run(wrong).await;
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL checkout") && out.contains("expected: root span under 1.0ms"),
+        "{out}"
+    );
+    assert!(
+        out.contains("api-gateway POST /orders [SERVER]"),
+        "the tree is printed:\n{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
