@@ -28,7 +28,6 @@ pub struct SamplingStats {
     pub traces_span_capped: AtomicU64,
     pub late_spans_forwarded: AtomicU64,
     pub late_spans_dropped: AtomicU64,
-    pub late_spans_uncached: AtomicU64,
     pub pending_traces: AtomicU64,
     pub unpersisted_overflow: AtomicU64,
 }
@@ -60,7 +59,6 @@ impl SamplingStats {
             traces_span_capped: AtomicU64::new(0),
             late_spans_forwarded: AtomicU64::new(0),
             late_spans_dropped: AtomicU64::new(0),
-            late_spans_uncached: AtomicU64::new(0),
             pending_traces: AtomicU64::new(0),
             unpersisted_overflow: AtomicU64::new(0),
         }
@@ -153,7 +151,6 @@ impl SamplingStats {
             traces_span_capped: get(&self.traces_span_capped),
             late_spans_forwarded: get(&self.late_spans_forwarded),
             late_spans_dropped: get(&self.late_spans_dropped),
-            late_spans_uncached: get(&self.late_spans_uncached),
             pending_traces: get(&self.pending_traces),
             recent: lock(&self.recent)
                 .iter()

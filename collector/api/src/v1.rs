@@ -61,7 +61,8 @@ pub struct PolicyStats {
     pub policy_type: String,
     /// Traces this policy was credited with keeping.
     pub kept: u64,
-    /// Traces this policy evaluated and did not vote to sample (or, for `drop`, dropped).
+    /// Traces dropped with this policy credited: its `drop` sub-policies matched, or its
+    /// `invert_match` condition matched (traces no policy wanted count in `traces_not_sampled`).
     pub dropped: u64,
     /// Evaluations voting sample.
     pub sampled: u64,
@@ -82,8 +83,6 @@ pub struct SamplingStatsResponse {
     /// Spans arriving after their trace's decision: forwarded (sampled) or dropped (not sampled).
     pub late_spans_forwarded: u64,
     pub late_spans_dropped: u64,
-    /// Late spans whose trace had already left the decision cache (decided afresh).
-    pub late_spans_uncached: u64,
     /// Traces waiting for a decision right now.
     pub pending_traces: u64,
     /// Most recent first.
