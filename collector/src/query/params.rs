@@ -43,6 +43,16 @@ fn opt_duration_us(q: &[(String, String)], key: &str) -> Result<Option<u64>, Que
     }
 }
 
+/// `lookback`: a Go duration, or whole days (`2d`, `7d`) as the Jaeger UI's menu sends them.
+fn lookback_us(v: &str) -> Result<u64, QueryError> {
+    if let Some(days) = v.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
+        return Ok(days.saturating_mul(86_400_000_000));
+    }
+    parse_go_duration(v)
+        .map(|d| d.as_micros() as u64)
+        .map_err(|e| QueryError::BadRequest(format!("parameter 'lookback': {e}")))
+}
+
 /// A trace id path/query parameter (1–32 hex digits).
 pub fn parse_trace_id(s: &str) -> Result<TraceId, QueryError> {
     parse_id(s).map_err(|e| QueryError::BadRequest(format!("malformed trace id {s:?}: {e}")))
@@ -104,12 +114,10 @@ pub fn parse_search(q: &[(String, String)], now_us: u64) -> Result<TraceQuery, Q
     if out.start_us.is_none() {
         // Jaeger UI sends lookback=1h (or "custom" with start/end).
         if let Some(lb) = get(q, "lookback").filter(|v| !v.is_empty() && *v != "custom") {
-            let d = parse_go_duration(lb)
-                .map_err(|e| QueryError::BadRequest(format!("parameter 'lookback': {e}")))?;
             out.start_us = Some(
                 out.end_us
                     .unwrap_or(now_us)
-                    .saturating_sub(d.as_micros() as u64),
+                    .saturating_sub(lookback_us(lb)?),
             );
         }
     }
@@ -174,6 +182,18 @@ mod tests {
         );
         assert_eq!(p.start_us, Some(10_000_000_000 - 3_600_000_000));
         assert_eq!(p.limit, 50);
+        let p = parse_search(&q(&[("lookback", "2d")]), 10 * 86_400_000_000).unwrap();
+        assert_eq!(
+            p.start_us,
+            Some(8 * 86_400_000_000),
+            "the Jaeger UI's day lookbacks"
+        );
+        let p = parse_search(
+            &q(&[("lookback", "custom"), ("start", "5"), ("end", "9")]),
+            0,
+        )
+        .unwrap();
+        assert_eq!((p.start_us, p.end_us), (Some(5), Some(9)));
     }
 
     #[test]
