@@ -209,6 +209,30 @@ impl TraceView {
         }
     }
 
+    /// Some span matching `from` carries a span link (`FOLLOWS_FROM`) to a span matching `to` —
+    /// how a Kafka consumer span points at its producer besides being its child.
+    pub fn assert_linked(&self, from: &SpanMatcher, to: &SpanMatcher) -> Check {
+        let froms = self.expect_span(from)?;
+        self.expect_span(to)?;
+        if froms
+            .iter()
+            .any(|f| self.links_of(*f).iter().any(|l| l.matches(to)))
+        {
+            return Ok(());
+        }
+        let got: Vec<String> = froms
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} links to [{}]",
+                    f.label(),
+                    Self::labels(&self.links_of(*f))
+                )
+            })
+            .collect();
+        Err(self.fail(format!("{from} to link to {to}"), got.join("; ")))
+    }
+
     /// Spans matching `m` have no children (e.g. a CLIENT call whose callee never joined the trace).
     pub fn assert_no_children(&self, m: &SpanMatcher) -> Check {
         let spans = self.expect_span(m)?;

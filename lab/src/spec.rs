@@ -86,6 +86,11 @@ pub enum Assertion {
         ancestor: SpanMatcher,
     },
     NoChildren(SpanMatcher),
+    /// `from` carries a span link (FOLLOWS_FROM) to `to`.
+    LinkedTo {
+        from: SpanMatcher,
+        to: SpanMatcher,
+    },
     EndsBeforeStarts {
         first: SpanMatcher,
         then: SpanMatcher,
@@ -159,6 +164,7 @@ impl Assertion {
             Assertion::ChildOf { child, parent } => view.assert_child_of(child, parent),
             Assertion::DescendantOf { span, ancestor } => view.assert_descendant_of(span, ancestor),
             Assertion::NoChildren(m) => view.assert_no_children(m),
+            Assertion::LinkedTo { from, to } => view.assert_linked(from, to),
             Assertion::EndsBeforeStarts { first, then } => {
                 view.assert_ends_before_starts(first, then)
             }

@@ -200,6 +200,16 @@ impl TraceView {
             .collect()
     }
 
+    /// Spans `s` links to (`FOLLOWS_FROM` references within this trace: OTel span links).
+    pub fn links_of(&self, s: SpanInfo<'_>) -> Vec<SpanInfo<'_>> {
+        s.span
+            .references
+            .iter()
+            .filter(|r| r.ref_type == collector_api::RefType::FollowsFrom)
+            .filter_map(|r| self.spans().find(|o| o.id() == r.span_id))
+            .collect()
+    }
+
     /// Whether `ancestor` is a (transitive) parent of `s`.
     pub fn is_descendant(&self, s: SpanInfo<'_>, ancestor: SpanInfo<'_>) -> bool {
         let mut cur = self.parent[s.index];

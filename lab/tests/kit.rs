@@ -64,6 +64,13 @@ fn relations_kinds_attributes_events_and_counts() {
     let producer = SpanMatcher::name("send orders").kind(SpanKind::Producer);
     v.assert_span(&consumer).unwrap();
     v.assert_child_of(&consumer, &producer).unwrap();
+    v.assert_linked(&consumer, &producer).unwrap();
+    let e = v.assert_linked(&producer, &consumer).unwrap_err();
+    assert!(
+        e.found
+            .contains("order-service/send orders PRODUCER links to [none]"),
+        "{e}"
+    );
     v.assert_descendant_of(&"stripe.create_charge".into(), &"charge_payment".into())
         .unwrap();
     v.assert_descendant_of(
