@@ -141,7 +141,10 @@ async fn up(args: UpArgs) -> ExitCode {
     }
     if args.ports == PortMode::Auto {
         match Ports::auto() {
-            Ok(p) => opts.ports = p,
+            Ok(p) => {
+                opts.ports = p;
+                opts.auto_ports = true;
+            }
             Err(e) => {
                 eprintln!("tracelab: cannot pick free ports: {e}");
                 return ExitCode::FAILURE;

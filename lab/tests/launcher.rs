@@ -210,3 +210,23 @@ async fn a_crashed_child_is_reported_loudly_and_the_stack_is_stopped() {
     assert!(!status.success(), "a crash must fail the launcher");
     wait_all_gone(&pids, Duration::from_secs(10)).await;
 }
+
+/// A port taken between picking and binding (here: held on purpose) makes the start-up retry with
+/// new ports instead of failing.
+#[tokio::test]
+async fn a_port_conflict_at_start_up_is_retried_with_new_ports() {
+    let bins = common::bin_dir();
+    common::require_binaries(&bins);
+    let dir = common::fresh_dir("launcher-port-conflict");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut opts = lab::StackOptions::for_tests(&bins, &dir).unwrap();
+    opts.ports.health = taken_port;
+    let stack = lab::Stack::start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(stack.ports.health, taken_port);
+    let killed = stack.shutdown().await;
+    assert!(killed.is_empty(), "{killed:?}");
+    drop(taken);
+}

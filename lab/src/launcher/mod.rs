@@ -49,6 +49,8 @@ pub const SERVICES: [&str; 4] = [
     "api-gateway",
 ];
 pub const COLLECTOR: &str = "collector";
+/// Start-up attempts with automatically picked ports (see [`Stack::start`]).
+pub const PORT_ATTEMPTS: u32 = 3;
 pub const VIEWER: &str = "viewer";
 
 /// How to start a stack.
@@ -59,6 +61,8 @@ pub struct StackOptions {
     /// SQLite files (one per service) and, in tests, logs.
     pub data_dir: PathBuf,
     pub ports: Ports,
+    /// `ports` were picked free by the OS: on a port conflict at start-up, pick again and retry.
+    pub auto_ports: bool,
     pub sampling: Sampling,
     /// Directory holding `default.yaml` and `tail-sampling.yaml`.
     pub collector_config_dir: PathBuf,
@@ -87,6 +91,7 @@ impl StackOptions {
             bin_dir: bin_dir.into(),
             data_dir: data_dir.into(),
             ports: Ports::defaults(),
+            auto_ports: false,
             sampling: Sampling::All,
             collector_config_dir: default_collector_config_dir(),
             collector_config: None,
@@ -110,6 +115,7 @@ impl StackOptions {
         let data_dir = data_dir.into();
         let mut o = Self::new(bin_dir, data_dir.clone());
         o.ports = Ports::auto()?;
+        o.auto_ports = true;
         o.logs = LogSink::Files(data_dir.join("logs"));
         o.viewer = false;
         o.ready_timeout = Duration::from_secs(90);
@@ -264,8 +270,27 @@ pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
 
 impl Stack {
     /// Starts everything and waits until each process answers its health check.
-    pub async fn start(opts: StackOptions) -> Result<Stack, LaunchError> {
+    ///
+    /// With [`StackOptions::auto_ports`], a start-up that fails because a port was taken between
+    /// picking it and a child binding it (another process got it first) is retried with new
+    /// ports, at most [`PORT_ATTEMPTS`] times in all.
+    pub async fn start(mut opts: StackOptions) -> Result<Stack, LaunchError> {
         let started_at = Instant::now();
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&opts, started_at).await {
+                Err(LaunchError::Crashed(exit))
+                    if opts.auto_ports && attempt < PORT_ATTEMPTS && exit.is_port_conflict() =>
+                {
+                    attempt += 1;
+                    opts.ports = Ports::auto().map_err(io("picking free ports"))?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(opts: &StackOptions, started_at: Instant) -> Result<Stack, LaunchError> {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(io(format!("creating {}", opts.data_dir.display())))?;
         let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(io("data dir"))?;
@@ -324,7 +349,7 @@ impl Stack {
         };
 
         let result = stack
-            .spawn_all(&opts, &data_dir, &config, with_viewer, exit_tx)
+            .spawn_all(opts, &data_dir, &config, with_viewer, exit_tx)
             .await;
         match result {
             Ok(()) => {

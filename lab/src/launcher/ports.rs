@@ -36,14 +36,29 @@ impl Ports {
         }
     }
 
-    /// Ten distinct free ports. All listeners are held until every port is chosen, so none is
-    /// handed out twice; another process could still take one before the child binds it, which
-    /// the stack then reports as a crashed child (bind error in its last lines).
+    /// Ten distinct free ports, drawn at random from below the kernel's ephemeral range, so the
+    /// ports the OS hands out for `bind(0)` and outgoing connections (the MockCluster's listener,
+    /// every client socket) cannot take one between picking and binding. Each is checked by
+    /// binding it; all are held until the ten are chosen, so none is handed out twice. A port
+    /// can still be taken by another launcher picking at the same moment: `Stack::start` retries.
     pub fn auto() -> std::io::Result<Self> {
-        let listeners: Vec<TcpListener> = (0..10)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()?;
-        let p: Vec<u16> = listeners
+        let (lo, hi) = pick_range();
+        let mut rng = Rng::seeded();
+        let mut held: Vec<TcpListener> = Vec::new();
+        for _ in 0..2000 {
+            if held.len() == 10 {
+                break;
+            }
+            let port = lo + (rng.next() % u64::from(hi - lo)) as u16;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                held.push(l);
+            }
+        }
+        // Fall back to the OS's choice if the range is crowded.
+        while held.len() < 10 {
+            held.push(TcpListener::bind("127.0.0.1:0")?);
+        }
+        let p: Vec<u16> = held
             .iter()
             .map(|l| l.local_addr().map(|a| a.port()))
             .collect::<Result<_, _>>()?;
@@ -59,6 +74,44 @@ impl Ports {
             health: p[8],
             viewer: p[9],
         })
+    }
+}
+
+/// `[lo, hi)` below the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, Linux default
+/// 32768–60999) and above the well-known and commonly configured ports.
+fn pick_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    if ephemeral_start > 20_000 + 1_000 {
+        (20_000, ephemeral_start)
+    } else {
+        (10_000, 20_000)
+    }
+}
+
+/// xorshift64*, seeded from the clock and the pid: good enough to spread picks of concurrent
+/// launchers, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Rng((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
@@ -85,5 +138,10 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), 10);
         assert!(all.iter().all(|&x| x != 0));
+        let (lo, hi) = pick_range();
+        assert!(
+            all.iter().all(|&x| x >= lo && x < hi),
+            "{all:?} outside {lo}..{hi}"
+        );
     }
 }

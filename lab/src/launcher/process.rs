@@ -56,6 +56,15 @@ pub struct ChildExit {
     pub tail: Vec<String>,
 }
 
+impl ChildExit {
+    /// The child died because a port it had to listen on was taken.
+    pub fn is_port_conflict(&self) -> bool {
+        self.tail
+            .iter()
+            .any(|l| l.contains("Address already in use") || l.contains("os error 98"))
+    }
+}
+
 impl std::fmt::Display for ChildExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.status {
