@@ -12,8 +12,8 @@ pub mod exporters;
 pub mod extensions;
 pub mod pipeline;
 pub mod processors;
-pub mod receivers;
 pub mod query;
+pub mod receivers;
 pub mod sampling;
 pub mod store;
 
