@@ -97,6 +97,33 @@ pub struct OrderConsumer {
     watermarks: Watermarks,
 }
 
+/// How long shutdown waits for the consumer to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes `consumer` (leave the group, serve the queued commit) off the async workers, waiting
+/// at most `timeout`. librdkafka's close has no timeout of its own and blocks until the broker
+/// answers: with the broker gone it never returns, and on a tokio worker it would freeze the
+/// runtime. Past the timeout the closing thread is left behind; process exit ends it.
+async fn close_bounded(consumer: OrdersStreamConsumer, timeout: Duration) {
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed_tx.send(());
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "could not start the consumer-close thread");
+        return;
+    }
+    if tokio::time::timeout(timeout, closed_rx).await.is_err() {
+        tracing::warn!(
+            timeout_ms = timeout.as_millis() as u64,
+            "kafka consumer did not close in time (broker unreachable?); stopping without it"
+        );
+    }
+}
+
 impl OrderConsumer {
     pub fn new(
         consumer: OrdersStreamConsumer,
@@ -150,6 +177,7 @@ impl OrderConsumer {
         if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %err, "final offset commit skipped");
         }
+        close_bounded(self.consumer, CLOSE_TIMEOUT).await;
         tracing::info!("orders consumer stopped");
     }
 

@@ -94,3 +94,142 @@ pub fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .find(|kv| kv.key.as_str() == key)
         .map(|kv| kv.value.to_string())
 }
+
+/// The `X-Trace-Id` response header a [`crate::http::instrument_router`] app sets.
+pub fn trace_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(crate::http::server::TRACE_ID_HEADER)
+        .expect("x-trace-id header")
+        .to_str()
+        .expect("x-trace-id is ASCII")
+        .to_owned()
+}
+
+/// Waits (bounded, 30 s) until the trace holds a span of every name in `names`, and
+/// returns its spans either way, from a blocking thread so the app under test keeps running.
+pub async fn wait_for_names(
+    telemetry: &TestTelemetry,
+    trace_id: &str,
+    names: &[&str],
+) -> Vec<SpanData> {
+    let telemetry = telemetry.clone();
+    let trace_id = trace_id.to_owned();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        telemetry.wait_for_spans(
+            &trace_id,
+            |spans| {
+                names
+                    .iter()
+                    .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+            },
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("waiting for spans")
+}
+
+/// Polls an async condition every 20 ms until it holds or `timeout` passes; returns
+/// whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
+    child.parent_span_id == parent.span_context.span_id()
+        && child.span_context.trace_id() == parent.span_context.trace_id()
+}
+
+/// The only span named `name` whose parent is `parent`; panics listing the children otherwise.
+pub fn child<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == name && is_child_of(s, parent))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one `{name}` under `{}`; children: {:?}",
+        parent.name,
+        children(spans, parent)
+            .iter()
+            .map(|s| s.name.as_ref())
+            .collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+pub fn children<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
+    spans.iter().filter(|s| is_child_of(s, parent)).collect()
+}
+
+pub fn is_root(span: &SpanData) -> bool {
+    span.parent_span_id == opentelemetry::trace::SpanId::INVALID
+}
+
+/// The span without a parent; panics when there is none.
+pub fn root(spans: &[SpanData]) -> &SpanData {
+    spans.iter().find(|s| is_root(s)).expect("a root span")
+}
+
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, opentelemetry::trace::Status::Error { .. })
+}
+
+pub fn duration(span: &SpanData) -> Duration {
+    span.end_time
+        .duration_since(span.start_time)
+        .unwrap_or(Duration::ZERO)
+}
+
+pub fn event_names(span: &SpanData) -> Vec<String> {
+    span.events
+        .events
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect()
+}
+
+/// The string form of attribute `key` on the first event named `event`.
+pub fn event_attr(span: &SpanData, event: &str, key: &str) -> Option<String> {
+    span.events
+        .events
+        .iter()
+        .find(|e| e.name == event)
+        .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == key))
+        .map(|kv| kv.value.to_string())
+}
+
+/// Every string a trace carries (names, attributes, event names and attributes), one
+/// span a line — for checks that no secret leaked into telemetry.
+pub fn all_text(spans: &[SpanData]) -> String {
+    let mut out = String::new();
+    for s in spans {
+        out.push_str(&s.name);
+        for kv in &s.attributes {
+            out.push_str(&format!(" {}={}", kv.key, kv.value));
+        }
+        for e in &s.events.events {
+            out.push_str(&format!(" {}", e.name));
+            for kv in &e.attributes {
+                out.push_str(&format!(" {}={}", kv.key, kv.value));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

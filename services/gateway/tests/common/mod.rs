@@ -1,15 +1,21 @@
 //! Test harness for api-gateway: the real gateway on port 0 in front of either a recording stand-in
 //! for order-service (to see exactly what the gateway forwards) or the whole checkout stack (real
 //! order-, payment- and inventory-service, SQLite in memory, librdkafka's MockCluster).
+// Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::SpanData;
 use telemetry::testing::TestTelemetry;
+#[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use telemetry::testing::{
+    attribute as attr, child, duration, eventually, is_child_of, is_error, is_root,
+    span_named as span, trace_id, wait_for_names,
+};
 use tokio::sync::oneshot;
 
 /// A running service; stops when dropped.
@@ -221,108 +227,10 @@ pub fn order_body(token: &str) -> serde_json::Value {
     })
 }
 
-/// Waits (bounded) until the trace holds every span named in `names`, and returns its spans.
-pub async fn wait_for_names(
-    telemetry: &TestTelemetry,
-    trace_id: &str,
-    names: &[&str],
-) -> Vec<SpanData> {
-    let telemetry = telemetry.clone();
-    let trace_id = trace_id.to_owned();
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        telemetry.wait_for_spans(
-            &trace_id,
-            |spans| {
-                names
-                    .iter()
-                    .all(|n| spans.iter().any(|s| s.name == n.as_str()))
-            },
-            Duration::from_secs(30),
-        )
-    })
-    .await
-    .unwrap()
-}
-
-pub fn trace_id(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("x-trace-id")
-        .expect("x-trace-id header")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-    telemetry::testing::span_named(spans, name)
-}
-
-/// The only span named `name` whose parent is `parent`.
-pub fn child<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> &'a SpanData {
-    let found: Vec<&SpanData> = spans
-        .iter()
-        .filter(|s| s.name == name && is_child_of(s, parent))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one `{name}` under `{}`; children: {:?}",
-        parent.name,
-        spans
-            .iter()
-            .filter(|s| is_child_of(s, parent))
-            .map(|s| s.name.as_ref())
-            .collect::<Vec<_>>()
-    );
-    found[0]
-}
-
-pub fn attr(span: &SpanData, key: &str) -> Option<String> {
-    telemetry::testing::attribute(span, key)
-}
-
-pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
-    child.parent_span_id == parent.span_context.span_id()
-        && child.span_context.trace_id() == parent.span_context.trace_id()
-}
-
-pub fn is_root(span: &SpanData) -> bool {
-    span.parent_span_id == SpanId::INVALID
-}
-
-pub fn is_error(span: &SpanData) -> bool {
-    matches!(span.status, Status::Error { .. })
-}
-
 pub fn kind(span: &SpanData) -> SpanKind {
     span.span_kind.clone()
 }
 
-pub fn duration(span: &SpanData) -> Duration {
-    span.end_time
-        .duration_since(span.start_time)
-        .unwrap_or(Duration::ZERO)
-}
-
 pub fn ms(d: Duration) -> u128 {
     d.as_millis()
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,5 +1,6 @@
 //! Shared test harness: the real inventory-service on port 0 (SQLite in memory, or a throw-away
 //! PostgreSQL database when 127.0.0.1:5432 answers), an HTTP client and span helpers.
+// Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpStream};
@@ -7,10 +8,14 @@ use std::time::Duration;
 
 use inventory_service::store::Store;
 use inventory_service::{Application, Config};
-use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_sdk::trace::SpanData;
 use sqlx::migrate::MigrateDatabase;
 use telemetry::testing::TestTelemetry;
+#[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use telemetry::testing::{
+    all_text, attribute as attr, duration, event_attr, event_names, is_child_of, is_error, root,
+    span_named as span, trace_id,
+};
 use tokio::sync::oneshot;
 
 pub struct TestApp {
@@ -185,83 +190,8 @@ pub fn reservation(order_id: &str, items: &[(&str, i64)]) -> serde_json::Value {
     })
 }
 
-pub fn trace_id(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("x-trace-id")
-        .expect("x-trace-id header")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
-
-pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-    telemetry::testing::span_named(spans, name)
-}
-
-pub fn attr(span: &SpanData, key: &str) -> Option<String> {
-    telemetry::testing::attribute(span, key)
-}
-
-pub fn duration(span: &SpanData) -> Duration {
-    span.end_time
-        .duration_since(span.start_time)
-        .unwrap_or(Duration::ZERO)
-}
-
-pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
-    child.parent_span_id == parent.span_context.span_id()
-        && child.span_context.trace_id() == parent.span_context.trace_id()
-}
-
-pub fn root(spans: &[SpanData]) -> &SpanData {
-    spans
-        .iter()
-        .find(|s| s.parent_span_id == SpanId::INVALID)
-        .expect("a root span")
-}
-
-pub fn is_error(span: &SpanData) -> bool {
-    matches!(span.status, Status::Error { .. })
-}
-
-pub fn event_names(span: &SpanData) -> Vec<String> {
-    span.events
-        .events
-        .iter()
-        .map(|e| e.name.to_string())
-        .collect()
-}
-
-pub fn event_attr(span: &SpanData, event: &str, key: &str) -> Option<String> {
-    span.events
-        .events
-        .iter()
-        .find(|e| e.name == event)
-        .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == key))
-        .map(|kv| kv.value.to_string())
-}
-
-/// Every string a trace carries (names, attributes, event names and attributes), for PII checks.
-pub fn all_text(spans: &[SpanData]) -> String {
-    let mut out = String::new();
-    for s in spans {
-        out.push_str(&s.name);
-        for kv in &s.attributes {
-            out.push_str(&format!(" {}={}", kv.key, kv.value));
-        }
-        for e in &s.events.events {
-            out.push_str(&format!(" {}", e.name));
-            for kv in &e.attributes {
-                out.push_str(&format!(" {}={}", kv.key, kv.value));
-            }
-        }
-        out.push('\n');
-    }
-    out
 }
 
 pub fn millis(d: Duration) -> u128 {

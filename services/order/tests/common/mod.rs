@@ -1,12 +1,13 @@
 //! Test harness for order-service: the real order-service and payment-service apps on port 0 (SQLite
 //! in memory, or throw-away PostgreSQL databases), an inventory-service, librdkafka's MockCluster,
 //! and span helpers over the in-memory exporter.
+// Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::SpanData;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -14,6 +15,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use telemetry::testing::TestTelemetry;
+#[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use telemetry::testing::{
+    attribute as attr, child, children, duration, eventually, is_child_of, is_error, is_root,
+    span_named as span, trace_id, wait_for_names,
+};
 use tokio::sync::oneshot;
 
 pub const LAPTOP_PRICE: i64 = 129_900;
@@ -172,109 +178,8 @@ pub async fn count(pool: &AnyPool, table: &str) -> i64 {
     row.try_get::<i64, _>("n").unwrap()
 }
 
-/// Waits (bounded) until the trace holds every span named in `names`, and returns its spans.
-pub async fn wait_for_names(
-    telemetry: &TestTelemetry,
-    trace_id: &str,
-    names: &[&str],
-) -> Vec<SpanData> {
-    let telemetry = telemetry.clone();
-    let trace_id = trace_id.to_owned();
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        telemetry.wait_for_spans(
-            &trace_id,
-            |spans| {
-                names
-                    .iter()
-                    .all(|n| spans.iter().any(|s| s.name == n.as_str()))
-            },
-            Duration::from_secs(30),
-        )
-    })
-    .await
-    .unwrap()
-}
-
-/// Polls an async condition every 20 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub fn trace_id(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("x-trace-id")
-        .expect("x-trace-id header")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-    telemetry::testing::span_named(spans, name)
-}
-
-/// The only span named `name` whose parent is `parent`.
-pub fn child<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> &'a SpanData {
-    let found: Vec<&SpanData> = spans
-        .iter()
-        .filter(|s| s.name == name && is_child_of(s, parent))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one `{name}` under `{}`; children: {:?}",
-        parent.name,
-        children(spans, parent)
-            .iter()
-            .map(|s| s.name.as_ref())
-            .collect::<Vec<_>>()
-    );
-    found[0]
-}
-
-pub fn children<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
-    spans.iter().filter(|s| is_child_of(s, parent)).collect()
-}
-
-pub fn attr(span: &SpanData, key: &str) -> Option<String> {
-    telemetry::testing::attribute(span, key)
-}
-
-pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
-    child.parent_span_id == parent.span_context.span_id()
-        && child.span_context.trace_id() == parent.span_context.trace_id()
-}
-
-pub fn is_root(span: &SpanData) -> bool {
-    span.parent_span_id == SpanId::INVALID
-}
-
-pub fn is_error(span: &SpanData) -> bool {
-    matches!(span.status, Status::Error { .. })
-}
-
 pub fn kind(span: &SpanData) -> SpanKind {
     span.span_kind.clone()
-}
-
-pub fn duration(span: &SpanData) -> Duration {
-    span.end_time
-        .duration_since(span.start_time)
-        .unwrap_or(Duration::ZERO)
 }
 
 /// A TCP listener that accepts connections and never answers (for timeout tests).
