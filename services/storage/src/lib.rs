@@ -4,6 +4,9 @@
 //!
 //! Each service keeps its own `migrations/` and a two-line `db::connect` that passes them here.
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;

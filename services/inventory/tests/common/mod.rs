@@ -3,13 +3,11 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use inventory_service::store::Store;
 use inventory_service::{Application, Config};
 use opentelemetry_sdk::trace::SpanData;
-use sqlx::migrate::MigrateDatabase;
 use telemetry::testing::TestTelemetry;
 #[allow(unused_imports)] // each test binary uses a different part of the harness
 pub use telemetry::testing::{
@@ -54,27 +52,10 @@ pub fn sqlite_config(brokers: Option<&str>) -> Config {
     Config::for_tests(&sqlite_url(), brokers)
 }
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432";
-
 /// A inventory-service on a fresh PostgreSQL database, or `None` (with a printed reason) when no
 /// server listens on 127.0.0.1:5432.
 pub async fn spawn_postgres(test: &str, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        // Straight to stderr: libtest captures println!/eprintln! of passing tests, and a skip must
-        // be visible in `make test` output.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432\n").as_bytes(),
-        );
-        return None;
-    }
-    sqlx::any::install_default_drivers();
-    let name = format!("tracelab_test_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{PG_ADMIN}/{name}");
-    sqlx::any::Any::create_database(&url)
-        .await
-        .expect("create the test database");
+    let url = storage::testing::temp_database(test).await?;
     let mut config = Config::for_tests(&url, None);
     configure(&mut config);
     Some(spawn_with(config, Some(url)).await)
@@ -159,9 +140,7 @@ impl TestApp {
             server.await.unwrap().unwrap();
         }
         if let Some(url) = self.pg_database.take() {
-            sqlx::any::Any::force_drop_database(&url)
-                .await
-                .expect("drop the test database");
+            storage::testing::drop_database(&url).await;
         }
     }
 }
@@ -170,15 +149,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // A failed test never reached stop(): drop its PostgreSQL database anyway.
         if let Some(url) = self.pg_database.take() {
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    let _ = rt.block_on(sqlx::any::Any::force_drop_database(&url));
-                }
-            })
-            .join();
+            storage::testing::drop_database_blocking(url);
         }
     }
 }

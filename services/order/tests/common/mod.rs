@@ -4,7 +4,6 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::SpanKind;
@@ -12,10 +11,11 @@ use opentelemetry_sdk::trace::SpanData;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sqlx::migrate::MigrateDatabase;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-use telemetry::testing::TestTelemetry;
 #[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use storage::testing::{drop_database, temp_database as postgres_database};
+use telemetry::testing::TestTelemetry;
+#[allow(unused_imports)]
 pub use telemetry::testing::{
     attribute as attr, child, children, duration, eventually, is_child_of, is_error, is_root,
     span_named as span, trace_id, wait_for_names,
@@ -260,28 +260,4 @@ pub async fn consume_all(
         }
     }
     out
-}
-
-pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A fresh PostgreSQL database URL (`tracelab_test_<random>`), or `None` with a printed notice when no
-/// server listens on 127.0.0.1:5432.
-pub async fn postgres_database(test: &str) -> Option<String> {
-    let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        println!("SKIPPED {test}: PostgreSQL is not reachable on 127.0.0.1:5432");
-        return None;
-    }
-    sqlx::any::install_default_drivers();
-    let url = format!("{PG_ADMIN}/tracelab_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::any::Any::create_database(&url)
-        .await
-        .expect("create the test database");
-    Some(url)
-}
-
-pub async fn drop_database(url: &str) {
-    if let Err(err) = sqlx::any::Any::force_drop_database(url).await {
-        println!("could not drop {url}: {err}");
-    }
 }
