@@ -500,6 +500,25 @@ impl TraceView {
         }
     }
 
+    /// The critical path's bottleneck (`collector_api::critical_path`, what the viewer's sentence
+    /// names) is in `service`, and in `operation` when given.
+    pub fn assert_bottleneck(&self, service: &str, operation: Option<&str>) -> Check {
+        use collector_api::critical_path::{bottleneck, critical_path};
+        let t = self.trace();
+        let path = critical_path(&t.spans);
+        let expected = match operation {
+            Some(op) => format!("the critical path's bottleneck to be {service} · {op}"),
+            None => format!("the critical path's bottleneck to be in {service}"),
+        };
+        match bottleneck(&t.spans, &t.processes, &path) {
+            Some(b) if b.service == service && operation.is_none_or(|op| b.operation == op) => {
+                Ok(())
+            }
+            Some(b) => Err(self.fail(expected, b.sentence())),
+            None => Err(self.fail(expected, "no critical path (empty trace)")),
+        }
+    }
+
     /// Every span's parent is in the trace: one connected tree.
     pub fn assert_connected(&self) -> Check {
         let broken = self.missing_parent_spans();

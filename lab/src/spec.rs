@@ -16,6 +16,7 @@
 //!   - ends_before_starts: { first: charge_payment, then: reserve_inventory }
 //!   - root_duration_below_ms: 3000
 //!   - no_error_spans: true
+//!   - bottleneck: payment-service     # the critical path's bottleneck (what the viewer names)
 //! ```
 //!
 //! YAML is read with `yaml-rust2` (the workspace's one YAML crate) into a JSON value, then
@@ -142,11 +143,30 @@ pub enum Assertion {
         min: usize,
     },
     Connected(bool),
+    /// The critical path's bottleneck: `bottleneck: payment-service` or
+    /// `bottleneck: { service: payment-service, operation: charge }`.
+    Bottleneck(BottleneckSpec),
     /// Another trace, started during the request, whose parentless root matches `root`: the
     /// callee of a hop that dropped the trace context.
     DetachedFragment {
         root: SpanMatcher,
     },
+}
+
+/// The service (and optionally the operation) a `bottleneck` assertion names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BottleneckSpec {
+    Service(String),
+    Operation(BottleneckOperation),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BottleneckOperation {
+    pub service: String,
+    #[serde(default)]
+    pub operation: Option<String>,
 }
 
 impl Assertion {
@@ -205,6 +225,12 @@ impl Assertion {
             Assertion::Fragments { min } => view.assert_fragments(*min),
             Assertion::Connected(true) => view.assert_connected(),
             Assertion::Connected(false) => Ok(()),
+            Assertion::Bottleneck(BottleneckSpec::Service(service)) => {
+                view.assert_bottleneck(service, None)
+            }
+            Assertion::Bottleneck(BottleneckSpec::Operation(b)) => {
+                view.assert_bottleneck(&b.service, b.operation.as_deref())
+            }
             Assertion::DetachedFragment { root } => {
                 let found = ctx
                     .client

@@ -1,0 +1,30 @@
+//! tracelab's trace viewer: a Leptos app rendered on the server (feature `ssr`, the `viewer`
+//! binary) and hydrated in the browser (feature `hydrate`, the wasm bundle under `/pkg`).
+//!
+//! - [`app`]: the HTML shell, the router and the navigation bar.
+//! - [`pages`]: the search page (form, scatter plot, results) and the trace page (header,
+//!   bottleneck sentence, virtualised waterfall, span panel).
+//! - [`api`]: server functions — the only data path, towards the collector's query API.
+//! - [`model`]: the span tree in display order, colours, the critical path per span.
+//! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
+//! - [`format`]: durations and UTC timestamps, identical on server and browser.
+//! - `server` (ssr only): configuration and `Application::build` → `run_until_stopped`.
+
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod app;
+pub mod format;
+pub mod model;
+pub mod pages;
+pub mod search;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// The browser's entry point: hydrate the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

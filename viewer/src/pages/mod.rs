@@ -1,0 +1,4 @@
+//! The viewer's pages.
+
+pub mod search;
+pub mod trace;

@@ -1,0 +1,138 @@
+//! The viewer's server: configuration from the environment, the axum router (Leptos pages, server
+//! functions, static files under `/pkg`, `/go` and health), and graceful shutdown — the same
+//! `Application::build` → `port()` → `run_until_stopped` shape as the services.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::app::{App, shell};
+
+/// What the viewer reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `QUERY_API_URL`: the collector's query API (Jaeger routes + `/api/v1`).
+    pub query_api_url: String,
+    /// `BIND_ADDR` (default 0.0.0.0) and `PORT` (default 3000; 0 picks a free port).
+    pub bind: SocketAddr,
+    /// `LEPTOS_SITE_ROOT`: where `pkg/` (wasm, JS, CSS) and `favicon.svg` are. Default: `site/`
+    /// beside the binary's `target/<profile>/` directory, i.e. `target/site`, where
+    /// `viewer/scripts/build-assets.sh` puts them.
+    pub site_root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "the viewer's assets are missing: {0} does not exist. Build them with `make viewer` (viewer/scripts/build-assets.sh)"
+    )]
+    NoAssets(String),
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let query_api_url = var("QUERY_API_URL").unwrap_or_else(|| "http://127.0.0.1:16686".into());
+        if !query_api_url.starts_with("http://") && !query_api_url.starts_with("https://") {
+            return Err(ConfigError::Invalid {
+                name: "QUERY_API_URL",
+                value: query_api_url,
+                reason: "expected an http:// URL".into(),
+            });
+        }
+        let host = var("BIND_ADDR").unwrap_or_else(|| "0.0.0.0".into());
+        let port = var("PORT").unwrap_or_else(|| "3000".into());
+        let bind: SocketAddr =
+            format!("{host}:{port}")
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "BIND_ADDR/PORT",
+                    value: format!("{host}:{port}"),
+                    reason: e.to_string(),
+                })?;
+        let site_root = var("LEPTOS_SITE_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_site_root);
+        Ok(Self {
+            query_api_url,
+            bind,
+            site_root,
+        })
+    }
+}
+
+/// `target/site` for a binary in `target/<profile>/viewer`.
+fn default_site_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|t| t.join("site")))
+        .unwrap_or_else(|| PathBuf::from("target/site"))
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let pkg = config.site_root.join("pkg").join("viewer.js");
+        if !pkg.is_file() {
+            return Err(Box::new(ConfigError::NoAssets(pkg.display().to_string())));
+        }
+        crate::api::backend::configure(&config.query_api_url);
+        let options = LeptosOptions::builder()
+            .output_name("viewer")
+            .site_root(config.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(config.bind)
+            .build();
+        let routes = generate_route_list(App);
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/go", get(go))
+            .leptos_routes(&options, routes, {
+                let options = options.clone();
+                move || shell(options.clone())
+            })
+            .fallback(leptos_axum::file_and_error_handler(shell))
+            .with_state(options);
+        let listener = tokio::net::TcpListener::bind(config.bind).await?;
+        Ok(Self { listener, router })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// `/go?traceID=…` (the navigation bar's box): to the trace page, or back to search with a message.
+async fn go(Query(q): Query<std::collections::HashMap<String, String>>) -> impl IntoResponse {
+    let raw = q.get("traceID").map(|s| s.trim()).unwrap_or_default();
+    match collector_api::normalize_trace_id(raw) {
+        Ok(id) => Redirect::to(&format!("/trace/{id}")),
+        Err(_) => Redirect::to("/search"),
+    }
+}

@@ -1,0 +1,748 @@
+//! The viewer in real headless Chromium (Debian's `chromium` + `chromium-driver`, driven over
+//! WebDriver by fantoccini), against the real stack: `lab::Stack` starts the collector, the four
+//! services, the embedded Kafka and the `viewer` binary, exactly as `make demo` does.
+//!
+//! What it proves: a `payment.slow` checkout is found through the search form, its trace page names
+//! payment-service in the bottleneck sentence, a clicked span shows its attributes, a span link is
+//! followed; the page is hydrated (client-side interactions work); names and values with HTML in
+//! them stay text; a 10,000-span trace opens and scrolls with only a screenful of rows in the DOM;
+//! a broken propagation is flagged as a detached fragment. Screenshots of the search and trace
+//! pages are written to `$TRACELAB_SCREENSHOTS` (`make screenshots` sets `docs/images`), else to
+//! `target/viewer-e2e/screenshots`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use lab::launcher::Reaper;
+use lab::{SpanKind, SpanMatcher, Stack, StackOptions, TraceClient, Wait};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Upper bound for any one thing the browser must show.
+const UI_DEADLINE: Duration = Duration::from_secs(30);
+
+struct Env {
+    #[allow(dead_code)] // kept alive: the stack's processes run while it exists
+    stack: Stack,
+    viewer: String,
+    driver: String,
+    /// The payment.slow checkout.
+    slow: String,
+    /// A trace whose names and values are HTML and script.
+    xss: String,
+    /// 10,000 spans.
+    big: String,
+    /// The gateway's half of a propagation.broken checkout.
+    broken: String,
+    _reaper: Reaper,
+    _chromedriver: tokio::process::Child,
+    /// Runs the stack's and chromedriver's tasks; outlives every test.
+    _rt: tokio::runtime::Runtime,
+}
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/browser-HASH
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
+    match ENV.get_or_init(|| {
+        std::thread::spawn(start)
+            .join()
+            .unwrap_or_else(|_| Err("start-up panicked".into()))
+    }) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn start() -> Result<Env, String> {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(bin).is_file() {
+            return Err(format!(
+                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver \
+                 (`apt-get install chromium chromium-driver`; .ci/run installs them)"
+            ));
+        }
+    }
+    let target = target_dir();
+    let bins = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
+        .ok_or("bin dir")?;
+    for b in ["viewer", "collector", "api-gateway", "tracelab"] {
+        if !bins.join(b).is_file() {
+            return Err(format!(
+                "{} missing: run `make test` (it builds the binaries and the viewer's assets first)",
+                bins.join(b).display()
+            ));
+        }
+    }
+    let dir = target
+        .join("viewer-e2e")
+        .join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (stack, viewer, driver, reaper, chromedriver, ids) = rt.block_on(async {
+        let mut opts = StackOptions::for_tests(&bins, &dir).map_err(|e| e.to_string())?;
+        opts.viewer = true;
+        let stack = Stack::start(opts)
+            .await
+            .map_err(|e| format!("stack did not start (logs in {}): {e}", dir.display()))?;
+        let viewer = stack
+            .urls
+            .viewer
+            .clone()
+            .ok_or("the stack started no viewer")?;
+
+        // chromedriver in its own process group, watched by a reaper: it and the Chromium it
+        // starts die with this test binary even though the statics are never dropped.
+        let port = free_port()?;
+        let mut reaper = Reaper::spawn(&bins.join("tracelab")).map_err(|e| e.to_string())?;
+        let chromedriver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting chromedriver: {e}"))?;
+        if let Some(pid) = chromedriver.id() {
+            reaper.watch(pid).await.map_err(|e| e.to_string())?;
+        }
+        let driver = format!("http://127.0.0.1:{port}");
+        wait_until("chromedriver ready", Duration::from_secs(20), || async {
+            reqwest::get(format!("{driver}/status"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await?;
+
+        let query = TraceClient::new(stack.urls.query.clone());
+        let slow = checkout(&stack, &query, "payment.slow", true).await?;
+        let from = lab::client::now_us();
+        let broken = checkout(&stack, &query, "propagation.broken", false).await?;
+        // The callee's half must be stored too before the page looks for it.
+        query
+            .find_detached_fragments(
+                &broken,
+                &SpanMatcher::name("POST /charges").service("payment-service"),
+                from,
+                lab::client::now_us(),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .first()
+            .ok_or("propagation.broken: payment's detached trace never arrived")?;
+        let xss = send_trace(&stack, &query, xss_trace()).await?;
+        let big = send_trace(&stack, &query, big_trace()).await?;
+        Ok::<_, String>((
+            stack,
+            viewer,
+            driver,
+            reaper,
+            chromedriver,
+            [slow, xss, big, broken],
+        ))
+    })?;
+    let [slow, xss, big, broken] = ids;
+    Ok(Env {
+        stack,
+        viewer,
+        driver,
+        slow,
+        xss,
+        big,
+        broken,
+        _reaper: reaper,
+        _chromedriver: chromedriver,
+        _rt: rt,
+    })
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > deadline {
+            return Err(format!("{what}: not within {deadline:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Places an order through the gateway and waits for its complete trace.
+async fn checkout(
+    stack: &Stack,
+    query: &TraceClient,
+    scenario: &str,
+    with_consumer: bool,
+) -> Result<String, String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/orders", stack.urls.gateway))
+        .header("X-Tracelab-Scenario", scenario)
+        .json(&json!({"items":[{"sku":"LAPTOP-1","qty":1}],"payment":{"method":"card","token":"tok_test_123"}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = resp
+        .headers()
+        .get("x-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("{scenario}: no X-Trace-Id (status {})", resp.status()))?
+        .to_string();
+    let mut wait = Wait::new(Duration::from_secs(40), Duration::from_millis(800));
+    if with_consumer {
+        wait = wait.until_present(SpanMatcher::name("process orders").kind(SpanKind::Consumer));
+    }
+    query
+        .fetch_trace(&id, &wait)
+        .await
+        .map_err(|e| format!("{scenario} trace {id}: {e}"))?;
+    Ok(id)
+}
+
+/// Sends OTLP/JSON straight to the collector, 1,000 spans a request, and waits until all are stored.
+async fn send_trace(
+    stack: &Stack,
+    query: &TraceClient,
+    (trace_id, resource_spans): (String, Vec<Value>),
+) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let mut total = 0usize;
+    for rs in resource_spans {
+        let spans = rs["scopeSpans"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        total += spans.len();
+        for chunk in spans.chunks(1000) {
+            let mut one = rs.clone();
+            one["scopeSpans"][0]["spans"] = Value::Array(chunk.to_vec());
+            let r = http
+                .post(format!("{}/v1/traces", stack.urls.otlp_http))
+                .json(&json!({ "resourceSpans": [one] }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!(
+                    "OTLP export refused: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let url = format!(
+        "{}/api/v1/traces/{trace_id}/spans?limit=1",
+        query.base_url()
+    );
+    wait_until(
+        &format!("{total} spans of {trace_id} stored"),
+        Duration::from_secs(60),
+        || async {
+            let v: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            (v["total"].as_u64() == Some(total as u64)).then_some(())
+        },
+    )
+    .await?;
+    Ok(trace_id)
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+fn resource(service: &str, spans: Vec<Value>) -> Value {
+    json!({
+        "resource": { "attributes": [ { "key": "service.name", "value": { "stringValue": service } } ] },
+        "scopeSpans": [ { "scope": { "name": "viewer-browser-test" }, "spans": spans } ]
+    })
+}
+
+fn otlp_span(
+    trace: &str,
+    id: &str,
+    parent: &str,
+    name: &str,
+    start: u64,
+    end: u64,
+    attrs: Vec<Value>,
+) -> Value {
+    json!({
+        "traceId": trace, "spanId": id, "parentSpanId": parent, "name": name, "kind": 1,
+        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": end.to_string(),
+        "attributes": attrs
+    })
+}
+
+const XSS: &str = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">";
+
+fn xss_trace() -> (String, Vec<Value>) {
+    let trace = format!("{:032x}", now_ns() as u128 * 7 + 0xabc);
+    let t = now_ns();
+    let attr = json!({ "key": "evil", "value": { "stringValue": XSS } });
+    let spans = vec![
+        otlp_span(
+            &trace,
+            "00000000000000a1",
+            "",
+            &format!("GET {XSS}"),
+            t,
+            t + 5_000_000,
+            vec![attr.clone()],
+        ),
+        otlp_span(
+            &trace,
+            "00000000000000a2",
+            "00000000000000a1",
+            "child",
+            t + 1_000_000,
+            t + 2_000_000,
+            vec![attr.clone()],
+        ),
+        // Its parent never arrives: the trace is incomplete.
+        otlp_span(
+            &trace,
+            "00000000000000a3",
+            "00000000000000ff",
+            "orphan",
+            t + 2_000_000,
+            t + 3_000_000,
+            vec![],
+        ),
+    ];
+    (trace, vec![resource("<b>evil-service</b>", spans)])
+}
+
+/// 10,000 spans: a root, 99 groups under it, 100 steps under each group, over 10 s. In display
+/// order the last row is `step 98.99`.
+fn big_trace() -> (String, Vec<Value>) {
+    let trace = format!("{:032x}", now_ns() as u128 * 13 + 0xb16);
+    let t = now_ns() - 20_000_000_000;
+    let id = |k: usize| format!("{k:016x}");
+    let mut spans = vec![otlp_span(
+        &trace,
+        &id(1),
+        "",
+        "bulk root",
+        t,
+        t + 10_000_000_000,
+        vec![],
+    )];
+    for g in 0..99usize {
+        let gid = id(2 + g * 101);
+        let gs = t + g as u64 * 100_000_000;
+        spans.push(otlp_span(
+            &trace,
+            &gid,
+            &id(1),
+            &format!("group {g}"),
+            gs,
+            gs + 99_000_000,
+            vec![],
+        ));
+        for j in 0..100usize {
+            let s = gs + j as u64 * 900_000;
+            spans.push(otlp_span(
+                &trace,
+                &id(3 + g * 101 + j),
+                &gid,
+                &format!("step {g}.{j}"),
+                s,
+                s + 800_000,
+                vec![],
+            ));
+        }
+    }
+    assert_eq!(spans.len(), 10_000);
+    (trace, vec![resource("bulk-service", spans)])
+}
+
+async fn browser() -> Client {
+    let e = env();
+    let profile =
+        target_dir()
+            .join("viewer-e2e")
+            .join(format!("chrome-{}-{}", std::process::id(), now_ns()));
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let caps = caps.as_object().cloned().expect("object");
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&e.driver)
+        .await
+        .expect("a WebDriver session in headless Chromium")
+}
+
+/// Runs a JS expression until it returns a truthy value; returns that value.
+async fn js_until(c: &Client, what: &str, expr: &str) -> Value {
+    let script = format!("return ({expr});");
+    let start = Instant::now();
+    loop {
+        match c.execute(&script, vec![]).await {
+            Ok(v) if !v.is_null() && v != json!(false) && v != json!(0) && v != json!("") => {
+                return v;
+            }
+            _ => {}
+        }
+        if start.elapsed() > UI_DEADLINE {
+            let text = c
+                .execute(
+                    "return document.body ? document.body.innerText.slice(0, 1500) : ''",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!(
+                "{what}: not within {UI_DEADLINE:?}; the page shows:\n{}",
+                text.as_str().unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A real pointer click through WebDriver (for elements that are not recycled).
+async fn webdriver_click(c: &Client, l: Locator<'_>) {
+    c.find(l)
+        .await
+        .expect("element to click")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// A click dispatched in the page: waterfall rows are recycled as the list scrolls, so a WebDriver
+/// element reference can point at another row by the time it is clicked.
+async fn click(c: &Client, css: &str) {
+    let css_js = serde_json::to_string(css).expect("json");
+    js_until(
+        c,
+        &format!("clicking {css}"),
+        &format!("(() => {{ const e = document.querySelector({css_js}); if (!e) return false; e.click(); return true; }})()"),
+    )
+    .await;
+}
+
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("TRACELAB_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("viewer-e2e").join("screenshots"))
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// The session is closed whatever the test's outcome, so no Chromium outlives a failed test.
+async fn with_browser<F, Fut>(f: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let c = browser().await;
+    let outcome = tokio::spawn(f(c.clone())).await;
+    let _ = c.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_the_slow_payment_and_its_trace_names_the_bottleneck() {
+    let e = env();
+    with_browser(|c| async move {
+        c.goto(&format!("{}/search", e.viewer)).await.unwrap();
+        let tags = c.find(Locator::Id("tags")).await.unwrap();
+        tags.send_keys("tracelab.scenario=payment.slow")
+            .await
+            .unwrap();
+        webdriver_click(&c, Locator::Id("find")).await;
+        let sel = format!("li.result[data-trace-id='{}'] a.result-link", e.slow);
+        js_until(
+            &c,
+            "the payment.slow trace in the results",
+            &format!("document.querySelector(\"{sel}\")"),
+        )
+        .await;
+        let url = c.current_url().await.unwrap();
+        assert!(
+            url.as_str().contains("tags="),
+            "the search is in the URL: {url}"
+        );
+        screenshot(&c, "search").await;
+        webdriver_click(&c, Locator::Css(&sel)).await;
+
+        let sentence = js_until(
+            &c,
+            "the bottleneck sentence",
+            "document.querySelector('#bottleneck')?.innerText",
+        )
+        .await;
+        let sentence = sentence.as_str().unwrap().to_string();
+        assert!(sentence.contains("payment-service · "), "{sentence}");
+        assert!(sentence.contains('%'), "{sentence}");
+        let crit = js_until(
+            &c,
+            "critical-path marks",
+            "document.querySelectorAll('.row .crit').length",
+        )
+        .await;
+        assert!(
+            crit.as_u64().unwrap() >= 3,
+            "the critical path is drawn over several spans"
+        );
+        screenshot(&c, "trace").await;
+
+        // A span's details.
+        click(&c, ".row[data-operation='charge']").await;
+        let attrs = js_until(
+            &c,
+            "the charge span's attributes",
+            "document.querySelector('#span-panel #panel-attributes')?.innerText",
+        )
+        .await;
+        let attrs = attrs.as_str().unwrap();
+        assert!(
+            attrs.contains("tracelab.scenario") && attrs.contains("payment.slow"),
+            "{attrs}"
+        );
+        assert!(
+            c.current_url().await.unwrap().as_str().contains("span="),
+            "the selection is in the URL"
+        );
+        screenshot(&c, "trace-span").await;
+
+        // The consumer's span link leads to its producer.
+        click(&c, ".row[data-operation='process orders']").await;
+        js_until(
+            &c,
+            "the consumer's links",
+            "document.querySelector('#panel-links a')",
+        )
+        .await;
+        let target = c
+            .execute(
+                "return document.querySelector('#panel-links a').dataset.linkSpan",
+                vec![],
+            )
+            .await
+            .unwrap();
+        webdriver_click(&c, Locator::Css("#panel-links a")).await;
+        let target = target.as_str().unwrap().to_string();
+        js_until(
+            &c,
+            "the linked producer selected",
+            &format!("document.querySelector('#span-panel')?.dataset.spanId === '{target}'"),
+        )
+        .await;
+        let op = c
+            .find(Locator::Id("panel-operation"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(op, "send orders");
+        assert!(
+            c.current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .ends_with(&format!("span={target}"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_hydrated_and_client_side_interactions_work() {
+    let e = env();
+    with_browser(|c| async move {
+        // Picking a service loads its operations in the browser, with no page load. Until the
+        // wasm has hydrated the page the change event does nothing, so it is sent again.
+        c.goto(&format!("{}/search", e.viewer)).await.unwrap();
+        c.execute("window.__same_page = true; return 1", vec![])
+            .await
+            .unwrap();
+        js_until(
+            &c,
+            "operations of payment-service after choosing it",
+            "(() => { const s = document.querySelector('#service'); if (!s) return false; \
+              if (s.value !== 'payment-service') { s.value = 'payment-service'; } \
+              s.dispatchEvent(new Event('change')); \
+              const o = document.querySelector('#operation'); \
+              return o && [...o.options].some(x => x.value === 'POST /charges'); })()",
+        )
+        .await;
+        let same = c
+            .execute("return window.__same_page === true", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            same,
+            json!(true),
+            "no page load happened: the client did it"
+        );
+
+        // Collapse and expand in the waterfall.
+        c.goto(&format!("{}/trace/{}", e.viewer, e.slow))
+            .await
+            .unwrap();
+        let before = js_until(
+            &c,
+            "waterfall rows",
+            "document.querySelectorAll('.row').length",
+        )
+        .await;
+        webdriver_click(&c, Locator::Css(".row .toggle")).await;
+        js_until(
+            &c,
+            "the root collapsed to one row",
+            "document.querySelectorAll('.row').length === 1",
+        )
+        .await;
+        webdriver_click(&c, Locator::Id("expand-all")).await;
+        js_until(
+            &c,
+            "all rows back",
+            &format!("document.querySelectorAll('.row').length === {before}"),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_in_names_and_values_is_shown_as_text() {
+    let e = env();
+    with_browser(|c| async move {
+        c.goto(&format!("{}/trace/{}", e.viewer, e.xss)).await.unwrap();
+        js_until(&c, "rows", "document.querySelectorAll('.row').length >= 3").await;
+        click(&c, ".row[data-span-id='00000000000000a2']").await;
+        let attrs = js_until(&c, "attributes", "document.querySelector('#panel-attributes')?.innerText").await;
+        assert!(attrs.as_str().unwrap().contains(XSS), "the value shows literally: {attrs}");
+        let title = c.find(Locator::Id("trace-title")).await.unwrap().text().await.unwrap();
+        assert!(title.contains("<b>evil-service</b>") && title.contains("<script>"), "{title}");
+        let injected = c
+            .execute(
+                "return [window.__xss, document.querySelectorAll('main script, main img, main b').length]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(injected, json!([null, 0]), "no script ran, no element was injected");
+        let badge = js_until(&c, "the incomplete-trace badge", "document.querySelector('#incomplete')?.innerText").await;
+        assert!(badge.as_str().unwrap().contains("1 span points to a missing parent"), "{badge}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_span_trace_opens_and_scrolls() {
+    let e = env();
+    with_browser(|c| async move {
+        let started = Instant::now();
+        c.goto(&format!("{}/trace/{}", e.viewer, e.big)).await.unwrap();
+        // performance.now() is ms since navigation start: the first waterfall rows' paint time.
+        let painted = js_until(
+            &c,
+            "the first rows of the 10k-span trace",
+            "document.querySelectorAll('.row').length > 0 && performance.now()",
+        )
+        .await;
+        let wall = started.elapsed();
+        eprintln!(
+            "[viewer] 10,000-span trace: first rows {:.0} ms after navigation start ({:.0} ms wall incl. WebDriver)",
+            painted.as_f64().unwrap(),
+            wall.as_secs_f64() * 1000.0
+        );
+        let count = c.find(Locator::Id("span-count")).await.unwrap().text().await.unwrap();
+        assert_eq!(count, "10000");
+        let in_dom = c.execute("return document.querySelectorAll('.row').length", vec![]).await.unwrap();
+        assert!(in_dom.as_u64().unwrap() < 200, "virtualised: {in_dom} rows in the DOM");
+
+        // Scroll to the end in steps, as a wheel would, and read the last span.
+        let t = Instant::now();
+        js_until(
+            &c,
+            "the last span after scrolling",
+            "(() => { const s = document.querySelector('#waterfall'); s.scrollTop = s.scrollTop + 20000; \
+              s.dispatchEvent(new Event('scroll')); \
+              return [...document.querySelectorAll('.row .op')].some(o => o.textContent === 'step 98.99'); })()",
+        )
+        .await;
+        eprintln!("[viewer] scrolled 10,000 rows to the end in {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+        let in_dom = c.execute("return document.querySelectorAll('.row').length", vec![]).await.unwrap();
+        assert!(in_dom.as_u64().unwrap() < 200, "still virtualised at the end: {in_dom}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_context_is_flagged_as_a_detached_fragment() {
+    let e = env();
+    with_browser(|c| async move {
+        c.goto(&format!("{}/trace/{}", e.viewer, e.broken))
+            .await
+            .unwrap();
+        let hint = js_until(
+            &c,
+            "the detached-fragment hint",
+            "document.querySelector('#fragments')?.innerText",
+        )
+        .await;
+        let hint = hint.as_str().unwrap();
+        assert!(hint.contains("payment-service: POST /charges"), "{hint}");
+    })
+    .await;
+}
