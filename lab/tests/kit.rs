@@ -287,6 +287,59 @@ fn bottleneck_share_of_root_of_a_span_and_of_the_parent() {
 }
 
 #[test]
+fn the_critical_path_bottleneck_names_the_slow_payment() {
+    let mut t = fixture();
+    // payment.slow, consistently: every span from the root down to charge is stretched, the
+    // HTTP client spans (told apart by the port they call) included.
+    for (name, port, dur) in [
+        ("POST /orders", None, 1_300_000),
+        ("POST", Some(8081), 1_295_000),
+        ("process_order", None, 1_280_000),
+        ("charge_payment", None, 1_230_000),
+        ("POST", Some(8082), 1_225_000),
+        ("POST /charges", None, 1_215_000),
+        ("charge", None, 1_200_000),
+    ] {
+        for s in t.spans.iter_mut().filter(|s| {
+            s.operation_name == name
+                && port.is_none_or(|p| s.tag("server.port").is_some_and(|v| v.value == p))
+        }) {
+            s.duration = dur;
+        }
+    }
+    let v = view(t);
+    v.assert_bottleneck("payment-service", None).unwrap();
+    v.assert_bottleneck("payment-service", Some("charge"))
+        .unwrap();
+    let e = v.assert_bottleneck("inventory-service", None).unwrap_err();
+    assert!(
+        e.expected.contains("bottleneck to be in inventory-service"),
+        "{e}"
+    );
+    assert!(
+        e.found.starts_with("payment-service · charge: ")
+            && e.found.ends_with(" of 1300 ms (87 %)"),
+        "the viewer's sentence: {}",
+        e.found
+    );
+    let e = v
+        .assert_bottleneck("payment-service", Some("stripe.create_charge"))
+        .unwrap_err();
+    assert!(e.found.contains("payment-service · charge"), "{e}");
+
+    // Both spellings of the spec assertion load; anything else is rejected.
+    let spec = |a: &str| {
+        lab::Spec::from_yaml(
+            &format!("name: t\nrequest: {{ url: /orders }}\nassertions:\n  - {a}\n"),
+            "inline",
+        )
+    };
+    spec("bottleneck: payment-service").unwrap();
+    spec("bottleneck: { service: payment-service, operation: charge }").unwrap();
+    spec("bottleneck: { service: payment-service, op: charge }").unwrap_err();
+}
+
+#[test]
 fn fragments_from_a_missing_parent() {
     let mut t = fixture();
     // payment's server span never arrived: its children point at a missing parent.

@@ -136,6 +136,9 @@ fn start() -> Result<Env, String> {
         .await?;
 
         let query = TraceClient::new(stack.urls.query.clone());
+        // A happy and a declined checkout, so the search page has some variety.
+        checkout(&stack, &query, "checkout", true).await?;
+        checkout(&stack, &query, "payment.declined", false).await?;
         let slow = checkout(&stack, &query, "payment.slow", true).await?;
         let from = lab::client::now_us();
         let broken = checkout(&stack, &query, "propagation.broken", false).await?;
@@ -501,6 +504,32 @@ where
 async fn search_finds_the_slow_payment_and_its_trace_names_the_bottleneck() {
     let e = env();
     with_browser(|c| async move {
+        // Every checkout: the declined one in red on the scatter plot and in the list.
+        c.goto(&format!(
+            "{}/search?service=api-gateway&operation=POST%20/orders",
+            e.viewer
+        ))
+        .await
+        .unwrap();
+        js_until(
+            &c,
+            "the checkouts",
+            "document.querySelectorAll('li.result').length >= 4",
+        )
+        .await;
+        let red = c
+            .execute(
+                "return document.querySelectorAll('circle.dot.err').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            red.as_u64().unwrap() >= 1,
+            "the declined checkout is red on the plot"
+        );
+        screenshot(&c, "search").await;
+
         c.goto(&format!("{}/search", e.viewer)).await.unwrap();
         let tags = c.find(Locator::Id("tags")).await.unwrap();
         tags.send_keys("tracelab.scenario=payment.slow")
@@ -519,7 +548,7 @@ async fn search_finds_the_slow_payment_and_its_trace_names_the_bottleneck() {
             url.as_str().contains("tags="),
             "the search is in the URL: {url}"
         );
-        screenshot(&c, "search").await;
+
         webdriver_click(&c, Locator::Css(&sel)).await;
 
         let sentence = js_until(

@@ -98,7 +98,8 @@ pub struct SpanWindow {
     pub offset: u64,
     pub limit: u64,
     pub spans: Vec<Span>,
-    /// Only the processes the spans of this window reference.
+    /// Only the processes the spans of this window reference, numbered within this window:
+    /// `p1` here need not be `p1` in the next window (a reader merging windows re-keys them).
     pub processes: BTreeMap<String, Process>,
     /// Earliest start and latest end over the WHOLE trace (µs), so a window can be drawn to scale.
     pub trace_start_time: u64,

@@ -182,24 +182,29 @@ fn ResultItem(t: TraceSummary) -> impl IntoView {
 fn Scatter(traces: Vec<TraceSummary>) -> impl IntoView {
     const W: f64 = 1000.0;
     const H: f64 = 170.0;
-    const PAD: f64 = 34.0;
+    // Left margin for the duration labels, right margin for the last dot.
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
     let t0 = traces.iter().map(|t| t.start_time).min().unwrap_or(0);
-    let t1 = traces
-        .iter()
-        .map(|t| t.start_time)
-        .max()
-        .unwrap_or(0)
-        .max(t0 + 1);
+    let t1 = traces.iter().map(|t| t.start_time).max().unwrap_or(0);
     let dmax = traces.iter().map(|t| t.duration).max().unwrap_or(1).max(1);
-    let x = move |t: u64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (W - 2.0 * PAD);
-    let y = move |d: u64| H - 18.0 - d as f64 / dmax as f64 * (H - 30.0);
+    let x = move |t: u64| {
+        if t1 == t0 {
+            (LEFT + W - RIGHT) / 2.0
+        } else {
+            LEFT + (t - t0) as f64 / (t1 - t0) as f64 * (W - LEFT - RIGHT)
+        }
+    };
+    let y = move |d: u64| H - 18.0 - d as f64 / dmax as f64 * (H - 34.0);
     let navigate = use_navigate();
     view! {
         <svg class="scatter" viewBox=format!("0 0 {W} {H}") role="img" aria-label="Trace durations over time">
-            <line x1=PAD y1=H - 18.0 x2=W - PAD y2=H - 18.0 class="axis"/>
-            <text x=PAD y=H - 4.0 class="tick">{format::clock_us(t0)}</text>
-            <text x=W - PAD y=H - 4.0 class="tick" text-anchor="end">{format::clock_us(t1)}</text>
-            <text x=4.0 y=14.0 class="tick">{format::duration_us(dmax)}</text>
+            <line x1=LEFT y1=H - 18.0 x2=W - RIGHT y2=H - 18.0 class="axis"/>
+            <line x1=LEFT y1=10.0 x2=LEFT y2=H - 18.0 class="axis"/>
+            <text x=LEFT y=H - 4.0 class="tick">{format::clock_us(t0)}</text>
+            <text x=W - RIGHT y=H - 4.0 class="tick" text-anchor="end">{format::clock_us(t1)}</text>
+            <text x=LEFT - 6.0 y=20.0 class="tick" text-anchor="end">{format::duration_us(dmax)}</text>
+            <text x=LEFT - 6.0 y=H - 18.0 class="tick" text-anchor="end">"0"</text>
             {traces.into_iter().map(|t| {
                 let href = format!("/trace/{}", t.trace_id);
                 let nav = navigate.clone();

@@ -193,7 +193,7 @@ fn TraceView(model: Arc<TraceModel>, selected: Memo<Option<String>>) -> impl Int
                             {(0..=4).map(|k| {
                                 let d = model.duration() * k / 4;
                                 view! {
-                                    <span class="tick" style:left=format!("{}%", k * 25)>{format::duration_us(d)}</span>
+                                    <span class="tick" style:left=format!("{}%", k * 25)>{if k == 0 { "0".to_string() } else { format::duration_us(d) }}</span>
                                 }
                             }).collect_view()}
                         </div>
@@ -243,7 +243,25 @@ fn row(
     let dur = m.duration();
     let offset = s.start_time.saturating_sub(m.start);
     let width = s.duration.max(dur / 2000);
-    let label_left = (offset + width) as f64 / dur as f64 * 100.0;
+    // The duration label goes after the bar; near the right edge, inside a wide bar or before a
+    // narrow one, so it never runs off the timeline or over another colour unreadably.
+    let (start_pct, end_pct) = (
+        offset as f64 / dur as f64 * 100.0,
+        (offset + width) as f64 / dur as f64 * 100.0,
+    );
+    let (label_class, label_style) = if end_pct < 88.0 {
+        ("bar-label", format!("left: {end_pct:.3}%"))
+    } else if end_pct - start_pct > 10.0 {
+        (
+            "bar-label inside",
+            format!("right: {:.3}%", 100.0 - end_pct),
+        )
+    } else {
+        (
+            "bar-label before",
+            format!("right: {:.3}%", 100.0 - start_pct),
+        )
+    };
     let on_critical = !m.critical[i].is_empty();
     let crit: Vec<(String, String)> = m.critical[i]
         .iter()
@@ -281,9 +299,7 @@ fn row(
             <div class="row-timeline">
                 <div class="bar" style:left=pct(offset, dur) style:width=pct(width, dur) style:background=colour></div>
                 {crit.into_iter().map(|(l, w)| view! { <div class="crit" style:left=l style:width=w></div> }).collect_view()}
-                <span class="bar-label" style:left=format!("min({label_left:.3}%, calc(100% - 5em))")>
-                    {format::duration_us(s.duration)}
-                </span>
+                <span class=label_class style=label_style>{format::duration_us(s.duration)}</span>
             </div>
         </div>
     }
