@@ -141,6 +141,14 @@ pub fn default_collector_config_dir() -> PathBuf {
     }
 }
 
+/// Where the viewer's browser bundle is: `target/site` for binaries in `target/<profile>` (what
+/// `viewer/scripts/build-assets.sh` writes and the viewer reads by default).
+pub fn viewer_site_root(bin_dir: &Path) -> PathBuf {
+    bin_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("site"), |t| t.join("site"))
+}
+
 /// Where every part of a running stack answers.
 #[derive(Debug, Clone)]
 pub struct StackUrls {
@@ -295,7 +303,17 @@ impl Stack {
             .map_err(io(format!("creating {}", opts.data_dir.display())))?;
         let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(io("data dir"))?;
 
-        let with_viewer = opts.viewer && opts.bin_dir.join(VIEWER).is_file();
+        let site = viewer_site_root(&opts.bin_dir);
+        let viewer_built = opts.viewer && opts.bin_dir.join(VIEWER).is_file();
+        let with_viewer = viewer_built && site.join("pkg").join("viewer.js").is_file();
+        if viewer_built && !with_viewer {
+            // The server binary without its browser bundle would only fail at start-up and take
+            // the whole stack down with it.
+            eprintln!(
+                "tracelab: the viewer's browser bundle is missing in {}; starting without the viewer (build it with `make viewer`)",
+                site.display()
+            );
+        }
         let mut missing: Vec<String> = std::iter::once(COLLECTOR)
             .chain(SERVICES)
             .filter(|b| !opts.bin_dir.join(b).is_file())
@@ -430,6 +448,10 @@ impl Stack {
                 ("PORT".into(), p.viewer.to_string()),
                 ("BIND_ADDR".into(), "127.0.0.1".into()),
                 ("QUERY_API_URL".into(), self.urls.query.clone()),
+                (
+                    "LEPTOS_SITE_ROOT".into(),
+                    viewer_site_root(&opts.bin_dir).display().to_string(),
+                ),
                 (
                     "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
                     self.urls.otlp_http.clone(),

@@ -385,7 +385,7 @@ fn sampling_text(policy: Option<String>, decision: Option<SamplingDecision>) -> 
         (_, Some(d)) => {
             let verdict = match d.decision {
                 Decision::Sampled => "kept",
-                Decision::NotSampled => "dropped (late spans)",
+                Decision::NotSampled => "dropped",
             };
             match d.policy {
                 Some(p) => format!("Sampling: {verdict} by tail-sampling policy {p}"),
@@ -615,4 +615,34 @@ type Fields = Vec<(String, String)>;
 /// An attribute value as text (never HTML: Leptos escapes text nodes).
 fn value_text(kv: &collector_api::KeyValue) -> String {
     kv.value_as_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use collector_api::v1::DecisionTrigger;
+
+    #[test]
+    fn the_sampling_badge_says_who_kept_the_trace() {
+        let d = |policy: Option<&str>| SamplingDecision {
+            trace_id: "0".repeat(32),
+            decision: Decision::Sampled,
+            policy: policy.map(str::to_string),
+            trigger: DecisionTrigger::DecisionWait,
+            span_count: 3,
+            decided_at_ms: 0,
+        };
+        assert_eq!(
+            sampling_text(None, Some(d(Some("errors")))),
+            "Sampling: kept by tail-sampling policy errors"
+        );
+        assert_eq!(
+            sampling_text(Some("slow".into()), None),
+            "Sampling: kept by tail-sampling policy slow"
+        );
+        assert_eq!(sampling_text(None, None), "Sampling: kept — no sampling");
+        let mut dropped = d(None);
+        dropped.decision = Decision::NotSampled;
+        assert!(sampling_text(None, Some(dropped)).contains("dropped"));
+    }
 }
