@@ -53,6 +53,9 @@ pub struct Wait {
     pub poll_interval: Duration,
     /// Accept spans whose parent is missing (a trace expected to be fragmented).
     pub allow_fragments: bool,
+    /// A spec whose trace is still incomplete at the deadline fails, unless this says a partial
+    /// trace is what it expects.
+    pub allow_incomplete: bool,
     /// Spans that must be present before the trace counts as complete — for parts that arrive
     /// late, such as a Kafka consumer span.
     pub until_present: Vec<SpanMatcher>,
@@ -66,6 +69,7 @@ impl Default for Wait {
             quiet_period: Duration::from_secs(1),
             poll_interval: Duration::from_millis(100),
             allow_fragments: false,
+            allow_incomplete: false,
             until_present: Vec::new(),
         }
     }
@@ -133,23 +137,22 @@ impl TraceClient {
         &self.base
     }
 
+    /// GET `url`: the status and the body as text.
+    async fn get_text(&self, url: &str) -> Result<(u16, String), FetchError> {
+        let http = |source| FetchError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let resp = self.http.get(url).send().await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(http)?;
+        Ok((status, body))
+    }
+
     /// One read of `/api/traces/{id}`: `Ok(None)` when the query API does not know the trace (yet).
     pub async fn get_trace(&self, trace_id: &str) -> Result<Option<Trace>, FetchError> {
         let url = format!("{}/api/traces/{trace_id}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| FetchError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|source| FetchError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let (status, body) = self.get_text(&url).await?;
         if status == 404 {
             return Ok(None);
         }
@@ -306,6 +309,29 @@ impl TraceClient {
 
 impl TraceClient {
     /// `GET /api/v1/sampling`: the tail sampler's per-policy counts and recent decisions.
+    /// The collector's recorded tail-sampling decision for a trace (`/api/v1/sampling/decisions`),
+    /// `None` when it made none (no tail sampling, or not yet decided).
+    pub async fn sampling_decision(
+        &self,
+        trace_id: &str,
+    ) -> Result<Option<collector_api::v1::SamplingDecision>, FetchError> {
+        #[derive(serde::Deserialize)]
+        struct Decisions {
+            data: Vec<collector_api::v1::SamplingDecision>,
+        }
+        let base = format!("{}/api/v1/sampling/decisions", self.base);
+        let url = reqwest::Url::parse_with_params(&base, &[("traceID", trace_id), ("limit", "1")])
+            .map(String::from)
+            .unwrap_or(base);
+        let (status, body) = self.get_text(&url).await?;
+        if status != 200 {
+            return Ok(None);
+        }
+        let d: Decisions =
+            serde_json::from_str(&body).map_err(|source| FetchError::Decode { url, source })?;
+        Ok(d.data.into_iter().next())
+    }
+
     pub async fn sampling_stats(&self) -> Result<SamplingStatsResponse, FetchError> {
         let url = format!("{}/api/v1/sampling", self.base);
         let resp = self

@@ -203,6 +203,7 @@ impl Assertion {
             Assertion::Share { span, of, min } => view.assert_share(span, of.as_ref(), *min),
             Assertion::ShareOfParent { span, min } => view.assert_share_of_parent(span, *min),
             Assertion::NoErrorSpans(true) => view.assert_no_error_spans(),
+            // Rejected at load (`Spec::validate`); kept total for hand-built assertions.
             Assertion::NoErrorSpans(false) => Ok(()),
             Assertion::ErrorSpansExactly(ms) => view.assert_error_spans_exactly(ms),
             Assertion::Attribute { span, key, equals } => match equals {
@@ -224,6 +225,7 @@ impl Assertion {
             }
             Assertion::Fragments { min } => view.assert_fragments(*min),
             Assertion::Connected(true) => view.assert_connected(),
+            // Rejected at load (`Spec::validate`); kept total for hand-built assertions.
             Assertion::Connected(false) => Ok(()),
             Assertion::Bottleneck(BottleneckSpec::Service(service)) => {
                 view.assert_bottleneck(service, None)
@@ -312,11 +314,37 @@ impl Spec {
             path: origin.into(),
             message,
         })?;
-        serde_path_to_error::deserialize(value).map_err(|e| SpecError::Schema {
-            path: origin.into(),
-            at: e.path().to_string(),
-            message: e.inner().to_string(),
-        })
+        let spec: Spec =
+            serde_path_to_error::deserialize(value).map_err(|e| SpecError::Schema {
+                path: origin.into(),
+                at: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        spec.validate(origin)?;
+        Ok(spec)
+    }
+
+    /// Rejects assertions that would check nothing: a spec that cannot fail is not a test.
+    fn validate(&self, origin: &str) -> Result<(), SpecError> {
+        for (i, a) in self.assertions.iter().enumerate() {
+            let (key, instead) = match a {
+                Assertion::NoErrorSpans(false) => (
+                    "no_error_spans",
+                    "remove it, or name the spans that must fail with `error_spans_exactly`",
+                ),
+                Assertion::Connected(false) => (
+                    "connected",
+                    "remove it, or assert the fragmentation with `fragments: { min: 1 }`",
+                ),
+                _ => continue,
+            };
+            return Err(SpecError::Schema {
+                path: origin.into(),
+                at: format!("assertions[{i}].{key}"),
+                message: format!("`{key}: false` asserts nothing; {instead}"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +393,16 @@ pub enum SpecFailure {
         headers: String,
     },
     Fetch(FetchError),
+    /// Not in the store, and the collector recorded a sampling decision for it.
+    NotStored {
+        fetch: FetchError,
+        decision: collector_api::v1::SamplingDecision,
+    },
+    /// Still incomplete at the deadline (and the spec did not allow that).
+    Incomplete {
+        why: Vec<String>,
+        tree: String,
+    },
     Assertions {
         failed: Vec<AssertionError>,
         tree: String,
@@ -389,6 +427,43 @@ impl fmt::Display for SpecFailure {
                 )
             }
             SpecFailure::Fetch(e) => write!(f, "{e}"),
+            SpecFailure::NotStored { fetch, decision } => {
+                use collector_api::v1::Decision;
+                write!(f, "{fetch}: ")?;
+                match decision.decision {
+                    Decision::NotSampled => write!(
+                        f,
+                        "tail sampling dropped it ({}, after {} spans, trigger {:?}); \
+                         the collector's /api/v1/sampling/decisions?traceID={} says so. Run the \
+                         stack without tail sampling, or give the spec a request a policy keeps",
+                        decision
+                            .policy
+                            .as_deref()
+                            .map_or("no policy wanted it".to_string(), |p| format!("policy {p}")),
+                        decision.span_count,
+                        decision.trigger,
+                        decision.trace_id
+                    ),
+                    Decision::Sampled => write!(
+                        f,
+                        "tail sampling kept it ({}), yet it never reached the query API: \
+                         look at the pipeline after the sampler",
+                        decision.policy.as_deref().unwrap_or("no policy named")
+                    ),
+                }
+            }
+            SpecFailure::Incomplete { why, tree } => {
+                writeln!(
+                    f,
+                    "the trace was still incomplete at the deadline (set `wait.allow_incomplete: true` \
+                     if a partial trace is what this spec expects):"
+                )?;
+                for w in why {
+                    writeln!(f, "  - {w}")?;
+                }
+                writeln!(f)?;
+                write!(f, "{tree}")
+            }
             SpecFailure::Assertions { failed, tree } => {
                 for (i, a) in failed.iter().enumerate() {
                     writeln!(f, "{}. expected: {}", i + 1, a.expected)?;
@@ -481,11 +556,32 @@ impl SpecRunner {
         let trace_id = trace_id.ok_or_else(|| SpecFailure::NoTraceId {
             headers: "see the gateway's response".into(),
         })?;
-        let view = self
-            .client
-            .fetch_trace(&trace_id, &spec.wait)
-            .await
-            .map_err(SpecFailure::Fetch)?;
+        let view = match self.client.fetch_trace(&trace_id, &spec.wait).await {
+            Ok(v) => v,
+            Err(e @ FetchError::NotFound { .. }) => {
+                // The collector may know why: tail sampling dropped the trace.
+                let decision = self
+                    .client
+                    .sampling_decision(&trace_id)
+                    .await
+                    .ok()
+                    .flatten();
+                return Err(match decision {
+                    Some(d) => SpecFailure::NotStored {
+                        fetch: e,
+                        decision: d,
+                    },
+                    None => SpecFailure::Fetch(e),
+                });
+            }
+            Err(e) => return Err(SpecFailure::Fetch(e)),
+        };
+        if !view.is_complete() && !spec.wait.allow_incomplete {
+            return Err(SpecFailure::Incomplete {
+                why: incomplete_reasons(&view, &spec.wait),
+                tree: view.tree(),
+            });
+        }
         let ctx = CheckContext {
             client: &self.client,
             window_start_us: window_start,
@@ -537,6 +633,32 @@ impl SpecRunner {
         let body = resp.text().await.unwrap_or_default();
         Ok((status, trace_id, body))
     }
+}
+
+/// What kept `view` from counting as complete under `wait`.
+fn incomplete_reasons(view: &TraceView, wait: &Wait) -> Vec<String> {
+    let mut why = Vec::new();
+    let orphans = view.missing_parent_spans();
+    if !wait.allow_fragments && !orphans.is_empty() {
+        let names: Vec<String> = orphans.iter().map(|s| s.label()).collect();
+        why.push(format!(
+            "{} span(s) point to a parent that never arrived: {}",
+            orphans.len(),
+            names.join(", ")
+        ));
+    }
+    for m in &wait.until_present {
+        if view.find(m).is_empty() {
+            why.push(format!("{m} never arrived (wait.until_present)"));
+        }
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "the span count did not stay unchanged for {:?} before {:?}",
+            wait.quiet_period, wait.deadline
+        ));
+    }
+    why
 }
 
 /// The trace id of a response: `X-Trace-Id`, else the W3C `traceresponse` header's trace id.

@@ -564,3 +564,164 @@ async fn fetch_gives_up_at_the_deadline_and_says_so() {
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+/// A stand-in for the gateway and the query API on one port: the first route whose path prefix
+/// matches the request answers (status, extra headers, body); anything else is a 404.
+async fn routed_mock(routes: Vec<(&'static str, &'static str, String, String)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let mut read = 0;
+            while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") && read < buf.len() {
+                match sock.read(&mut buf[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => read += k,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..read]).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, headers, body) = routes
+                .iter()
+                .find(|(prefix, ..)| path.starts_with(prefix))
+                .map(|(_, s, h, b)| (*s, h.clone(), b.clone()))
+                .unwrap_or((
+                    "404 Not Found",
+                    String::new(),
+                    r#"{"data":null,"errors":[{"code":404,"msg":"trace not found"}]}"#.into(),
+                ));
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    url
+}
+
+const FIXTURE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn gateway_route() -> (&'static str, &'static str, String, String) {
+    (
+        "/orders",
+        "201 Created",
+        format!("x-trace-id: {FIXTURE_TRACE}\r\n"),
+        "{}".into(),
+    )
+}
+
+fn spec_with(wait: &str, assertions: &str) -> Spec {
+    Spec::from_yaml(
+        &format!("name: t\nrequest: {{ method: POST, url: /orders }}\nwait: {wait}\nassertions:\n{assertions}"),
+        "inline.yaml",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_spec_fails_on_a_trace_still_incomplete_at_its_deadline_unless_it_says_so() {
+    let mut broken = fixture();
+    broken.spans.retain(|s| s.operation_name != "POST /charges");
+    let trace = serde_json::to_string(&JaegerResponse::ok(vec![broken], 1)).unwrap();
+    let url = routed_mock(vec![
+        gateway_route(),
+        ("/api/traces/", "200 OK", String::new(), trace),
+    ])
+    .await;
+    let runner = lab::SpecRunner::new(&url, &url);
+    let wait = "{ deadline_ms: 600, quiet_period_ms: 100, poll_interval_ms: 50 }";
+    // Every assertion would pass on the partial trace; the spec still fails.
+    let out = runner
+        .run(&spec_with(wait, "  - services_present: [api-gateway]\n"))
+        .await;
+    let err = out.result.unwrap_err().to_string();
+    assert!(
+        err.contains("still incomplete at the deadline")
+            && err.contains("point to a parent that never arrived")
+            && err.contains("payment-service/charge"),
+        "{err}"
+    );
+    // Said explicitly: a partial trace is expected.
+    let wait =
+        "{ deadline_ms: 600, quiet_period_ms: 100, poll_interval_ms: 50, allow_incomplete: true }";
+    let out = runner
+        .run(&spec_with(wait, "  - services_present: [api-gateway]\n"))
+        .await;
+    assert!(
+        out.passed(),
+        "{:?}",
+        out.result.err().map(|e| e.to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_trace_dropped_by_tail_sampling_is_reported_as_such() {
+    let decision = format!(
+        r#"{{"data":[{{"trace_id":"{FIXTURE_TRACE}","decision":"not_sampled","policy":null,"trigger":"decision_wait","span_count":21,"decided_at_ms":1}}]}}"#
+    );
+    let url = routed_mock(vec![
+        gateway_route(),
+        (
+            "/api/v1/sampling/decisions",
+            "200 OK",
+            String::new(),
+            decision,
+        ),
+    ])
+    .await;
+    let runner = lab::SpecRunner::new(&url, &url);
+    let wait = "{ deadline_ms: 300, quiet_period_ms: 100, poll_interval_ms: 50 }";
+    let out = runner
+        .run(&spec_with(wait, "  - services_present: [api-gateway]\n"))
+        .await;
+    let err = out.result.unwrap_err().to_string();
+    assert!(
+        err.contains("not found")
+            && err.contains("tail sampling dropped it (no policy wanted it, after 21 spans")
+            && err.contains("/api/v1/sampling/decisions?traceID="),
+        "{err}"
+    );
+    // Without a recorded decision the plain "not found" stays.
+    let url = routed_mock(vec![gateway_route()]).await;
+    let out = lab::SpecRunner::new(&url, &url)
+        .run(&spec_with(wait, "  - services_present: [api-gateway]\n"))
+        .await;
+    let err = out.result.unwrap_err().to_string();
+    assert!(
+        err.contains("not found") && !err.contains("sampling"),
+        "{err}"
+    );
+}
+
+#[test]
+fn assertions_that_check_nothing_are_rejected_at_load() {
+    for (a, key, hint) in [
+        (
+            "no_error_spans: false",
+            "no_error_spans",
+            "error_spans_exactly",
+        ),
+        ("connected: false", "connected", "fragments"),
+    ] {
+        let yaml = format!(
+            "name: x\nrequest: {{ url: /orders }}\nassertions:\n  - services_present: [a]\n  - {a}\n"
+        );
+        let e = Spec::from_yaml(&yaml, "nothing.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nothing.yaml")
+                && e.contains(&format!("assertions[1].{key}"))
+                && e.contains("asserts nothing")
+                && e.contains(hint),
+            "{e}"
+        );
+    }
+    Spec::from_yaml(
+        "name: x\nrequest: { url: /orders }\nassertions:\n  - no_error_spans: true\n  - connected: true\n",
+        "fine.yaml",
+    )
+    .unwrap();
+}
