@@ -165,3 +165,124 @@ async fn tracelab_assert_cli_passes_and_fails_with_the_tree() {
     );
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 }
+
+/// No card data in any error: a card number sent in the wrong type to every JSON endpoint of
+/// every service comes back nowhere — not in the 4xx body, not in any service's log, not in any
+/// stored span (attributes, events, resource).
+#[tokio::test]
+async fn a_card_number_in_the_wrong_type_is_echoed_nowhere() {
+    const PAN: &str = "4242424242424242";
+    let s = stack();
+    let pan: u64 = PAN.parse().unwrap();
+    let endpoints: Vec<(&str, String, serde_json::Value)> = vec![
+        (
+            "POST",
+            format!("{}/orders", s.urls.gateway),
+            serde_json::json!({"items":[{"sku":"LAPTOP-1","qty":1}],"payment":{"method":"card","token":pan}}),
+        ),
+        (
+            "POST",
+            format!("{}/orders", s.urls.gateway),
+            serde_json::json!({"items":[{"sku":"LAPTOP-1","qty":PAN}],"payment":{"method":"card","token":"tok_test_123"}}),
+        ),
+        (
+            "PUT",
+            format!("{}/admin/flags", s.urls.gateway),
+            serde_json::json!({"scenario": pan}),
+        ),
+        (
+            "POST",
+            format!("{}/orders", s.urls.order),
+            serde_json::json!({"items":[{"sku":"LAPTOP-1","qty":1}],"payment":{"method":"card","token":pan}}),
+        ),
+        (
+            "POST",
+            format!("{}/charges", s.urls.payment),
+            serde_json::json!({"order_id":"ord_1","amount_cents":PAN,"currency":"USD","payment":{"method":"card","token":pan}}),
+        ),
+        (
+            "POST",
+            format!("{}/refunds", s.urls.payment),
+            serde_json::json!({"charge_id": pan, "order_id":"ord_1","amount_cents":1}),
+        ),
+        (
+            "POST",
+            format!("{}/reservations", s.urls.inventory),
+            serde_json::json!({"order_id": pan, "items":[{"sku":"LAPTOP-1","qty":PAN}]}),
+        ),
+        (
+            "PUT",
+            format!("{}/admin/slow-query", s.urls.inventory),
+            serde_json::json!({"indexed": pan}),
+        ),
+    ];
+    let from = lab::client::now_us();
+    for (method, url, body) in &endpoints {
+        let resp = common::http()
+            .request(method.parse().unwrap(), url)
+            .header("idempotency-key", "card-data-test")
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(
+            (400..500).contains(&status),
+            "{method} {url} with a card number in the wrong type: {status} {text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {url}: a JSON error body, got {text:?}: {e}"));
+        assert!(v["error"]["message"].is_string(), "{method} {url}: {text}");
+        assert!(
+            !text.contains(PAN),
+            "{method} {url} echoed the card number: {text}"
+        );
+    }
+
+    // The stored spans of every service since the requests (give the batch exporters time).
+    let client = TraceClient::new(&s.urls.query);
+    let mut scanned = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for service in ALL_SERVICES {
+        let traces = loop {
+            let t = client
+                .find_traces(&lab::TraceQuery {
+                    service: service.to_string(),
+                    start_us: Some(from),
+                    limit: Some(200),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if !t.is_empty() || std::time::Instant::now() > deadline {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        for t in traces {
+            let json = serde_json::to_string(t.trace()).unwrap();
+            assert!(
+                !json.contains(PAN),
+                "a stored {service} span holds the card number: {json}"
+            );
+            scanned += 1;
+        }
+    }
+    assert!(
+        scanned >= 4,
+        "the rejected requests left traces to scan ({scanned})"
+    );
+
+    // Every child's log file.
+    let logs = s.log_dir.clone().expect("the e2e stack logs to files");
+    for name in ALL_SERVICES.iter().chain(&["collector"]) {
+        let path = logs.join(format!("{name}.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains(PAN),
+            "{} holds the card number",
+            path.display()
+        );
+    }
+}

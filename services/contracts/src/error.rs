@@ -16,11 +16,12 @@ pub struct ErrorDetail {
 }
 
 impl ErrorBody {
+    /// The message goes through [`crate::redact::redact`]: an error body must never echo card data.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             error: ErrorDetail {
                 code: code.into(),
-                message: message.into(),
+                message: crate::redact::redact(&message.into()),
             },
         }
     }

@@ -1,5 +1,6 @@
 //! tracelab's shared contracts: the HTTP request/response types of the four checkout services, the
-//! versioned Kafka event envelope, the JSON error body, and the scenario registry.
+//! versioned Kafka event envelope, the JSON error body, card-data redaction for error text, and the
+//! scenario registry.
 //!
 //! This crate is deliberately dependency-light (serde, uuid): the services, the load generator and the
 //! lab kit all depend on it, and none of them should inherit a database or HTTP stack from it.
@@ -9,4 +10,5 @@ pub mod events;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod redact;
 pub mod scenario;

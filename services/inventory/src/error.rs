@@ -65,8 +65,10 @@ impl InventoryError {
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit },
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::UNPROCESSABLE_ENTITY => Self::Validation(rejection.body_text()),
-            _ => Self::InvalidJson(rejection.body_text()),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                Self::Validation(contracts::redact::redact(&rejection.body_text()))
+            }
+            _ => Self::InvalidJson(contracts::redact::redact(&rejection.body_text())),
         }
     }
 }

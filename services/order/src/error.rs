@@ -127,6 +127,6 @@ fn from_json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
         r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        r => ApiError::InvalidJson(r.body_text()),
+        r => ApiError::InvalidJson(contracts::redact::redact(&r.body_text())),
     }
 }

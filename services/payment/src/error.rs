@@ -89,36 +89,7 @@ impl PaymentError {
     }
 }
 
-/// serde's messages quote the offending value (`invalid type: string "4242..."`): a card number or a
-/// token sent in the wrong field would be echoed. Masks runs of 8+ digits and `tok_...` words.
-pub fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(c) = rest.chars().next() {
-        if rest.starts_with("tok_") {
-            let end = rest
-                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
-                .unwrap_or(rest.len());
-            out.push_str("tok_[redacted]");
-            rest = &rest[end..];
-        } else if c.is_ascii_digit() {
-            let end = rest
-                .find(|ch: char| !(ch.is_ascii_digit() || ch == ' ' || ch == '-'))
-                .unwrap_or(rest.len());
-            let run = &rest[..end];
-            if run.chars().filter(char::is_ascii_digit).count() >= 8 {
-                out.push_str("[redacted]");
-            } else {
-                out.push_str(run);
-            }
-            rest = &rest[end..];
-        } else {
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    out
-}
+pub use contracts::redact::redact;
 
 impl IntoResponse for PaymentError {
     fn into_response(self) -> Response {
@@ -135,22 +106,5 @@ impl IntoResponse for PaymentError {
             tracing::error!(error.type = self.code(), "{self}{chain}");
         }
         (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn masks_card_numbers_and_tokens_only() {
-        assert_eq!(
-            redact(
-                r#"invalid type: string "4242 4242-4242 4242", expected i64 at line 1 column 30"#
-            ),
-            r#"invalid type: string "[redacted]", expected i64 at line 1 column 30"#
-        );
-        assert_eq!(redact("bad tok_test_123 here"), "bad tok_[redacted] here");
-        assert_eq!(redact("amount 14999 at line 1"), "amount 14999 at line 1");
     }
 }

@@ -25,7 +25,7 @@ async fn put_flags(
     let Json(changes) = body.map_err(|r| match r {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
         r if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        r => ApiError::InvalidJson(r.body_text()),
+        r => ApiError::InvalidJson(contracts::redact::redact(&r.body_text())),
     })?;
     let flags = state.flags.update(changes)?;
     tracing::info!(flags = ?flags, "scenario flags changed");

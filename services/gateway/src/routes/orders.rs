@@ -46,8 +46,8 @@ async fn create_order(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let request: CreateOrderRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let request: CreateOrderRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidJson(contracts::redact::redact(&e.to_string())))?;
     request.validate().map_err(ApiError::Validation)?;
     state
         .orders
