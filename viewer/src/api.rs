@@ -14,7 +14,8 @@ pub const WINDOW: u64 = 5_000;
 
 #[server(prefix = "/_viewer", input = Json)]
 pub async fn list_services() -> Result<Vec<String>, ServerFnError> {
-    let r: collector_api::JaegerResponse<Vec<String>> = backend::get("/api/services", &[]).await?;
+    let r: collector_api::JaegerResponse<Vec<String>> =
+        backend::get(&["api", "services"], &[]).await?;
     let mut v = r.data;
     v.sort();
     Ok(v)
@@ -25,11 +26,8 @@ pub async fn list_operations(service: String) -> Result<Vec<String>, ServerFnErr
     if service.is_empty() {
         return Ok(Vec::new());
     }
-    let path = format!(
-        "/api/services/{}/operations",
-        crate::search::encode(&service)
-    );
-    let r: collector_api::JaegerResponse<Vec<String>> = backend::get(&path, &[]).await?;
+    let r: collector_api::JaegerResponse<Vec<String>> =
+        backend::get(&["api", "services", &service, "operations"], &[]).await?;
     let mut v = r.data;
     v.sort();
     Ok(v)
@@ -38,7 +36,7 @@ pub async fn list_operations(service: String) -> Result<Vec<String>, ServerFnErr
 #[server(prefix = "/_viewer", input = Json)]
 pub async fn search_traces(form: SearchForm) -> Result<TraceSummaries, ServerFnError> {
     let params = form.api_params().map_err(ServerFnError::new)?;
-    backend::get("/api/v1/traces", &params).await
+    backend::get(&["api", "v1", "traces"], &params).await
 }
 
 /// Traces with a span starting in `[start, end]` (µs): candidates for the other half of a trace
@@ -50,7 +48,7 @@ pub async fn traces_between(start: u64, end: u64) -> Result<Vec<TraceSummary>, S
         ("end".to_string(), end.to_string()),
         ("limit".to_string(), "100".to_string()),
     ];
-    let r: TraceSummaries = backend::get("/api/v1/traces", &params).await?;
+    let r: TraceSummaries = backend::get(&["api", "v1", "traces"], &params).await?;
     Ok(r.data)
 }
 
@@ -66,7 +64,7 @@ pub async fn load_span_window(
         ("offset".to_string(), offset.to_string()),
         ("limit".to_string(), limit.min(10_000).to_string()),
     ];
-    backend::get(&format!("/api/v1/traces/{id}/spans"), &params).await
+    backend::get(&["api", "v1", "traces", &id, "spans"], &params).await
 }
 
 /// The tail-sampling decision recorded for a trace, if the collector made one.
@@ -82,7 +80,7 @@ pub async fn find_sampling_decision(
         ("traceID".to_string(), trace_id),
         ("limit".to_string(), "1".to_string()),
     ];
-    let r: Decisions = backend::get("/api/v1/sampling/decisions", &params).await?;
+    let r: Decisions = backend::get(&["api", "v1", "sampling", "decisions"], &params).await?;
     Ok(r.data.into_iter().next())
 }
 
@@ -106,8 +104,9 @@ pub mod backend {
         BASE.get().map_or("http://127.0.0.1:16686", String::as_str)
     }
 
+    /// GET `base/seg1/seg2…?params` on the query API, each segment and parameter percent-encoded.
     pub async fn get<T: DeserializeOwned>(
-        path: &str,
+        segments: &[&str],
         params: &[(String, String)],
     ) -> Result<T, ServerFnError> {
         let client = CLIENT.get_or_init(|| {
@@ -116,17 +115,18 @@ pub mod backend {
                 .build()
                 .expect("reqwest client")
         });
-        let qs: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", crate::search::encode(v)))
-            .collect();
-        let url = if qs.is_empty() {
-            format!("{}{path}", base())
-        } else {
-            format!("{}{path}?{}", base(), qs.join("&"))
-        };
+        let mut url = reqwest::Url::parse(base())
+            .map_err(|e| ServerFnError::new(format!("QUERY_API_URL {}: {e}", base())))?;
+        url.path_segments_mut()
+            .map_err(|_| ServerFnError::new(format!("QUERY_API_URL {} takes no path", base())))?
+            .pop_if_empty()
+            .extend(segments);
+        if !params.is_empty() {
+            url.query_pairs_mut().extend_pairs(params);
+        }
+        let path = url.path().to_string();
         let resp =
-            client.get(&url).send().await.map_err(|e| {
+            client.get(url.clone()).send().await.map_err(|e| {
                 ServerFnError::new(format!("query API at {} unreachable: {e}", base()))
             })?;
         let status = resp.status();

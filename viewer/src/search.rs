@@ -120,21 +120,6 @@ impl SearchForm {
         }
         Ok(p)
     }
-
-    /// This form as a `/search?…` link in Jaeger UI's shape (tags as a JSON object).
-    pub fn href(&self) -> String {
-        let mut q: Vec<(String, String)> = self.api_params().unwrap_or_default();
-        if let Ok(t) = parse_tags(&self.tags)
-            && t.is_empty()
-        {
-            q.retain(|(k, _)| k != "tags");
-        }
-        let qs: Vec<String> = q
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        format!("/search?{}", qs.join("&"))
-    }
 }
 
 /// `key=value` pairs separated by spaces (values may be `"quoted with spaces"`), or a JSON object.
@@ -200,20 +185,6 @@ fn tags_to_text(t: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
-/// Percent-encoding for a query value (RFC 3986 unreserved characters stay).
-pub fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,10 +216,6 @@ mod tests {
         assert_eq!(get("minDuration"), Some("1.2s"));
         assert_eq!(get("lookback"), Some("2d"));
         assert_eq!(get("operation"), None);
-        assert!(
-            f.href()
-                .starts_with("/search?service=payment-service&tags=%7B")
-        );
     }
 
     #[test]
