@@ -315,10 +315,6 @@ impl TraceClient {
         &self,
         trace_id: &str,
     ) -> Result<Option<collector_api::v1::SamplingDecision>, FetchError> {
-        #[derive(serde::Deserialize)]
-        struct Decisions {
-            data: Vec<collector_api::v1::SamplingDecision>,
-        }
         let base = format!("{}/api/v1/sampling/decisions", self.base);
         let url = reqwest::Url::parse_with_params(&base, &[("traceID", trace_id), ("limit", "1")])
             .map(String::from)
@@ -327,7 +323,7 @@ impl TraceClient {
         if status != 200 {
             return Ok(None);
         }
-        let d: Decisions =
+        let d: collector_api::v1::DecisionsResponse =
             serde_json::from_str(&body).map_err(|source| FetchError::Decode { url, source })?;
         Ok(d.data.into_iter().next())
     }

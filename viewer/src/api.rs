@@ -72,15 +72,12 @@ pub async fn load_span_window(
 pub async fn find_sampling_decision(
     trace_id: String,
 ) -> Result<Option<SamplingDecision>, ServerFnError> {
-    #[derive(serde::Deserialize)]
-    struct Decisions {
-        data: Vec<SamplingDecision>,
-    }
     let params = vec![
         ("traceID".to_string(), trace_id),
         ("limit".to_string(), "1".to_string()),
     ];
-    let r: Decisions = backend::get(&["api", "v1", "sampling", "decisions"], &params).await?;
+    let r: collector_api::v1::DecisionsResponse =
+        backend::get(&["api", "v1", "sampling", "decisions"], &params).await?;
     Ok(r.data.into_iter().next())
 }
 

@@ -1,6 +1,7 @@
 //! tracelab's own endpoints under `/api/v1` — what Jaeger's API has no shape for:
 //!
 //! - `GET /api/v1/sampling` → [`SamplingStatsResponse`]: per-policy kept/dropped counts and recent decisions.
+//! - `GET /api/v1/sampling/decisions?traceID=` → [`DecisionsResponse`]: the persisted decision history.
 //! - `GET /api/v1/traces/{id}/spans?offset=&limit=` → [`SpanWindow`]: a window of a huge trace's spans
 //!   ordered by start time, with the total, so a viewer never loads 100k spans at once.
 //! - `GET /api/v1/traces?<Jaeger search params>` → [`TraceSummaries`]: search results without the spans.
@@ -50,6 +51,12 @@ pub struct SamplingDecision {
     pub span_count: u64,
     /// Unix ms.
     pub decided_at_ms: i64,
+}
+
+/// `GET /api/v1/sampling/decisions?traceID=&limit=`: persisted decisions, most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DecisionsResponse {
+    pub data: Vec<SamplingDecision>,
 }
 
 /// Counts of one policy (in config order). A policy "kept" a trace when it was the one credited for

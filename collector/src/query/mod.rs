@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use collector_api::jaeger::{DependencyLink, JaegerResponse, Operation, Trace};
 use collector_api::v1::{
-    ApiError, LogsResponse, SamplingStatsResponse, SpanWindow, TraceSummaries,
+    ApiError, DecisionsResponse, LogsResponse, SamplingStatsResponse, SpanWindow, TraceSummaries,
 };
 use serde::Deserialize;
 
@@ -290,11 +290,6 @@ async fn sampling(
 ) -> Result<Json<SamplingStatsResponse>, V1Failure> {
     let limit = params::opt_u64(&q, "limit")?.unwrap_or(100).min(10_000) as usize;
     Ok(Json(s.stats.snapshot(limit)))
-}
-
-#[derive(serde::Serialize)]
-struct DecisionsResponse {
-    data: Vec<collector_api::v1::SamplingDecision>,
 }
 
 async fn decisions(
