@@ -275,6 +275,37 @@ impl TraceView {
         }
     }
 
+    /// `then` starts at least `gap` after `first` ends (`first` before `then` with a wait between
+    /// them: a message that sat in a backlog, a request that queued).
+    pub fn assert_starts_after(
+        &self,
+        then: &SpanMatcher,
+        first: &SpanMatcher,
+        gap: Duration,
+    ) -> Check {
+        let a = self.expect_span(first)?;
+        let b = self.expect_span(then)?;
+        let a_end = a.iter().max_by_key(|s| s.end_us()).expect("non-empty");
+        let b_start = b.iter().min_by_key(|s| s.start_us()).expect("non-empty");
+        let waited = b_start.start_us().saturating_sub(a_end.end_us());
+        if b_start.start_us() >= a_end.end_us() && Duration::from_micros(waited) >= gap {
+            Ok(())
+        } else {
+            Err(self.fail(
+                format!(
+                    "{then} to start at least {} after {first} ends",
+                    fmt_duration(gap)
+                ),
+                format!(
+                    "{} starts {} after {} ends",
+                    b_start.label(),
+                    fmt_duration(Duration::from_micros(waited)),
+                    a_end.label()
+                ),
+            ))
+        }
+    }
+
     /// The root span is shorter than `max`.
     pub fn assert_root_duration_below(&self, max: Duration) -> Check {
         let Some(root) = self.root() else {

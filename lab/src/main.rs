@@ -32,7 +32,7 @@ enum PortMode {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Start the collector, the four services, the embedded Kafka (and the viewer when built);
+    /// Start the collector, card-provider, the four services, the embedded Kafka (and the viewer when built);
     /// Ctrl-C stops everything.
     Up(UpArgs),
     /// Run YAML trace specs (a request + assertions on its trace) against a running stack.
@@ -212,6 +212,10 @@ async fn up(args: UpArgs) -> ExitCode {
     println!(
         "  services       order {}  payment {}  inventory {}",
         u.order, u.payment, u.inventory
+    );
+    println!(
+        "  card-provider  {}   (the outside world: card and mail APIs, no spans)",
+        u.provider
     );
     println!("  kafka          {} ({kafka_note})", u.kafka_brokers);
     println!("  databases      {db_note}");

@@ -64,6 +64,10 @@ pub struct RequestSpec {
     pub body: Option<Value>,
     #[serde(default)]
     pub expect_status: Option<u16>,
+    /// Copies of this request sent at once just before it (their traces are not checked), so it
+    /// meets a queue: how `kafka.consumer_lag`'s spec builds a consumer backlog. At most 100.
+    #[serde(default)]
+    pub backlog: usize,
 }
 
 fn default_method() -> String {
@@ -95,6 +99,12 @@ pub enum Assertion {
     EndsBeforeStarts {
         first: SpanMatcher,
         then: SpanMatcher,
+    },
+    /// `span` starts at least `min_ms` after `after` ends.
+    StartsAfter {
+        span: SpanMatcher,
+        after: SpanMatcher,
+        min_ms: u64,
     },
     RootDurationBelowMs(u64),
     Duration {
@@ -188,6 +198,11 @@ impl Assertion {
             Assertion::EndsBeforeStarts { first, then } => {
                 view.assert_ends_before_starts(first, then)
             }
+            Assertion::StartsAfter {
+                span,
+                after,
+                min_ms,
+            } => view.assert_starts_after(span, after, Duration::from_millis(*min_ms)),
             Assertion::RootDurationBelowMs(ms) => {
                 view.assert_root_duration_below(Duration::from_millis(*ms))
             }
@@ -539,6 +554,25 @@ impl SpecRunner {
         spec: &Spec,
         out: &mut SpecOutcome,
     ) -> Result<TraceView, SpecFailure> {
+        if spec.request.backlog > 100 {
+            return Err(SpecFailure::Request(format!(
+                "request.backlog is {}, at most 100",
+                spec.request.backlog
+            )));
+        }
+        let backlog = (0..spec.request.backlog).map(|_| self.send(&spec.request));
+        for sent in futures::future::join_all(backlog).await {
+            let (status, _, body) = sent?;
+            if let Some(expected) = spec.request.expect_status
+                && expected != status
+            {
+                return Err(SpecFailure::Status {
+                    expected,
+                    got: status,
+                    body: format!("(a backlog request) {body}"),
+                });
+            }
+        }
         let window_start = now_us();
         let (status, trace_id, body) = self.send(&spec.request).await?;
         let window_end = now_us();

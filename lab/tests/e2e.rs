@@ -84,14 +84,117 @@ async fn checkout_spec_passes() {
     run_spec(stack(), "checkout").await;
 }
 
-#[tokio::test]
-async fn payment_slow_makes_charge_the_bottleneck() {
-    run_spec(stack(), "payment.slow").await;
+/// PUTs a run-time fix (or its undo) and checks it was taken.
+async fn put_json(url: &str, body: serde_json::Value) {
+    let resp = common::http()
+        .put(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = resp.status();
+    assert!(
+        status.is_success(),
+        "PUT {url}: {status} {}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+/// The trace of one order placed under `scenario`, once `until` has arrived.
+async fn order_trace(scenario: &str, expect: u16, until: SpanMatcher) -> lab::TraceView {
+    let s = stack();
+    let (status, trace_id, body) = place_order(&s.urls.gateway, scenario).await;
+    assert_eq!(status, expect, "{scenario}: {body}");
+    TraceClient::new(&s.urls.query)
+        .fetch_trace(
+            &trace_id.expect("trace id"),
+            &Wait::default().until_present(until),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn longest(view: &lab::TraceView, m: &SpanMatcher) -> Duration {
+    view.find(m)
+        .iter()
+        .map(|s| s.duration())
+        .max()
+        .unwrap_or_else(|| panic!("no {m} in\n{}", view.tree()))
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// The provider policy payment-service ships with (what each fix test restores).
+fn shipped_policy() -> serde_json::Value {
+    serde_json::json!({"timeout_ms": 10000, "max_attempts": 3, "retry_backoff_ms": 600})
 }
 
 #[tokio::test]
-async fn provider_slow_puts_the_time_in_the_provider_call() {
-    run_spec(stack(), "provider.slow").await;
+async fn payment_slow_is_retry_backoff_and_a_short_backoff_fixes_it() {
+    let s = stack();
+    let charge = SpanMatcher::name("charge").service("payment-service");
+    let before = run_spec(s, "payment.slow").await;
+    let url = format!("{}/admin/provider", s.urls.payment);
+    put_json(
+        &url,
+        serde_json::json!({"timeout_ms": 10000, "max_attempts": 3, "retry_backoff_ms": 25}),
+    )
+    .await;
+    let after = order_trace("payment.slow", 201, SpanMatcher::name("reserve_inventory")).await;
+    put_json(&url, shipped_policy()).await;
+    let attempts = SpanMatcher::name("stripe.create_charge").service("payment-service");
+    println!(
+        "payment.slow: charge {} ms of {} ms before the fix, {} ms of {} ms after ({} attempts both times)",
+        ms(longest(&before, &charge)),
+        ms(before.duration()),
+        ms(longest(&after, &charge)),
+        ms(after.duration()),
+        after.find(&attempts).len()
+    );
+    assert_eq!(after.find(&attempts).len(), 3, "the fix keeps the retries");
+    assert!(
+        longest(&after, &charge) < longest(&before, &charge) / 4,
+        "the wait between attempts is gone:\n{}",
+        after.tree()
+    );
+}
+
+#[tokio::test]
+async fn provider_slow_puts_the_time_in_the_provider_call_and_a_timeout_bounds_it() {
+    let s = stack();
+    let stripe = SpanMatcher::name("stripe.create_charge").service("payment-service");
+    let before = run_spec(s, "provider.slow").await;
+    let url = format!("{}/admin/provider", s.urls.payment);
+    put_json(
+        &url,
+        serde_json::json!({"timeout_ms": 1000, "max_attempts": 3, "retry_backoff_ms": 600}),
+    )
+    .await;
+    let after = order_trace("provider.slow", 504, stripe.clone()).await;
+    put_json(&url, shipped_policy()).await;
+    println!(
+        "provider.slow: stripe.create_charge {} ms, request {} ms before the fix; {} ms (timed out), request {} ms, 504 after",
+        ms(longest(&before, &stripe)),
+        ms(before.duration()),
+        ms(longest(&after, &stripe)),
+        ms(after.duration())
+    );
+    assert!(longest(&after, &stripe) >= Duration::from_millis(1000));
+    assert!(
+        after.duration() < before.duration() / 2,
+        "the checkout fails fast:\n{}",
+        after.tree()
+    );
+    assert!(
+        after
+            .find(&stripe.clone().status(lab::SpanStatus::Error))
+            .len()
+            == 1,
+        "one timed-out CLIENT span, not retried:\n{}",
+        after.tree()
+    );
 }
 
 #[tokio::test]
@@ -105,18 +208,86 @@ async fn inventory_out_of_stock_is_409_with_a_refund() {
 }
 
 #[tokio::test]
-async fn inventory_slow_query_dominates_inventory() {
-    run_spec(stack(), "inventory.slow_query").await;
+async fn inventory_slow_query_dominates_inventory_and_the_index_fixes_it() {
+    let s = stack();
+    let query = SpanMatcher::name("SELECT stock_movements").service("inventory-service");
+    let before = run_spec(s, "inventory.slow_query").await;
+    let url = format!("{}/admin/slow-query", s.urls.inventory);
+    put_json(&url, serde_json::json!({"indexed": true})).await;
+    let after = order_trace("inventory.slow_query", 201, query.clone()).await;
+    put_json(&url, serde_json::json!({"indexed": false})).await;
+    println!(
+        "inventory.slow_query: SELECT stock_movements {:.1} ms unindexed, {:.1} ms with the index",
+        longest(&before, &query).as_secs_f64() * 1000.0,
+        longest(&after, &query).as_secs_f64() * 1000.0
+    );
+    assert!(
+        longest(&after, &query) < longest(&before, &query) / 2,
+        "{}",
+        after.tree()
+    );
+}
+
+/// The fix is in code (every outgoing call through `telemetry::http::client()`), so the trace
+/// change is shown against the same request on the instrumented path.
+#[tokio::test]
+async fn propagation_broken_splits_the_trace_and_the_instrumented_client_joins_it() {
+    let broken = run_spec(stack(), "propagation.broken").await;
+    let fixed = order_trace("checkout", 201, SpanMatcher::name("POST /charges")).await;
+    println!(
+        "propagation.broken: services in the trace {:?} with the plain client, {:?} with the instrumented one",
+        broken.services(),
+        fixed.services()
+    );
+    assert!(!broken.services().contains(&"payment-service"));
+    fixed
+        .assert_services_present(&ALL_SERVICES)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The gap between a message's PRODUCER span ending and its CONSUMER span starting.
+fn queued(view: &lab::TraceView) -> Duration {
+    let producer = SpanMatcher::name("send orders").kind(SpanKind::Producer);
+    let consumer = SpanMatcher::name("process orders").kind(SpanKind::Consumer);
+    let end = view
+        .find(&producer)
+        .iter()
+        .map(|s| s.start_us() + s.duration().as_micros() as u64)
+        .max()
+        .expect("producer");
+    let start = view
+        .find(&consumer)
+        .iter()
+        .map(|s| s.start_us())
+        .min()
+        .expect("consumer");
+    Duration::from_micros(start.saturating_sub(end))
 }
 
 #[tokio::test]
-async fn propagation_broken_splits_the_trace() {
-    run_spec(stack(), "propagation.broken").await;
-}
-
-#[tokio::test]
-async fn kafka_consumer_lag_still_links_the_consumer() {
-    run_spec(stack(), "kafka.consumer_lag").await;
+async fn kafka_consumer_lag_is_a_slow_mail_step_and_concurrency_fixes_it() {
+    let s = stack();
+    let before = run_spec(s, "kafka.consumer_lag").await;
+    let url = format!("{}/admin/consumer", s.urls.inventory);
+    put_json(&url, serde_json::json!({"concurrency": 8})).await;
+    // The spec's shape again: three orders queued ahead, then the measured one.
+    let backlog = (0..3).map(|_| place_order(&s.urls.gateway, "kafka.consumer_lag"));
+    for (status, _, body) in futures::future::join_all(backlog).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let after = order_trace(
+        "kafka.consumer_lag",
+        201,
+        SpanMatcher::name("send_confirmation_email"),
+    )
+    .await;
+    put_json(&url, serde_json::json!({"concurrency": 1})).await;
+    println!(
+        "kafka.consumer_lag: consumer started {} ms after its producer behind 3 queued messages at concurrency 1, {} ms at concurrency 8",
+        ms(queued(&before)),
+        ms(queued(&after))
+    );
+    assert!(queued(&after) < queued(&before) / 2, "{}", after.tree());
 }
 
 /// `tracelab assert` as a user runs it: a passing spec exits 0 with PASS; a spec whose
@@ -214,6 +385,16 @@ async fn a_card_number_in_the_wrong_type_is_echoed_nowhere() {
             "PUT",
             format!("{}/admin/slow-query", s.urls.inventory),
             serde_json::json!({"indexed": pan}),
+        ),
+        (
+            "PUT",
+            format!("{}/admin/consumer", s.urls.inventory),
+            serde_json::json!({"concurrency": pan}),
+        ),
+        (
+            "PUT",
+            format!("{}/admin/provider", s.urls.payment),
+            serde_json::json!({"timeout_ms": pan, "max_attempts": 3, "retry_backoff_ms": 25}),
         ),
     ];
     let from = lab::client::now_us();

@@ -49,6 +49,9 @@ pub const SERVICES: [&str; 4] = [
     "api-gateway",
 ];
 pub const COLLECTOR: &str = "collector";
+/// The simulator of the outside world (card API, mail API); it starts before the services that
+/// call it and emits no spans.
+pub const PROVIDER: &str = "card-provider";
 /// Start-up attempts with automatically picked ports (see [`Stack::start`]).
 pub const PORT_ATTEMPTS: u32 = 3;
 pub const VIEWER: &str = "viewer";
@@ -156,6 +159,8 @@ pub struct StackUrls {
     pub order: String,
     pub payment: String,
     pub inventory: String,
+    /// card-provider (the outside world's card and mail APIs).
+    pub provider: String,
     /// The collector's query API (Jaeger HTTP API + `/api/v1`).
     pub query: String,
     pub otlp_grpc: String,
@@ -174,6 +179,7 @@ impl StackUrls {
             order: u(p.order),
             payment: u(p.payment),
             inventory: u(p.inventory),
+            provider: u(p.provider),
             query: u(p.query),
             otlp_grpc: u(p.otlp_grpc),
             otlp_http: u(p.otlp_http),
@@ -255,6 +261,8 @@ fn service_env(opts: &StackOptions, urls: &StackUrls) -> Vec<(String, String)> {
         ("ORDER_SERVICE_URL".into(), urls.order.clone()),
         ("PAYMENT_SERVICE_URL".into(), urls.payment.clone()),
         ("INVENTORY_SERVICE_URL".into(), urls.inventory.clone()),
+        ("PAYMENT_PROVIDER_URL".into(), urls.provider.clone()),
+        ("INVENTORY_MAIL_URL".into(), urls.provider.clone()),
         ("KAFKA_BROKERS".into(), urls.kafka_brokers.clone()),
     ]
 }
@@ -314,7 +322,8 @@ impl Stack {
                 site.display()
             );
         }
-        let mut missing: Vec<String> = std::iter::once(COLLECTOR)
+        let mut missing: Vec<String> = [COLLECTOR, PROVIDER]
+            .into_iter()
             .chain(SERVICES)
             .filter(|b| !opts.bin_dir.join(b).is_file())
             .map(String::from)
@@ -405,6 +414,28 @@ impl Stack {
         self.wait_ready(
             COLLECTOR,
             &format!("{}/", self.urls.collector_health),
+            opts.ready_timeout,
+        )
+        .await?;
+
+        let provider = ChildSpec {
+            name: PROVIDER.into(),
+            program: opts.bin_dir.join(PROVIDER),
+            args: vec![],
+            env: [
+                ("PORT".to_owned(), p.provider.to_string()),
+                ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
+                ("RUST_LOG".to_owned(), opts.rust_log.clone()),
+            ]
+            .into_iter()
+            .chain(opts.extra_env.iter().cloned())
+            .collect(),
+            cwd: None,
+        };
+        self.spawn(&provider, opts, exits.clone()).await?;
+        self.wait_ready(
+            PROVIDER,
+            &format!("{}/health", self.urls.provider),
             opts.ready_timeout,
         )
         .await?;

@@ -16,11 +16,13 @@ pub struct Ports {
     pub prometheus: u16,
     pub health: u16,
     pub viewer: u16,
+    /// card-provider, the simulator of the outside world.
+    pub provider: u16,
 }
 
 impl Ports {
     /// The brief's ports: gateway 8080, order 8081, payment 8082, inventory 8083, OTLP 4317/4318,
-    /// query API 16686, Prometheus 8889, collector health 13133, viewer 3000.
+    /// query API 16686, Prometheus 8889, collector health 13133, viewer 3000, card-provider 8090.
     pub fn defaults() -> Self {
         Self {
             gateway: 8080,
@@ -33,20 +35,21 @@ impl Ports {
             prometheus: 8889,
             health: 13133,
             viewer: 3000,
+            provider: 8090,
         }
     }
 
-    /// Ten distinct free ports, drawn at random from below the kernel's ephemeral range, so the
+    /// Eleven distinct free ports, drawn at random from below the kernel's ephemeral range, so the
     /// ports the OS hands out for `bind(0)` and outgoing connections (the MockCluster's listener,
     /// every client socket) cannot take one between picking and binding. Each is checked by
-    /// binding it; all are held until the ten are chosen, so none is handed out twice. A port
+    /// binding it; all are held until the eleven are chosen, so none is handed out twice. A port
     /// can still be taken by another launcher picking at the same moment: `Stack::start` retries.
     pub fn auto() -> std::io::Result<Self> {
         let (lo, hi) = pick_range();
         let mut rng = Rng::seeded();
         let mut held: Vec<TcpListener> = Vec::new();
         for _ in 0..2000 {
-            if held.len() == 10 {
+            if held.len() == 11 {
                 break;
             }
             let port = lo + (rng.next() % u64::from(hi - lo)) as u16;
@@ -55,7 +58,7 @@ impl Ports {
             }
         }
         // Fall back to the OS's choice if the range is crowded.
-        while held.len() < 10 {
+        while held.len() < 11 {
             held.push(TcpListener::bind("127.0.0.1:0")?);
         }
         let p: Vec<u16> = held
@@ -73,6 +76,7 @@ impl Ports {
             prometheus: p[7],
             health: p[8],
             viewer: p[9],
+            provider: p[10],
         })
     }
 }

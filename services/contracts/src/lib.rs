@@ -10,5 +10,6 @@ pub mod events;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod provider;
 pub mod redact;
 pub mod scenario;

@@ -60,17 +60,29 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_FIX_SLOW_QUERY")]
     pub fix_slow_query: Option<bool>,
 
-    /// Extra processing time per message under scenario `kafka.consumer_lag`, in ms.
-    #[arg(long, env = "INVENTORY_CONSUMER_LAG_DELAY_MS", default_value_t = 2000)]
-    pub consumer_lag_delay_ms: u64,
+    /// Base URL of the mail API the consumer sends confirmation e-mails through (card-provider's
+    /// `/v1/emails` in the demo).
+    #[arg(
+        long,
+        env = "INVENTORY_MAIL_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub mail_url: String,
 
-    /// Simulated e-mail provider latency of `send_confirmation_email`, in ms.
-    #[arg(long, env = "INVENTORY_EMAIL_LATENCY_MS", default_value_t = 10)]
-    pub email_latency_ms: u64,
+    /// Timeout of one mail API call, in ms.
+    #[arg(long, env = "INVENTORY_MAIL_TIMEOUT_MS", default_value_t = 10_000)]
+    pub mail_timeout_ms: u64,
+
+    /// Messages the orders consumer processes at once. 1 (one at a time, each waiting for its
+    /// e-mail) is scenario `kafka.consumer_lag`'s bug; more is its fix (`PUT /admin/consumer`
+    /// changes it at run time). Offsets are committed in order whatever the value.
+    #[arg(long, env = "INVENTORY_CONSUMER_CONCURRENCY", default_value_t = 1)]
+    pub consumer_concurrency: usize,
 }
 
 impl Config {
-    /// Loopback, port 0, the given database, a small movement history (20k rows: enough for the
+    /// Loopback, port 0, the given database, the mail API at card-provider's default address (tests
+    /// that consume point `mail_url` at a simulator they start), a small movement history (20k rows: enough for the
     /// query plans to differ, quick to seed) and, with a broker, the `consumer` group protocol that
     /// librdkafka's MockCluster serves without the classic protocol's 3 s initial rebalance delay.
     pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
@@ -86,8 +98,9 @@ impl Config {
             kafka_group_protocol: "consumer".to_owned(),
             seed_movements: 20_000,
             fix_slow_query: None,
-            consumer_lag_delay_ms: 2000,
-            email_latency_ms: 10,
+            mail_url: "http://127.0.0.1:8090".to_owned(),
+            mail_timeout_ms: 10_000,
+            consumer_concurrency: 1,
         }
     }
 
@@ -99,12 +112,8 @@ impl Config {
             .filter(|b| !b.is_empty())
     }
 
-    pub fn consumer_lag_delay(&self) -> Duration {
-        Duration::from_millis(self.consumer_lag_delay_ms)
-    }
-
-    pub fn email_latency(&self) -> Duration {
-        Duration::from_millis(self.email_latency_ms)
+    pub fn mail_timeout(&self) -> Duration {
+        Duration::from_millis(self.mail_timeout_ms)
     }
 }
 
@@ -128,8 +137,9 @@ mod tests {
             "KAFKA_GROUP_PROTOCOL",
             "INVENTORY_SEED_MOVEMENTS",
             "INVENTORY_FIX_SLOW_QUERY",
-            "INVENTORY_CONSUMER_LAG_DELAY_MS",
-            "INVENTORY_EMAIL_LATENCY_MS",
+            "INVENTORY_MAIL_URL",
+            "INVENTORY_MAIL_TIMEOUT_MS",
+            "INVENTORY_CONSUMER_CONCURRENCY",
         ] {
             assert!(help.contains(var), "--help misses {var}");
         }

@@ -31,6 +31,9 @@ pub enum InventoryError {
         available: i64,
     },
 
+    #[error("mail API: {0}")]
+    Mail(String),
+
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -43,6 +46,7 @@ impl InventoryError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::OutOfStock { .. } => StatusCode::CONFLICT,
+            Self::Mail(_) => StatusCode::BAD_GATEWAY,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +59,7 @@ impl InventoryError {
             Self::Validation(_) => codes::VALIDATION_FAILED,
             Self::UnknownSku(_) => codes::UNKNOWN_SKU,
             Self::OutOfStock { .. } => codes::OUT_OF_STOCK,
+            Self::Mail(_) => "mail_unavailable",
             Self::Database(_) => codes::INTERNAL,
         }
     }

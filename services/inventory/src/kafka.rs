@@ -1,8 +1,15 @@
 //! The `orders` consumer: a StreamConsumer in group `inventory-service` that processes each message
 //! inside telemetry's CONSUMER span (child of the producer span, plus a link), records consumer lag
-//! and message age, and commits the offset only after processing.
+//! and message age, and commits an offset only once it and every message before it are processed.
+//!
+//! Up to [`Concurrency`] messages are processed at once. With 1 — the shipped default and scenario
+//! `kafka.consumer_lag`'s bug — each message waits for the previous one's e-mail, so when the mail
+//! API is slow every later message starts later and lag grows. Raising it (`PUT /admin/consumer`)
+//! is the fix: messages overlap, and [`OffsetTracker`] still commits in order, so a crash never
+//! skips an unprocessed message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +17,12 @@ use contracts::scenario::{ATTRIBUTE, BAGGAGE_KEY, Scenario};
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -88,13 +97,74 @@ pub fn create_consumer(config: &Config, brokers: &str) -> KafkaResult<OrdersStre
     Ok(consumer)
 }
 
-/// The consume loop and what it needs.
-pub struct OrderConsumer {
-    consumer: OrdersStreamConsumer,
+/// How many messages the consumer processes at once; shared with `PUT /admin/consumer`.
+#[derive(Debug, Clone)]
+pub struct Concurrency(Arc<AtomicUsize>);
+
+/// The most messages in flight at once that `PUT /admin/consumer` accepts.
+pub const MAX_CONCURRENCY: usize = 64;
+
+impl Concurrency {
+    pub fn new(n: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(n.clamp(1, MAX_CONCURRENCY))))
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn set(&self, n: usize) {
+        self.0.store(n.clamp(1, MAX_CONCURRENCY), Ordering::Relaxed);
+    }
+}
+
+/// In-order commits over out-of-order completion: per partition, the offsets still in flight and
+/// the highest one finished. The committable position is the lowest offset in flight (or one past
+/// the highest finished when none is), so a commit never covers a message not yet processed.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<(String, i32), (BTreeSet<i64>, Option<i64>)>,
+}
+
+impl OffsetTracker {
+    pub fn start(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.partitions
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .0
+            .insert(offset);
+    }
+
+    /// Marks `offset` done; the position to commit now (the next offset to read), if it moved.
+    pub fn finish(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let (in_flight, done) = self.partitions.get_mut(&(topic.to_owned(), partition))?;
+        let before = Self::position(in_flight, *done);
+        in_flight.remove(&offset);
+        *done = Some(done.map_or(offset, |d| d.max(offset)));
+        let after = Self::position(in_flight, *done);
+        (after > before).then_some(after).flatten()
+    }
+
+    fn position(in_flight: &BTreeSet<i64>, done: Option<i64>) -> Option<i64> {
+        match in_flight.first() {
+            Some(lowest) => Some(*lowest),
+            None => done.map(|d| d + 1),
+        }
+    }
+}
+
+/// What processing one message needs; cloned into each in-flight task.
+#[derive(Clone)]
+struct Worker {
     group: String,
     handler: OrderEventHandler,
     metrics: Metrics,
     watermarks: Watermarks,
+}
+
+/// The consume loop and what it needs.
+pub struct OrderConsumer {
+    consumer: OrdersStreamConsumer,
+    worker: Worker,
+    concurrency: Concurrency,
 }
 
 /// How long shutdown waits for the consumer to leave its group.
@@ -130,36 +200,77 @@ impl OrderConsumer {
         group: String,
         handler: OrderEventHandler,
         metrics: Metrics,
+        concurrency: Concurrency,
     ) -> Self {
         let watermarks = consumer.context().watermarks.clone();
         Self {
             consumer,
-            group,
-            handler,
-            metrics,
-            watermarks,
+            worker: Worker {
+                group,
+                handler,
+                metrics,
+                watermarks,
+            },
+            concurrency,
         }
     }
 
-    /// Consumes until `shutdown` turns true. A message being processed is finished first.
+    fn commit(&self, topic: &str, partition: i32, next: i64) {
+        let mut list = TopicPartitionList::new();
+        if let Err(err) = list.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            tracing::warn!(error = %err, "offset not committable");
+            return;
+        }
+        if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(error = %err, "offset commit failed; the message may be redelivered");
+        }
+    }
+
+    fn finished(
+        &self,
+        tracker: &mut OffsetTracker,
+        done: Result<(String, i32, i64), tokio::task::JoinError>,
+    ) {
+        match done {
+            Ok((topic, partition, offset)) => {
+                if let Some(next) = tracker.finish(&topic, partition, offset) {
+                    self.commit(&topic, partition, next);
+                }
+            }
+            // Its offset stays in flight, so nothing after it is committed: after a restart the
+            // message is redelivered (the handler is idempotent).
+            Err(err) => tracing::error!(error = %err, "processing a message panicked"),
+        }
+    }
+
+    /// Consumes until `shutdown` turns true. Messages being processed are finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(group = %self.group, "orders consumer started");
+        tracing::info!(group = %self.worker.group, concurrency = self.concurrency.get(), "orders consumer started");
+        let mut tasks: JoinSet<(String, i32, i64)> = JoinSet::new();
+        let mut tracker = OffsetTracker::default();
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            let room = tasks.len() < self.concurrency.get();
             tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         break;
                     }
                 }
-                received = self.consumer.recv() => match received {
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.finished(&mut tracker, done);
+                }
+                received = self.consumer.recv(), if room => match received {
                     Ok(msg) => {
-                        self.process(&msg).await;
-                        if let Err(err) = self.consumer.commit_message(&msg, CommitMode::Async) {
-                            tracing::warn!(error = %err, "offset commit failed; the message may be redelivered");
-                        }
+                        let msg = msg.detach();
+                        tracker.start(msg.topic(), msg.partition(), msg.offset());
+                        let worker = self.worker.clone();
+                        tasks.spawn(async move {
+                            worker.process(&msg).await;
+                            (msg.topic().to_owned(), msg.partition(), msg.offset())
+                        });
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "kafka receive failed");
@@ -171,17 +282,19 @@ impl OrderConsumer {
                 }
             }
         }
-        // Queue a commit of the final position; closing the consumer (on drop) serves it. Not Sync:
-        // with the broker down that could block shutdown for a long time, and a redelivery after a
-        // restart is harmless (the handler is idempotent).
-        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Async) {
-            tracing::debug!(error = %err, "final offset commit skipped");
+        while let Some(done) = tasks.join_next().await {
+            self.finished(&mut tracker, done);
         }
+        // The drained tasks queued their (async) commits; closing the consumer serves them. Not
+        // Sync: with the broker down that could block shutdown for a long time, and a redelivery
+        // after a restart is harmless (the handler is idempotent).
         close_bounded(self.consumer, CLOSE_TIMEOUT).await;
         tracing::info!("orders consumer stopped");
     }
+}
 
-    async fn process(&self, msg: &BorrowedMessage<'_>) {
+impl Worker {
+    async fn process(&self, msg: &OwnedMessage) {
         let span = telemetry::kafka::consumer_span(msg, &self.group);
         let lag = self.lag(msg);
         async {
@@ -242,9 +355,54 @@ impl OrderConsumer {
 
     /// High watermark − offset of this message (the messages not yet processed, itself included);
     /// `None` until librdkafka's first statistics report.
-    fn lag(&self, msg: &BorrowedMessage<'_>) -> Option<i64> {
+    fn lag(&self, msg: &OwnedMessage) -> Option<i64> {
         self.watermarks
             .high(msg.topic(), msg.partition())
             .map(|high| (high - msg.offset()).max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_never_pass_a_message_still_in_flight() {
+        let mut t = OffsetTracker::default();
+        for o in 10..=12 {
+            t.start("orders", 0, o);
+        }
+        assert_eq!(t.finish("orders", 0, 11), None, "10 is still in flight");
+        assert_eq!(t.finish("orders", 0, 12), None);
+        assert_eq!(
+            t.finish("orders", 0, 10),
+            Some(13),
+            "all done: past the highest"
+        );
+        t.start("orders", 0, 13);
+        t.start("orders", 1, 5);
+        assert_eq!(
+            t.finish("orders", 1, 5),
+            Some(6),
+            "partitions are independent"
+        );
+        assert_eq!(t.finish("orders", 0, 13), Some(14));
+    }
+
+    #[test]
+    fn in_order_completion_commits_each_step() {
+        let mut t = OffsetTracker::default();
+        t.start("orders", 0, 0);
+        t.start("orders", 0, 1);
+        assert_eq!(t.finish("orders", 0, 0), Some(1));
+        assert_eq!(t.finish("orders", 0, 1), Some(2));
+    }
+
+    #[test]
+    fn concurrency_is_clamped() {
+        let c = Concurrency::new(0);
+        assert_eq!(c.get(), 1);
+        c.set(1000);
+        assert_eq!(c.get(), MAX_CONCURRENCY);
     }
 }

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod kafka;
+pub mod mail;
 pub mod metrics;
 pub mod routes;
 pub mod scenario;

@@ -11,7 +11,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::domain::events::OrderEventHandler;
-use crate::kafka::{self, OrderConsumer};
+use crate::kafka::{self, Concurrency, OrderConsumer};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::{db, routes};
@@ -22,6 +23,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
+    /// The orders consumer's concurrency (`PUT /admin/consumer`), the `kafka.consumer_lag` fix.
+    pub consumer_concurrency: Concurrency,
 }
 
 /// A built, bound, not yet serving inventory-service.
@@ -53,20 +56,21 @@ impl Application {
                 .context("applying INVENTORY_FIX_SLOW_QUERY")?;
         }
         let metrics = Metrics::new();
+        let concurrency = Concurrency::new(config.consumer_concurrency);
         let consumer = match config.kafka() {
             Some(brokers) => {
                 let consumer = kafka::create_consumer(&config, brokers)
                     .with_context(|| format!("creating the Kafka consumer for {brokers}"))?;
                 let handler = OrderEventHandler::new(
                     store.clone(),
-                    config.email_latency(),
-                    config.consumer_lag_delay(),
+                    Mailer::new(&config.mail_url, config.mail_timeout()),
                 );
                 Some(OrderConsumer::new(
                     consumer,
                     config.kafka_group_id.clone(),
                     handler,
                     metrics.clone(),
+                    concurrency.clone(),
                 ))
             }
             None => {
@@ -78,6 +82,7 @@ impl Application {
             store: store.clone(),
             metrics,
             max_body_bytes: config.max_body_bytes,
+            consumer_concurrency: concurrency,
         };
         let router = routes::router(state);
         let addr = SocketAddr::new(config.bind_addr, config.port);

@@ -86,7 +86,11 @@ async fn postgres_reservations_slow_query_and_events() {
     );
 
     // Event handling without Kafka: commit once, e-mail once, redelivery changes nothing.
-    let handler = OrderEventHandler::new(app.store.clone(), Duration::ZERO, Duration::ZERO);
+    let mail = start_provider(card_provider::Config::for_tests()).await;
+    let handler = OrderEventHandler::new(
+        app.store.clone(),
+        inventory_service::mail::Mailer::new(&mail, Duration::from_secs(10)),
+    );
     let event: Envelope<OrderPlaced> = Envelope::order_placed(
         OrderPlaced {
             order_id: order.clone(),

@@ -71,9 +71,19 @@ impl Downstream {
         {
             return Ok(Reply::Rejected(status, body));
         }
+        let message = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => format!("{status}: {}", body.error.message),
+            Err(_) => format!("{status}: {}", truncate(&text, 200)),
+        };
+        if status == reqwest::StatusCode::GATEWAY_TIMEOUT {
+            return Err(ApiError::UpstreamGatewayTimeout {
+                service: self.service,
+                message,
+            });
+        }
         Err(ApiError::Upstream {
             service: self.service,
-            message: format!("{status}: {}", truncate(&text, 200)),
+            message,
         })
     }
 

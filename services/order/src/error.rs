@@ -32,6 +32,13 @@ pub enum ApiError {
         service: &'static str,
         timeout_ms: u64,
     },
+    /// A downstream service answered 504 itself: something behind it timed out (payment's card
+    /// provider under `provider.slow` with a timeout set), so the client gets a 504 too.
+    #[error("{service} timed out behind it: {message}")]
+    UpstreamGatewayTimeout {
+        service: &'static str,
+        message: String,
+    },
     #[error("{service} failed: {message}")]
     Upstream {
         service: &'static str,
@@ -53,7 +60,9 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::CardDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             Self::OutOfStock(_) => StatusCode::CONFLICT,
-            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamTimeout { .. } | Self::UpstreamGatewayTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,7 +78,9 @@ impl ApiError {
             Self::NotFound(_) => codes::NOT_FOUND,
             Self::CardDeclined(_) => codes::CARD_DECLINED,
             Self::OutOfStock(_) => codes::OUT_OF_STOCK,
-            Self::UpstreamTimeout { .. } => codes::UPSTREAM_TIMEOUT,
+            Self::UpstreamTimeout { .. } | Self::UpstreamGatewayTimeout { .. } => {
+                codes::UPSTREAM_TIMEOUT
+            }
             Self::Upstream { .. } => codes::UPSTREAM_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => codes::INTERNAL,
         }

@@ -1,13 +1,12 @@
 //! payment-service configuration: every knob comes from the environment (clap `env = ...`), so
 //! `payment-service --help` lists every variable, including the simulated provider's latency model.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
-
 use clap::{Args, Parser};
-use contracts::scenario::Scenario;
+use std::net::{IpAddr, Ipv4Addr};
 
-/// payment-service: idempotent card charges and refunds against a simulated external provider.
+use crate::provider::ProviderPolicy;
+
+/// payment-service: idempotent card charges and refunds through an external card provider.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "payment-service", version, about, long_about = None)]
 pub struct Config {
@@ -44,92 +43,58 @@ pub struct Config {
     pub provider: ProviderConfig,
 }
 
-/// The simulated external card provider and its latency model. The scenario numbers reproduce the
-/// seeds: `payment.slow` (seed 000: `charge` ~1200 ms of a ~1300 ms request) and `provider.slow`
-/// (seed 002: `stripe.create_charge` ~3650 ms inside payment's ~3800 ms).
+/// The card provider payment-service calls (card-provider, the simulator, in the demo) and the
+/// client's policy. The latency model is the simulator's (`card-provider --help`), not ours.
 #[derive(Debug, Clone, Args)]
 pub struct ProviderConfig {
-    /// Host name the provider's CLIENT span reports as `server.address`.
-    #[arg(long, env = "PAYMENT_PROVIDER_HOST", default_value = "api.stripe.com")]
-    pub provider_host: String,
-
-    /// Port the provider's CLIENT span reports as `server.port`.
-    #[arg(long, env = "PAYMENT_PROVIDER_PORT", default_value_t = 443)]
-    pub provider_port: u16,
-
-    /// Provider round trip on the normal path, in ms.
-    #[arg(long, env = "PAYMENT_PROVIDER_LATENCY_MS", default_value_t = 8)]
-    pub provider_latency_ms: u64,
-
-    /// Uniform jitter added to the normal provider round trip, in ms (0..=N).
-    #[arg(long, env = "PAYMENT_PROVIDER_JITTER_MS", default_value_t = 4)]
-    pub provider_jitter_ms: u64,
-
-    /// Provider round trip under scenario `provider.slow`, in ms.
-    #[arg(long, env = "PAYMENT_PROVIDER_SLOW_LATENCY_MS", default_value_t = 3650)]
-    pub provider_slow_latency_ms: u64,
-
-    /// Fraud check (payment's own work inside `charge`) on the normal path, in ms.
-    #[arg(long, env = "PAYMENT_FRAUD_CHECK_MS", default_value_t = 2)]
-    pub fraud_check_ms: u64,
-
-    /// Fraud check under scenario `payment.slow` (its workers are saturated), in ms.
-    #[arg(long, env = "PAYMENT_SLOW_FRAUD_CHECK_MS", default_value_t = 1190)]
-    pub payment_slow_fraud_check_ms: u64,
-
-    /// Fraud check under scenario `provider.slow` (its lookups hit the same degraded provider), in ms.
+    /// Base URL of the card provider's API.
     #[arg(
         long,
-        env = "PAYMENT_PROVIDER_SLOW_FRAUD_CHECK_MS",
-        default_value_t = 140
+        env = "PAYMENT_PROVIDER_URL",
+        default_value = "http://127.0.0.1:8090"
     )]
-    pub provider_slow_fraud_check_ms: u64,
+    pub provider_url: String,
+
+    /// Per-attempt timeout of provider calls, in ms (changeable at run time: PUT /admin/provider).
+    #[arg(long, env = "PAYMENT_PROVIDER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub provider_timeout_ms: u64,
+
+    /// Attempts per provider call, the first included (changeable at run time).
+    #[arg(long, env = "PAYMENT_PROVIDER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub provider_max_attempts: u32,
+
+    /// Pause before each retry of a refused (429/5xx) or failed provider call, in ms. The shipped
+    /// 600 ms is scenario `payment.slow`'s bug; 25 is the fix (changeable at run time).
+    #[arg(long, env = "PAYMENT_PROVIDER_RETRY_BACKOFF_MS", default_value_t = 600)]
+    pub provider_retry_backoff_ms: u64,
 }
 
 impl Default for ProviderConfig {
     fn default() -> Self {
         Self {
-            provider_host: "api.stripe.com".into(),
-            provider_port: 443,
-            provider_latency_ms: 8,
-            provider_jitter_ms: 4,
-            provider_slow_latency_ms: 3650,
-            fraud_check_ms: 2,
-            payment_slow_fraud_check_ms: 1190,
-            provider_slow_fraud_check_ms: 140,
+            provider_url: "http://127.0.0.1:8090".into(),
+            provider_timeout_ms: 10_000,
+            provider_max_attempts: 3,
+            provider_retry_backoff_ms: 600,
         }
     }
 }
 
 impl ProviderConfig {
-    /// How long the simulated provider takes to answer a charge under `scenario`.
-    pub fn provider_delay(&self, scenario: Scenario) -> Duration {
-        match scenario {
-            Scenario::ProviderSlow => Duration::from_millis(self.provider_slow_latency_ms),
-            _ => {
-                let jitter = if self.provider_jitter_ms == 0 {
-                    0
-                } else {
-                    rand::random_range(0..=self.provider_jitter_ms)
-                };
-                Duration::from_millis(self.provider_latency_ms + jitter)
-            }
+    /// The client policy these settings start with.
+    pub fn policy(&self) -> ProviderPolicy {
+        ProviderPolicy {
+            timeout_ms: self.provider_timeout_ms,
+            max_attempts: self.provider_max_attempts,
+            retry_backoff_ms: self.provider_retry_backoff_ms,
         }
-    }
-
-    /// How long the fraud check inside `charge` takes under `scenario`.
-    pub fn fraud_check_delay(&self, scenario: Scenario) -> Duration {
-        Duration::from_millis(match scenario {
-            Scenario::PaymentSlow => self.payment_slow_fraud_check_ms,
-            Scenario::ProviderSlow => self.provider_slow_fraud_check_ms,
-            _ => self.fraud_check_ms,
-        })
     }
 }
 
 impl Config {
-    /// Loopback, port 0, the given database; the production latency model (so scenario tests see the
-    /// seeds' shapes). Kafka is not used by payment-service; the parameter keeps the services' shape.
+    /// Loopback, port 0, the given database, the shipped provider policy. Kafka is not used by
+    /// payment-service; the parameter keeps the services' shape. Point `provider.provider_url` at
+    /// a card-provider (tests start one in-process).
     pub fn for_tests(database_url: &str, _kafka_brokers: Option<&str>) -> Self {
         Self {
             bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -158,14 +123,10 @@ mod tests {
             "DATABASE_MAX_CONNECTIONS",
             "MAX_BODY_BYTES",
             "IDEMPOTENCY_WAIT_MS",
-            "PAYMENT_PROVIDER_HOST",
-            "PAYMENT_PROVIDER_PORT",
-            "PAYMENT_PROVIDER_LATENCY_MS",
-            "PAYMENT_PROVIDER_JITTER_MS",
-            "PAYMENT_PROVIDER_SLOW_LATENCY_MS",
-            "PAYMENT_FRAUD_CHECK_MS",
-            "PAYMENT_SLOW_FRAUD_CHECK_MS",
-            "PAYMENT_PROVIDER_SLOW_FRAUD_CHECK_MS",
+            "PAYMENT_PROVIDER_URL",
+            "PAYMENT_PROVIDER_TIMEOUT_MS",
+            "PAYMENT_PROVIDER_MAX_ATTEMPTS",
+            "PAYMENT_PROVIDER_RETRY_BACKOFF_MS",
         ] {
             assert!(help.contains(var), "--help misses {var}");
         }
@@ -174,33 +135,11 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_values() {
         let parsed = Config::try_parse_from(["payment-service"]).unwrap();
-        let d = ProviderConfig::default();
+        assert_eq!(parsed.provider.policy(), ProviderConfig::default().policy());
         assert_eq!(
-            parsed.provider.provider_slow_latency_ms,
-            d.provider_slow_latency_ms
+            parsed.provider.provider_url,
+            ProviderConfig::default().provider_url
         );
-        assert_eq!(
-            parsed.provider.payment_slow_fraud_check_ms,
-            d.payment_slow_fraud_check_ms
-        );
-        assert_eq!(parsed.provider.provider_latency_ms, d.provider_latency_ms);
-    }
-
-    #[test]
-    fn latency_model_follows_the_scenario() {
-        let m = ProviderConfig::default();
-        assert_eq!(
-            m.provider_delay(Scenario::ProviderSlow),
-            Duration::from_millis(3650)
-        );
-        assert!(m.provider_delay(Scenario::Checkout) <= Duration::from_millis(12));
-        assert_eq!(
-            m.fraud_check_delay(Scenario::PaymentSlow),
-            Duration::from_millis(1190)
-        );
-        assert_eq!(
-            m.fraud_check_delay(Scenario::Checkout),
-            Duration::from_millis(2)
-        );
+        assert!(parsed.provider.policy().validate().is_ok());
     }
 }

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::error::{ErrorBody, codes};
 
+use crate::provider::ProviderFailure;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     #[error("malformed JSON body: {0}")]
@@ -43,6 +45,12 @@ pub enum PaymentError {
     #[error("charge `{charge_id}` cannot be refunded: {reason}")]
     NotRefundable { charge_id: String, reason: String },
 
+    #[error(transparent)]
+    Provider(#[from] crate::provider::ProviderFailure),
+
+    #[error("an earlier request with this Idempotency-Key failed at the card provider; retry it")]
+    EarlierAttemptFailed,
+
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -57,6 +65,8 @@ impl PaymentError {
             Self::IdempotencyInProgress | Self::NotRefundable { .. } => StatusCode::CONFLICT,
             Self::CardDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::ChargeNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Provider(ProviderFailure::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Provider(_) | Self::EarlierAttemptFailed => StatusCode::BAD_GATEWAY,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +83,8 @@ impl PaymentError {
             Self::CardDeclined { .. } => codes::CARD_DECLINED,
             Self::ChargeNotFound(_) => codes::NOT_FOUND,
             Self::NotRefundable { .. } => "charge_not_refundable",
+            Self::Provider(ProviderFailure::Timeout { .. }) => "provider_timeout",
+            Self::Provider(_) | Self::EarlierAttemptFailed => "provider_unavailable",
             Self::Database(_) => codes::INTERNAL,
         }
     }

@@ -1,6 +1,7 @@
-//! payment-service: `POST /charges` (idempotent per `Idempotency-Key`) and `POST /refunds` against a
-//! simulated external card provider, with the seeds' `charge` / `stripe.create_charge` spans and the
-//! `payment.slow`, `provider.slow` and `payment.declined` scenarios.
+//! payment-service: `POST /charges` (idempotent per `Idempotency-Key`) and `POST /refunds` through
+//! an external card provider over HTTP (card-provider, the simulator, in the demo), with the seeds'
+//! `charge` / `stripe.create_charge` spans and the `payment.slow`, `provider.slow` and
+//! `payment.declined` scenarios; `GET/PUT /admin/provider` holds their run-time fixes.
 //!
 //! Thin `main`, fat lib: `Application::build(config)` → `.port()` → `.run_until_stopped(shutdown)`.
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::provider::SimulatedProvider;
+use crate::provider::CardProvider;
 use crate::store::Store;
 use crate::{db, routes};
 
@@ -19,7 +19,7 @@ use crate::{db, routes};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
-    pub provider: Arc<SimulatedProvider>,
+    pub provider: Arc<CardProvider>,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub idempotency_wait: Duration,
@@ -40,7 +40,7 @@ impl Application {
         let store = Store::new(pool, &config.database_url);
         let state = AppState {
             store: store.clone(),
-            provider: Arc::new(SimulatedProvider::new(config.provider.clone())),
+            provider: Arc::new(CardProvider::new(&config.provider)),
             metrics: Metrics::new(),
             max_body_bytes: config.max_body_bytes,
             idempotency_wait: Duration::from_millis(config.idempotency_wait_ms),

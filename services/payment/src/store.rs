@@ -62,6 +62,8 @@ const SELECT_CHARGE_BY_ID: &str = "SELECT id, request_fingerprint, order_id, amo
      method, card_last4, status, provider_charge_id, decline_reason FROM charges WHERE id = $1";
 const COMPLETE_CHARGE: &str = "UPDATE charges SET status = $1, provider_charge_id = $2, \
      decline_reason = $3, completed_at_ms = $4 WHERE id = $5 AND status = 'pending'";
+const RELEASE_CHARGE: &str = "DELETE FROM charges WHERE id = $1 AND status = 'pending'";
+const RELEASE_REFUND: &str = "DELETE FROM refunds WHERE id = $1 AND status = 'pending'";
 const COUNT_CHARGES_FOR_ORDER: &str = "SELECT COUNT(*) AS n FROM charges WHERE order_id = $1";
 const CLAIM_REFUND: &str = "INSERT INTO refunds (id, charge_id, order_id, amount_cents, status, \
      created_at_ms) VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (charge_id) DO NOTHING";
@@ -126,8 +128,9 @@ impl Store {
         }
         match self.charge_by_key(new.idempotency_key).await? {
             Some(row) => Ok(Claim::Existing(row)),
-            // The conflicting row vanished between the two statements: nothing deletes charges, so
-            // this is a broken invariant, reported as a database error rather than a second charge.
+            // The conflicting claim was released (its provider call failed) between the two
+            // statements: reported as a database error rather than risking a second charge; the
+            // caller's retry claims afresh.
             None => Err(sqlx::Error::RowNotFound),
         }
     }
@@ -168,6 +171,28 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .traced(self.span("UPDATE", "charges", COMPLETE_CHARGE))
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a pending claim up after the provider call failed without an answer, so a retry with
+    /// the same key claims afresh (and re-asks the provider with the same key, which then replays
+    /// whatever it did). Settled rows are never deleted.
+    pub async fn release_charge(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(RELEASE_CHARGE)
+            .bind(id)
+            .execute(&self.pool)
+            .traced(self.span("DELETE", "charges", RELEASE_CHARGE))
+            .await?;
+        Ok(())
+    }
+
+    /// Same as [`Self::release_charge`], for a refund claim.
+    pub async fn release_refund(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(RELEASE_REFUND)
+            .bind(id)
+            .execute(&self.pool)
+            .traced(self.span("DELETE", "refunds", RELEASE_REFUND))
             .await?;
         Ok(())
     }

@@ -146,13 +146,16 @@ impl FullStack {
         tweak_inventory: impl FnOnce(&mut inventory_service::Config),
     ) -> Self {
         let telemetry = telemetry::testing::init();
-        let payment = {
-            let app = payment_service::Application::build(payment_service::Config::for_tests(
-                &memory_url("payment"),
-                None,
-            ))
+        // The outside world: one card-provider for the payment calls and the mail step.
+        let provider = card_provider::spawn(card_provider::Config::for_tests())
             .await
-            .expect("build payment-service");
+            .expect("start card-provider");
+        let payment = {
+            let mut config = payment_service::Config::for_tests(&memory_url("payment"), None);
+            config.provider.provider_url = provider.clone();
+            let app = payment_service::Application::build(config)
+                .await
+                .expect("build payment-service");
             let port = app.port();
             spawn_server(port, |rx| {
                 app.run_until_stopped(async {
@@ -162,6 +165,7 @@ impl FullStack {
         };
         let mut inventory_config =
             inventory_service::Config::for_tests(&memory_url("inventory"), kafka);
+        inventory_config.mail_url = provider.clone();
         tweak_inventory(&mut inventory_config);
         let inventory = inventory_app(inventory_config).await;
         let order = {

@@ -1,8 +1,6 @@
 //! Handling `order.placed` events (independent of Kafka, so storage tests can drive it directly):
 //! `commit_reservation` marks the order's reservation committed, exactly once per event id, then
-//! `send_confirmation_email` sends the (simulated) confirmation — seed 001's span.
-
-use std::time::Duration;
+//! `send_confirmation_email` sends the confirmation through the mail API — seed 001's span.
 
 use contracts::events::{Envelope, ORDER_PLACED, ORDER_PLACED_VERSION, OrderPlaced};
 use contracts::scenario::Scenario;
@@ -10,22 +8,18 @@ use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::InventoryError;
+use crate::mail::Mailer;
 use crate::store::{EventOutcome, Store};
 
 #[derive(Debug, Clone)]
 pub struct OrderEventHandler {
     store: Store,
-    email_latency: Duration,
-    consumer_lag_delay: Duration,
+    mailer: Mailer,
 }
 
 impl OrderEventHandler {
-    pub fn new(store: Store, email_latency: Duration, consumer_lag_delay: Duration) -> Self {
-        Self {
-            store,
-            email_latency,
-            consumer_lag_delay,
-        }
+    pub fn new(store: Store, mailer: Mailer) -> Self {
+        Self { store, mailer }
     }
 
     /// Decodes a message payload into an `order.placed` envelope of a version this code knows.
@@ -111,27 +105,24 @@ impl OrderEventHandler {
         .await
     }
 
-    /// The simulated e-mail provider call. Under `kafka.consumer_lag` it is the slow step that
-    /// makes the consumer fall behind.
+    /// The confirmation e-mail, through the mail API (a CLIENT span below this one). Under
+    /// `kafka.consumer_lag` the mail API is slow, and this is the step the consumer waits for.
     async fn send_confirmation_email(
         &self,
         order_id: &str,
         event_id: &str,
         scenario: Scenario,
     ) -> Result<(), InventoryError> {
-        let delay = if scenario == Scenario::KafkaConsumerLag {
-            self.email_latency + self.consumer_lag_delay
-        } else {
-            self.email_latency
-        };
         let span = tracing::info_span!(
             "send_confirmation_email",
             order.id = %order_id,
             email.template = "order_confirmation",
+            email.id = Empty,
             tracelab.scenario = scenario.name(),
         );
         async {
-            tokio::time::sleep(delay).await;
+            let email = self.mailer.send_confirmation(order_id, scenario).await?;
+            tracing::Span::current().record("email.id", email.id.as_str());
             if self.store.record_email(order_id, event_id).await? {
                 // No address, name or other PII: the order id is all a log line needs.
                 tracing::info!(order.id = %order_id, "confirmation email sent");

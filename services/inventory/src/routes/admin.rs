@@ -1,6 +1,7 @@
-//! `GET/PUT /admin/slow-query`: the `inventory.slow_query` fix, switchable at run time. The answer
-//! shows whether the index exists and the database's plan for the audit query, so a workshop can see
-//! the full scan turn into an index search.
+//! Run-time fixes. `GET/PUT /admin/slow-query`: the `inventory.slow_query` fix; the answer shows
+//! whether the index exists and the database's plan for the audit query, so a workshop can see the
+//! full scan turn into an index search. `GET/PUT /admin/consumer`: the `kafka.consumer_lag` fix, how
+//! many messages the orders consumer processes at once.
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -13,7 +14,43 @@ use crate::startup::AppState;
 use crate::store::{MOVEMENT_INDEX, MOVEMENT_QUERY};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/slow-query", get(show).put(switch))
+    Router::new()
+        .route("/admin/slow-query", get(show).put(switch))
+        .route("/admin/consumer", get(show_consumer).put(set_consumer))
+}
+
+/// `GET/PUT /admin/consumer` body and answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Messages processed at once (1 to `kafka::MAX_CONCURRENCY`).
+    pub concurrency: usize,
+}
+
+async fn show_consumer(State(state): State<AppState>) -> Json<ConsumerSettings> {
+    Json(ConsumerSettings {
+        concurrency: state.consumer_concurrency.get(),
+    })
+}
+
+async fn set_consumer(
+    State(state): State<AppState>,
+    body: Result<Json<ConsumerSettings>, JsonRejection>,
+) -> Result<Json<ConsumerSettings>, InventoryError> {
+    let Json(settings) =
+        body.map_err(|r| InventoryError::from_json_rejection(r, state.max_body_bytes))?;
+    if !(1..=crate::kafka::MAX_CONCURRENCY).contains(&settings.concurrency) {
+        return Err(InventoryError::Validation(format!(
+            "concurrency must be between 1 and {}",
+            crate::kafka::MAX_CONCURRENCY
+        )));
+    }
+    state.consumer_concurrency.set(settings.concurrency);
+    tracing::info!(
+        concurrency = settings.concurrency,
+        "consumer concurrency switched"
+    );
+    Ok(show_consumer(State(state)).await)
 }
 
 /// `PUT /admin/slow-query` body.

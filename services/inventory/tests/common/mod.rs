@@ -61,8 +61,19 @@ pub async fn spawn_postgres(test: &str, configure: impl FnOnce(&mut Config)) -> 
     Some(spawn_with(config, Some(url)).await)
 }
 
-async fn spawn_with(config: Config, pg_database: Option<String>) -> TestApp {
+/// Starts a card-provider (the mail API's simulator) in-process; its base URL.
+pub async fn start_provider(config: card_provider::Config) -> String {
+    card_provider::spawn(config)
+        .await
+        .expect("start card-provider")
+}
+
+async fn spawn_with(mut config: Config, pg_database: Option<String>) -> TestApp {
     let telemetry = telemetry::testing::init();
+    // Unless the test chose a mail API, each app gets its own simulator.
+    if config.mail_url == Config::for_tests("", None).mail_url {
+        config.mail_url = start_provider(card_provider::Config::for_tests()).await;
+    }
     let app = Application::build(config)
         .await
         .expect("build inventory-service");

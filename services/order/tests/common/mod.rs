@@ -51,11 +51,20 @@ pub fn memory_url(service: &str) -> String {
     )
 }
 
+/// card-provider, the simulator payment-service and inventory's mail step call; its base URL.
+pub async fn provider() -> String {
+    card_provider::spawn(card_provider::Config::for_tests())
+        .await
+        .expect("start card-provider")
+}
+
+/// The real payment-service, calling its own card-provider.
 pub async fn payment(database_url: &str) -> Running {
-    let app =
-        payment_service::Application::build(payment_service::Config::for_tests(database_url, None))
-            .await
-            .expect("build payment-service");
+    let mut config = payment_service::Config::for_tests(database_url, None);
+    config.provider.provider_url = provider().await;
+    let app = payment_service::Application::build(config)
+        .await
+        .expect("build payment-service");
     let port = app.port();
     spawn_server(port, |rx| {
         app.run_until_stopped(async {
@@ -66,12 +75,11 @@ pub async fn payment(database_url: &str) -> Running {
 
 /// The real inventory-service (its Kafka consumer runs when `kafka` is given).
 pub async fn inventory(database_url: &str, kafka: Option<&str>) -> Running {
-    let app = inventory_service::Application::build(inventory_service::Config::for_tests(
-        database_url,
-        kafka,
-    ))
-    .await
-    .expect("build inventory-service");
+    let mut config = inventory_service::Config::for_tests(database_url, kafka);
+    config.mail_url = provider().await;
+    let app = inventory_service::Application::build(config)
+        .await
+        .expect("build inventory-service");
     let port = app.port();
     spawn_server(port, |rx| {
         app.run_until_stopped(async {

@@ -84,10 +84,21 @@ pub async fn refund(
             }
             Claim::Existing(row) => (row, true),
             Claim::New => {
-                let provider_refund_id = state
+                let key = format!("refund:{}", charge.id);
+                let provider_refund_id = match state
                     .provider
-                    .create_refund(&provider_charge_id, req.amount_cents)
-                    .await;
+                    .create_refund(&key, &provider_charge_id, req.amount_cents, scenario)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(failure) => {
+                        state.store.release_refund(&refund_id).await?;
+                        let current = tracing::Span::current();
+                        current.record("otel.status_code", "ERROR");
+                        current.record("otel.status_description", failure.to_string());
+                        return Err(PaymentError::Provider(failure));
+                    }
+                };
                 state
                     .store
                     .complete_refund(&refund_id, &provider_refund_id)
@@ -124,11 +135,9 @@ pub async fn refund(
 async fn wait_until_settled(state: &AppState, charge_id: &str) -> Result<RefundRow, PaymentError> {
     let deadline = Instant::now() + state.idempotency_wait;
     loop {
-        let row = state
-            .store
-            .refund_by_charge(charge_id)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+        let Some(row) = state.store.refund_by_charge(charge_id).await? else {
+            return Err(PaymentError::EarlierAttemptFailed);
+        };
         if row.status != STATUS_PENDING {
             return Ok(row);
         }

@@ -1,6 +1,7 @@
 //! HTTP routes. The business routes run inside telemetry's SERVER spans and a body-size limit;
 //! health probes stay outside both so they neither trace nor count as traffic.
 
+pub mod admin;
 pub mod charges;
 pub mod health;
 pub mod refunds;
@@ -14,6 +15,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(charges::router())
         .merge(refunds::router())
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     telemetry::http::instrument_router(api)
         .merge(health::router())

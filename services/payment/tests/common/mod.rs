@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub base: String,
+    /// The card-provider this app calls.
+    pub provider_url: String,
     pub client: reqwest::Client,
     pub store: Store,
     pub telemetry: TestTelemetry,
@@ -48,8 +50,30 @@ pub async fn spawn_postgres(test: &str) -> Option<TestApp> {
     Some(spawn_with(Config::for_tests(&url, None), Some(url)).await)
 }
 
-async fn spawn_with(config: Config, pg_database: Option<String>) -> TestApp {
+/// Starts a card-provider (the simulator) in-process on a free port; its base URL.
+pub async fn start_provider(config: card_provider::Config) -> String {
+    card_provider::spawn(config)
+        .await
+        .expect("start card-provider")
+}
+
+/// A closed port on loopback: what a provider that is down looks like.
+pub async fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn spawn_with(mut config: Config, pg_database: Option<String>) -> TestApp {
     let telemetry = telemetry::testing::init();
+    // Unless the test chose a provider, each app gets its own simulator.
+    if config.provider.provider_url
+        == payment_service::config::ProviderConfig::default().provider_url
+    {
+        config.provider.provider_url = start_provider(card_provider::Config::for_tests()).await;
+    }
+    let provider_url = config.provider.provider_url.clone();
     let app = Application::build(config)
         .await
         .expect("build payment-service");
@@ -61,6 +85,7 @@ async fn spawn_with(config: Config, pg_database: Option<String>) -> TestApp {
     }));
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
+        provider_url,
         client: reqwest::Client::new(),
         store,
         telemetry,
@@ -118,6 +143,34 @@ impl TestApp {
                     names
                         .iter()
                         .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+                },
+                Duration::from_secs(20),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Like [`Self::trace`], and also waits until `counted` appears `count` times (retries).
+    pub async fn wait_for_count(
+        &self,
+        trace_id: &str,
+        names: &[&str],
+        counted: &str,
+        count: usize,
+    ) -> Vec<SpanData> {
+        let telemetry = self.telemetry.clone();
+        let trace_id = trace_id.to_owned();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let counted = counted.to_owned();
+        tokio::task::spawn_blocking(move || {
+            telemetry.wait_for_spans(
+                &trace_id,
+                |spans| {
+                    names
+                        .iter()
+                        .all(|n| spans.iter().any(|s| s.name == n.as_str()))
+                        && spans.iter().filter(|s| s.name == counted.as_str()).count() >= count
                 },
                 Duration::from_secs(20),
             )
