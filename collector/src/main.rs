@@ -87,7 +87,8 @@ async fn run(cfg: collector::LoadedConfig) -> ExitCode {
 /// only when OTEL_EXPORTER_OTLP_ENDPOINT is set explicitly (the default endpoint would be
 /// localhost:4317 — the collector itself — and every export would produce more telemetry).
 fn init_telemetry() -> Option<telemetry::TelemetryGuard> {
-    let mut tc = telemetry::TelemetryConfig::from_env("tracelab-collector");
+    let mut tc =
+        telemetry::TelemetryConfig::from_env("tracelab-collector", env!("CARGO_PKG_VERSION"));
     if tc.endpoint.is_none() {
         tc.sdk_disabled = true;
     }

@@ -38,7 +38,7 @@ service:
 
 /// Sends one span, one counter and one log record with opentelemetry-otlp.
 async fn export_with_sdk(protocol: Protocol, endpoint: String, service: &str) -> String {
-    let mut config = TelemetryConfig::from_env(service);
+    let mut config = TelemetryConfig::from_env(service, env!("CARGO_PKG_VERSION"));
     config.default_service_name = service.to_string();
     config.protocol = Some(protocol);
     config.endpoint = Some(endpoint);

@@ -30,7 +30,7 @@ service:
 }
 
 async fn send_span(protocol: Protocol, endpoint: String, service: &str) -> String {
-    let mut config = TelemetryConfig::from_env(service);
+    let mut config = TelemetryConfig::from_env(service, env!("CARGO_PKG_VERSION"));
     config.default_service_name = service.to_string();
     config.protocol = Some(protocol);
     config.endpoint = Some(endpoint);

@@ -7,7 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = telemetry::init("api-gateway")?;
+    let _telemetry = telemetry::init("api-gateway", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

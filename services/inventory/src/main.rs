@@ -6,7 +6,7 @@ use inventory_service::{Application, Config, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = telemetry::init("inventory-service")?;
+    let _telemetry = telemetry::init("inventory-service", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), "inventory-service listening");
     app.run_until_stopped(shutdown_signal()).await

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Variables read by the telemetry kit rather than by clap; listed so `--help` shows every variable.
 pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
   OTEL_SERVICE_NAME                 service.name (default: order-service)
-  OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v
+  OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v (service.version defaults to the crate version)
   OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (default http://localhost:4318, grpc :4317)
   OTEL_EXPORTER_OTLP_PROTOCOL       http/protobuf (default) | grpc | http/json
   OTEL_TRACES_EXPORTER              otlp (default) | none
@@ -16,7 +16,8 @@ pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
   OTEL_TRACES_SAMPLER               e.g. parentbased_traceidratio
   OTEL_TRACES_SAMPLER_ARG           sampler argument, e.g. 0.25
   OTEL_SDK_DISABLED                 true disables all telemetry export
-  RUST_LOG                          log filter for stdout and OTLP logs (default: info)";
+  RUST_LOG                          log filter for stdout and OTLP logs (default: info)
+  TRACELAB_SPAN_FILTER              RUST_LOG-style filter for exported spans (default: info)";
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

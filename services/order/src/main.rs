@@ -7,7 +7,7 @@ use order_service::{Application, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = telemetry::init("order-service")?;
+    let _telemetry = telemetry::init("order-service", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

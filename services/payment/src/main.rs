@@ -6,7 +6,7 @@ use payment_service::{Application, Config, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = telemetry::init("payment-service")?;
+    let _telemetry = telemetry::init("payment-service", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), "payment-service listening");
     app.run_until_stopped(shutdown_signal()).await

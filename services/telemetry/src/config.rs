@@ -1,12 +1,21 @@
 //! Telemetry settings, read from the standard `OTEL_*` environment variables.
 //!
-//! Only the variables the OpenTelemetry specification defines are read, so any
-//! deployment recipe written for another OpenTelemetry SDK configures ours too.
+//! Apart from [`SPAN_FILTER_ENV`], only the variables the OpenTelemetry specification
+//! defines are read, so any deployment recipe written for another OpenTelemetry SDK
+//! configures ours too.
 //! The exporter crates read the finer knobs themselves (`OTEL_EXPORTER_OTLP_HEADERS`,
 //! `..._TIMEOUT`, `..._COMPRESSION`, per-signal endpoints, `OTEL_TRACES_SAMPLER(_ARG)`,
 //! `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_BSP_*`).
 
 use std::env;
+
+/// `RUST_LOG`-style directives choosing which spans (and span events) are exported,
+/// e.g. `info,order_service=debug`. tracelab's own name: the specification has no such
+/// variable, and `RUST_LOG` filters logs, which must not cut traces.
+pub const SPAN_FILTER_ENV: &str = "TRACELAB_SPAN_FILTER";
+
+/// The span filter when [`SPAN_FILTER_ENV`] is unset: every INFO+ span.
+pub const DEFAULT_SPAN_FILTER: &str = "info";
 
 /// Wire protocol of the OTLP exporters (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +53,8 @@ pub struct TelemetryConfig {
     /// `service.name` used when neither `OTEL_SERVICE_NAME` nor a `service.name` in
     /// `OTEL_RESOURCE_ATTRIBUTES` is set.
     pub default_service_name: String,
-    /// `service.version` resource attribute (usually `env!("CARGO_PKG_VERSION")`).
+    /// `service.version` used unless `OTEL_RESOURCE_ATTRIBUTES` sets one (usually
+    /// `env!("CARGO_PKG_VERSION")`); empty means none.
     pub service_version: String,
     /// `OTEL_SDK_DISABLED=true`: no exporters, no-op providers; JSON logs and context
     /// propagation still work.
@@ -61,19 +71,22 @@ pub struct TelemetryConfig {
     pub export_logs: bool,
     /// `RUST_LOG`-style directives for stdout and the OTLP log bridge.
     pub log_filter: String,
+    /// `TRACELAB_SPAN_FILTER`: `RUST_LOG`-style directives for the exported spans.
+    pub span_filter: String,
     /// Write JSON logs to stdout.
     pub stdout_logs: bool,
 }
 
 impl TelemetryConfig {
-    /// Reads the standard variables; `default_service_name` is used when the environment
-    /// names no service.
-    pub fn from_env(default_service_name: &str) -> Self {
+    /// Reads the variables; `default_service_name` and `service_version` (usually
+    /// `env!("CARGO_PKG_VERSION")`) are used when the environment sets no `service.name` /
+    /// `service.version`.
+    pub fn from_env(default_service_name: &str, service_version: &str) -> Self {
         let var = |name: &str| env::var(name).ok().filter(|v| !v.trim().is_empty());
         let exporter_on = |name: &str| var(name).is_none_or(|v| !v.eq_ignore_ascii_case("none"));
         Self {
             default_service_name: default_service_name.to_owned(),
-            service_version: String::new(),
+            service_version: service_version.to_owned(),
             sdk_disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             protocol: var("OTEL_EXPORTER_OTLP_PROTOCOL").and_then(|v| Protocol::parse(&v)),
             endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -81,19 +94,23 @@ impl TelemetryConfig {
             export_metrics: exporter_on("OTEL_METRICS_EXPORTER"),
             export_logs: exporter_on("OTEL_LOGS_EXPORTER"),
             log_filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            span_filter: span_filter_from_env(),
             stdout_logs: true,
         }
-    }
-
-    pub fn with_version(mut self, version: &str) -> Self {
-        self.service_version = version.to_owned();
-        self
     }
 
     /// The protocol actually used: the configured one or the specification's default.
     pub fn effective_protocol(&self) -> Protocol {
         self.protocol.unwrap_or(Protocol::HttpProtobuf)
     }
+}
+
+/// [`SPAN_FILTER_ENV`], or [`DEFAULT_SPAN_FILTER`] when unset or blank.
+pub fn span_filter_from_env() -> String {
+    env::var(SPAN_FILTER_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_SPAN_FILTER.to_owned())
 }
 
 #[cfg(test)]

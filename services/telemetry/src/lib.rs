@@ -1,12 +1,15 @@
 //! tracelab's instrumentation kit: call [`init`] once in `main`, keep the returned
 //! [`TelemetryGuard`] alive, and every span, metric and log of the process leaves over
-//! OTLP, configured only by the standard `OTEL_*` variables.
+//! OTLP, configured by the standard `OTEL_*` variables (plus `TRACELAB_SPAN_FILTER` for
+//! which spans are exported).
 //!
-//! - [`http`]: axum server spans and reqwest client spans with context propagation.
-//! - [`kafka`]: trace context in rdkafka headers, PRODUCER/CONSUMER spans.
-//! - [`db`]: CLIENT spans for sqlx calls.
+//! - [`http`]: axum server spans (feature `axum`) and reqwest client spans (feature
+//!   `reqwest`) with context propagation; both features are on by default.
+//! - `kafka` (feature `kafka`, default): trace context in rdkafka headers,
+//!   PRODUCER/CONSUMER spans.
+//! - [`db`]: CLIENT spans for sqlx calls (no sqlx dependency: it wraps any future).
 //! - [`baggage`], [`propagation`]: W3C baggage and context carriers.
-//! - [`testing`] (feature `testing`): an in-memory exporter for span assertions.
+//! - `testing` (feature `testing`): an in-memory exporter for span assertions.
 
 pub mod baggage;
 pub mod config;
@@ -49,7 +52,7 @@ pub const SELF_TELEMETRY_TARGETS: &[&str] = &[
 pub enum TelemetryError {
     #[error("could not build the OTLP exporter")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
-    #[error("invalid log filter {filter:?}")]
+    #[error("invalid filter {filter:?}")]
     Filter {
         filter: String,
         #[source]
@@ -94,10 +97,20 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Initialises telemetry from the environment. `default_service_name` is the
-/// `service.name` when `OTEL_SERVICE_NAME` is unset.
-pub fn init(default_service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
-    init_with(TelemetryConfig::from_env(default_service_name))
+/// Initialises telemetry from the environment:
+/// `telemetry::init("order-service", env!("CARGO_PKG_VERSION"))`.
+///
+/// `default_service_name` and `service_version` become `service.name` and
+/// `service.version` unless the environment sets them (`OTEL_SERVICE_NAME`, or the keys in
+/// `OTEL_RESOURCE_ATTRIBUTES`), as the specification wants.
+pub fn init(
+    default_service_name: &str,
+    service_version: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
+    init_with(TelemetryConfig::from_env(
+        default_service_name,
+        service_version,
+    ))
 }
 
 /// Initialises telemetry from an explicit configuration.
@@ -119,7 +132,7 @@ pub fn init_with(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryErr
             .with_filter(stdout_filter)
     });
     let subscriber = tracing_subscriber::registry()
-        .with(otel_trace_layer(&tracer))
+        .with(otel_trace_layer(&tracer, &config.span_filter)?)
         .with(stdout)
         .with(OpenTelemetryTracingBridge::new(&logger).with_filter(bridge_filter));
     tracing::subscriber::set_global_default(subscriber)?;
@@ -131,19 +144,22 @@ pub fn init_with(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryErr
 }
 
 /// The tracing → OpenTelemetry span layer. Spans are filtered on their own: `RUST_LOG=warn`
-/// quiets stdout but must not cut the trace, so every INFO+ span is kept apart from
-/// the transport crates' internals.
+/// quiets stdout but must not cut the trace. `span_filter` holds `RUST_LOG`-style
+/// directives (`TRACELAB_SPAN_FILTER`, default `info`); the transport crates' internals
+/// are switched off after them whatever they say, or exports would trace themselves.
+/// The same filter decides which events become span events.
 pub(crate) fn otel_trace_layer<S>(
     tracer: &SdkTracerProvider,
-) -> impl Layer<S> + Send + Sync + use<S>
+    span_filter: &str,
+) -> Result<impl Layer<S> + Send + Sync + use<S>, TelemetryError>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
 {
-    let filter = EnvFilter::new(without_self_telemetry("info"));
-    tracing_opentelemetry::layer()
+    let filter = env_filter(&without_self_telemetry(span_filter))?;
+    Ok(tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer("tracelab"))
         .with_error_records_to_exceptions(true)
-        .with_filter(filter)
+        .with_filter(filter))
 }
 
 fn env_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {

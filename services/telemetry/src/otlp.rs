@@ -4,34 +4,51 @@
 //! reqwest client (HTTP protobuf/JSON). The blocking client is deliberate: the SDK's batch
 //! processors run on their own threads, where an async client would have no runtime.
 
-use opentelemetry::KeyValue;
+use opentelemetry::{Key, KeyValue};
 use opentelemetry_otlp::{ExporterBuildError, WithExportConfig};
 use opentelemetry_sdk::{
-    Resource, logs::SdkLoggerProvider, metrics::SdkMeterProvider, trace::SdkTracerProvider,
+    Resource,
+    logs::SdkLoggerProvider,
+    metrics::SdkMeterProvider,
+    resource::{EnvResourceDetector, ResourceDetector as _},
+    trace::SdkTracerProvider,
 };
 
 use crate::config::{Protocol, TelemetryConfig};
 
-/// The `service.*` resource: environment detectors first (`OTEL_SERVICE_NAME`,
-/// `OTEL_RESOURCE_ATTRIBUTES`), the compiled-in default name only when they name no service.
+/// The `service.*` resource. The SDK's detectors read `OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES`; the compiled-in name and version fill in only what the
+/// environment leaves unset, because the specification lets the environment win.
 pub fn resource(config: &TelemetryConfig) -> Resource {
-    let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
-            v.split(',')
-                .any(|kv| kv.trim().starts_with("service.name="))
-        });
+    // `Resource::builder()` has already run the detectors, and `with_attribute` overrides
+    // what they found. The SDK detector always yields a `service.name` (`unknown_service`
+    // at worst), so the environment is read once more to see which defaults it leaves room for.
+    let from_env = EnvResourceDetector::new().detect();
+    let otel_service_name = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|v| !v.is_empty());
     let mut builder = Resource::builder();
-    if !env_names_service {
+    if let Some(name) = otel_service_name {
+        // The SDK merges `OTEL_RESOURCE_ATTRIBUTES` over `OTEL_SERVICE_NAME`; the
+        // specification says `OTEL_SERVICE_NAME` takes precedence.
+        builder = builder.with_service_name(name);
+    } else if from_env.get(&Key::from_static_str(SERVICE_NAME)).is_none() {
         builder = builder.with_service_name(config.default_service_name.clone());
     }
-    if !config.service_version.is_empty() {
+    let env_sets_version = from_env
+        .get(&Key::from_static_str(SERVICE_VERSION))
+        .is_some();
+    if !env_sets_version && !config.service_version.is_empty() {
         builder = builder.with_attribute(KeyValue::new(
-            "service.version",
+            SERVICE_VERSION,
             config.service_version.clone(),
         ));
     }
     builder.build()
 }
+
+const SERVICE_NAME: &str = "service.name";
+const SERVICE_VERSION: &str = "service.version";
 
 /// The exporter builders of opentelemetry-otlp differ per signal only in type and URL
 /// path, so one macro keeps the three protocol switches identical.

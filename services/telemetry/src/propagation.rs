@@ -7,6 +7,10 @@ use opentelemetry::{Context, global, propagation::TextMapCompositePropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Response header carrying the 32-hex trace id, for humans and test clients. Set by
+/// `http::server` (feature `axum`); defined here so clients can read it without axum.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
 /// Installs `tracecontext,baggage` — the specification's default `OTEL_PROPAGATORS`.
 /// Idempotent; [`crate::init`] calls it.
 pub fn install_global_propagator() {

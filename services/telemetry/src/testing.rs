@@ -17,33 +17,52 @@ pub struct TestTelemetry {
 }
 
 /// Installs (once per process) a global subscriber exporting spans synchronously to
-/// memory, plus the W3C propagators. Safe to call from every test.
+/// memory, plus the W3C propagators. Every later call, from any test of the process,
+/// returns the same handle: that is the normal case, not an error.
+///
+/// # Panics
+/// When another global subscriber was installed first (e.g. a harness called
+/// `tracing_subscriber::fmt().init()`), or `TRACELAB_SPAN_FILTER` / `RUST_LOG` does not
+/// parse: spans would otherwise go elsewhere and every span assertion would fail
+/// with a misleading "no span named ...".
 pub fn init() -> TestTelemetry {
     static INSTANCE: OnceLock<TestTelemetry> = OnceLock::new();
-    INSTANCE
-        .get_or_init(|| {
-            crate::propagation::install_global_propagator();
-            let exporter = InMemorySpanExporter::default();
-            // The SDK builder still reads OTEL_TRACES_SAMPLER, like production.
-            let provider = SdkTracerProvider::builder()
-                .with_simple_exporter(exporter.clone())
-                .build();
-            global::set_tracer_provider(provider.clone());
-            let logs = tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(EnvFilter::new(
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-                ));
-            let subscriber = tracing_subscriber::registry()
-                .with(crate::otel_trace_layer(&provider))
-                .with(logs);
-            // Another harness may have installed one already; spans then go there.
-            let _ = tracing::subscriber::set_global_default(subscriber);
-            // The provider must outlive every test of the process.
-            std::mem::forget(provider);
-            TestTelemetry { exporter }
-        })
-        .clone()
+    INSTANCE.get_or_init(install).clone()
+}
+
+fn install() -> TestTelemetry {
+    crate::propagation::install_global_propagator();
+    let exporter = InMemorySpanExporter::default();
+    // The SDK builder still reads OTEL_TRACES_SAMPLER, like production.
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    global::set_tracer_provider(provider.clone());
+    let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_test_writer()
+        .with_filter(EnvFilter::try_new(&log_filter).unwrap_or_else(|e| {
+            panic!("telemetry::testing::init: RUST_LOG={log_filter:?} does not parse: {e}")
+        }));
+    let span_filter = crate::config::span_filter_from_env();
+    let spans = crate::otel_trace_layer(&provider, &span_filter).unwrap_or_else(|e| {
+        panic!(
+            "telemetry::testing::init: {}={span_filter:?}: {e}",
+            crate::config::SPAN_FILTER_ENV
+        )
+    });
+    let subscriber = tracing_subscriber::registry().with(spans).with(logs);
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+        panic!(
+            "telemetry::testing::init could not install its subscriber ({e}): something \
+             else in this test process installed a global tracing subscriber first, so no \
+             span would reach the in-memory exporter. Call telemetry::testing::init() \
+             before anything that installs one, and install no other."
+        );
+    }
+    // The provider must outlive every test of the process.
+    std::mem::forget(provider);
+    TestTelemetry { exporter }
 }
 
 impl TestTelemetry {
@@ -95,10 +114,20 @@ pub fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.to_string())
 }
 
-/// The `X-Trace-Id` response header a [`crate::http::instrument_router`] app sets.
+/// Attribute `key` on `span` with its type, for checks that a value is an integer
+/// rather than its string form ([`attribute`] prints both the same).
+pub fn attribute_value(span: &SpanData, key: &str) -> Option<opentelemetry::Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+/// The `X-Trace-Id` response header an `instrument_router` app sets.
+#[cfg(feature = "reqwest")]
 pub fn trace_id(resp: &reqwest::Response) -> String {
     resp.headers()
-        .get(crate::http::server::TRACE_ID_HEADER)
+        .get(crate::propagation::TRACE_ID_HEADER)
         .expect("x-trace-id header")
         .to_str()
         .expect("x-trace-id is ASCII")

@@ -1,5 +1,6 @@
-//! DB CLIENT spans: semantic-convention attributes, ERROR on failure, and exact end
-//! times around real sqlx calls on SQLite (whose worker thread holds span clones).
+//! DB CLIENT spans: semantic-convention attributes, ERROR on failure, exact end
+//! times around real sqlx calls on SQLite (whose worker thread holds span clones), and
+//! sqlx's own log events (the slow-statement warning) recorded inside the DB span.
 
 use std::time::Duration;
 
@@ -118,4 +119,59 @@ async fn db_span_ends_before_the_next_step_starts() {
             pair[1].start_time
         );
     }
+}
+
+/// sqlx's slow-statement warning (here: every statement, with a zero threshold) is an
+/// event of the DB span, with sqlx's fields; the caller's span still ends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlx_slow_statement_warning_lands_in_the_db_span() {
+    use sqlx::ConnectOptions as _;
+    let t = testing::init();
+    let options: sqlx::sqlite::SqliteConnectOptions =
+        "sqlite:file:db_slow_statement?mode=memory&cache=shared"
+            .parse()
+            .unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.log_slow_statements(log::LevelFilter::Warn, Duration::ZERO))
+        .await
+        .unwrap();
+    let root = tracing::info_span!("slow_reserve");
+    let trace_id = root.in_scope(|| telemetry::current_trace_id().unwrap());
+    async {
+        let span = telemetry::db::span("sqlite", "SELECT", "stock", "SELECT 1");
+        telemetry::db::traced(span, sqlx::query("SELECT 1").execute(&pool))
+            .await
+            .unwrap();
+    }
+    .instrument(root)
+    .await;
+
+    let spans = t.wait_for_spans(
+        &trace_id,
+        |s| s.iter().any(|s| s.name == "slow_reserve"),
+        Duration::from_secs(10),
+    );
+    let root = span_named(&spans, "slow_reserve");
+    let db = span_named(&spans, "SELECT stock");
+    assert!(
+        testing::is_child_of(db, root),
+        "the DB span stays in the trace"
+    );
+    let warning = "slow statement: execution time exceeded alert threshold";
+    assert!(
+        testing::event_names(db).iter().any(|n| n == warning),
+        "events of the DB span: {:?}",
+        testing::event_names(db)
+    );
+    assert_eq!(
+        testing::event_attr(db, warning, "level").as_deref(),
+        Some("WARN")
+    );
+    assert_eq!(
+        testing::event_attr(db, warning, "target").as_deref(),
+        Some("sqlx::query")
+    );
+    assert!(testing::event_attr(db, warning, "elapsed_secs").is_some());
+    assert!(db.end_time <= root.end_time);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::{Json, Router, http::HeaderMap, routing::get};
 use opentelemetry::trace::{SpanKind, TraceContextExt};
 use serde_json::{Value, json};
-use telemetry::testing::{self, attribute, span_named};
+use telemetry::testing::{self, attribute, attribute_value, span_named};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -129,17 +129,18 @@ async fn one_trace_across_an_http_hop_with_baggage() {
         attribute(items, "http.request.method").as_deref(),
         Some("GET")
     );
+    // An integer on both sides, as the semantic conventions say, not the string "200".
     assert_eq!(
-        attribute(items, "http.response.status_code").as_deref(),
-        Some("200")
+        attribute_value(items, "http.response.status_code"),
+        Some(opentelemetry::Value::I64(200))
     );
     assert_eq!(
         attribute(client, "http.request.method").as_deref(),
         Some("GET")
     );
     assert_eq!(
-        attribute(client, "http.response.status_code").as_deref(),
-        Some("200")
+        attribute_value(client, "http.response.status_code"),
+        Some(opentelemetry::Value::I64(200))
     );
     assert!(
         attribute(client, "url.full")
@@ -197,4 +198,39 @@ async fn context_survives_being_stored_as_data() {
 
     let spans = t.wait_for_spans(&trace_id, |s| s.len() >= 2, Duration::from_secs(5));
     assert_eq!(span_named(&spans, "relay").parent_span_id, parent_span_id);
+}
+
+/// A 4xx answer makes the CLIENT span an error (the semantic conventions' rule for
+/// clients) and its status code stays an integer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_span_of_a_404_is_an_error_with_an_integer_status() {
+    let t = testing::init();
+    let down = serve(downstream()).await;
+    let client = telemetry::http::client();
+    let root = tracing::info_span!("call_missing");
+    let trace_id = root.in_scope(|| telemetry::current_trace_id().unwrap());
+    let status = async {
+        client
+            .get(format!("{down}/missing"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+    .instrument(root)
+    .await;
+    assert_eq!(status, 404);
+
+    let spans = t.wait_for_spans(
+        &trace_id,
+        |s| s.iter().any(|s| s.name == "call_missing"),
+        Duration::from_secs(10),
+    );
+    let client = testing::child(&spans, span_named(&spans, "call_missing"), "GET");
+    assert_eq!(client.span_kind, SpanKind::Client);
+    assert!(testing::is_error(client), "{:?}", client.status);
+    assert_eq!(
+        attribute_value(client, "http.response.status_code"),
+        Some(opentelemetry::Value::I64(404))
+    );
 }

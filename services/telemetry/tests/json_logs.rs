@@ -65,7 +65,7 @@ fn child_process_logs() {
     if std::env::var(CHILD).is_err() {
         return; // only meaningful when started by the test above
     }
-    let _guard = telemetry::init("json-logs-test").unwrap();
+    let _guard = telemetry::init("json-logs-test", env!("CARGO_PKG_VERSION")).unwrap();
     tracing::info!("outside any span");
     let span = tracing::info_span!("charge");
     let _entered = span.enter();

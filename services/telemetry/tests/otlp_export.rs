@@ -209,7 +209,7 @@ async fn http_receiver(sink: Sink) -> (String, mpsc::UnboundedReceiver<String>) 
 }
 
 async fn export_all_signals(protocol: Protocol, endpoint: String, service: &str) {
-    let mut config = TelemetryConfig::from_env(service);
+    let mut config = TelemetryConfig::from_env(service, env!("CARGO_PKG_VERSION"));
     config.protocol = Some(protocol);
     config.endpoint = Some(endpoint);
     config.sdk_disabled = false;

@@ -3,7 +3,9 @@
 //! `axum-tracing-opentelemetry` makes the SERVER span (`METHOD /route`, semconv
 //! attributes, parent extracted from `traceparent`/`baggage`, status from the response).
 //! On top of it this module adds what that crate leaves out: the `X-Trace-Id` and W3C
-//! `traceresponse` response headers, and the `http.server.request.duration` histogram.
+//! `traceresponse` response headers, and the `http.server.request.duration` histogram
+//! (the README says why `OtelInResponseLayer` and `opentelemetry-instrumentation-tower`
+//! do not fit).
 
 use std::{sync::OnceLock, time::Instant};
 
@@ -18,8 +20,7 @@ use http::HeaderValue;
 use opentelemetry::{KeyValue, metrics::Histogram, trace::TraceContextExt};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Response header carrying the 32-hex trace id, for humans and test clients.
-pub const TRACE_ID_HEADER: &str = "x-trace-id";
+pub use crate::propagation::TRACE_ID_HEADER;
 
 /// Instruments every route of `router` (add routes first, then call this).
 pub fn instrument_router<S>(router: Router<S>) -> Router<S>
