@@ -147,12 +147,15 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::PaymentSlow,
         name: "payment.slow",
-        description: "payment-service's charge step does ~1200 ms of work before answering (a saturated payment \
-                      worker pool).",
-        symptom: "`charge` takes ~1200 ms of a ~1300 ms request: payment is the bottleneck; \
-                  payment_processing_duration_seconds shifts right.",
-        fix: "Scale the payment workers (or make the charge asynchronous: accept the order, confirm the charge \
-              later); alert on payment_processing_duration_seconds p99.",
+        description: "The card provider's rate limiter refuses payment-service's first two attempts with 429 \
+                      (card-provider's X-Simulate: rate_limited), and payment-service's retry policy waits a \
+                      fixed 600 ms (PAYMENT_PROVIDER_RETRY_BACKOFF_MS) before each retry.",
+        symptom: "`charge` takes ~1200 ms of a ~1300 ms request: payment is the bottleneck, yet its three \
+                  stripe.create_charge CLIENT spans (429, 429, 200) are a few ms each: the time is the gaps \
+                  between them, payment's own waiting; payment_processing_duration_seconds shifts right.",
+        fix: "A sane retry policy: a short backoff (with jitter in production). At run time: \
+              PUT /admin/provider {\"timeout_ms\":10000,\"max_attempts\":3,\"retry_backoff_ms\":25} at \
+              payment-service; the same three attempts then fit in tens of ms.",
         seed: "000",
         key_span: "payment-service charge",
         acted_on_by: &["payment-service"],
@@ -160,11 +163,14 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::ProviderSlow,
         name: "provider.slow",
-        description: "The simulated external provider (stripe.create_charge) answers after ~3650 ms.",
-        symptom: "`stripe.create_charge` ~3650 ms inside payment's ~3800 ms, request ~4200 ms: the time is \
+        description: "The card provider is degraded (card-provider's X-Simulate: slow) and answers a charge \
+                      after ~3650 ms; payment-service's per-attempt timeout (10 s) lets it.",
+        symptom: "`stripe.create_charge` ~3650 ms fills payment's POST /charges, and the request: the time is \
                   spent outside our code, in a CLIENT span to the provider.",
-        fix: "Put a timeout and a circuit breaker on the provider call, and fail over or queue the charge; the \
-              fault is the provider's, so also open a ticket with it.",
+        fix: "Bound the wait: PUT /admin/provider {\"timeout_ms\":1000,\"max_attempts\":3,\"retry_backoff_ms\":600} \
+              at payment-service; the checkout then fails fast with 504 provider_timeout after 1 s and a retry \
+              with the same Idempotency-Key is safe. In production add a circuit breaker, and open a ticket \
+              with the provider.",
         seed: "002",
         key_span: "payment-service stripe.create_charge",
         acted_on_by: &["payment-service"],
@@ -172,7 +178,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::PaymentDeclined,
         name: "payment.declined",
-        description: "The provider declines the card (as it does for token tok_declined).",
+        description: "The card provider declines the card: its real 402 answer (card-provider's X-Simulate: \
+                      decline, as for the decline test tokens tok_chargeDeclined / tok_declined).",
         symptom: "ERROR status and an exception event on payment's charge spans, order ends payment_failed, \
                   nothing is reserved, the gateway answers 402 card_declined.",
         fix: "Nothing to fix in the system: tell the customer to use another card. A spike of declines across \
@@ -224,12 +231,15 @@ pub static REGISTRY: &[ScenarioInfo] = &[
     ScenarioInfo {
         scenario: Scenario::KafkaConsumerLag,
         name: "kafka.consumer_lag",
-        description: "inventory's orders consumer processes each message slowly (INVENTORY_CONSUMER_LAG_DELAY_MS, \
-                      2 s by default).",
-        symptom: "The `process orders` CONSUMER spans get long and start ever later after their producer span: \
-                  consumer lag and message age grow.",
-        fix: "Scale the consumer group (more partitions and consumers), batch the work, or move the slow step \
-              out of the consume loop; alert on lag.",
+        description: "inventory's orders consumer sends each confirmation e-mail synchronously through the mail \
+                      API, one message at a time (INVENTORY_CONSUMER_CONCURRENCY=1), and the mail API is slow \
+                      (card-provider's X-Simulate: slow, ~1.5 s).",
+        symptom: "Each `process orders` CONSUMER span holds a ~1.5 s mail CLIENT span, and with messages \
+                  queued the consumer spans start ever later after their producer spans: consumer lag and \
+                  message age grow.",
+        fix: "Process messages concurrently (offsets still committed in order): PUT /admin/consumer \
+              {\"concurrency\":8} at inventory-service; the queued messages' e-mails then overlap. In \
+              production also scale the consumer group; alert on lag.",
         seed: "—",
         key_span: "inventory-service process orders",
         acted_on_by: &["inventory-service"],

@@ -44,6 +44,7 @@ const INSERT_RESERVATION: &str = "INSERT INTO reservations (id, order_id, status
 const UPDATE_STOCK: &str = "UPDATE stock SET available = available - $1, reserved = reserved + $1, \
      updated_at_ms = $2 WHERE sku = $3 AND available >= $1";
 const SELECT_STOCK: &str = "SELECT available, reserved FROM stock WHERE sku = $1";
+const SET_STOCK: &str = "UPDATE stock SET available = $1, updated_at_ms = $2 WHERE sku = $3";
 const INSERT_RESERVATION_ITEM: &str =
     "INSERT INTO reservation_items (reservation_id, sku, qty) VALUES ($1, $2, $3)";
 const INSERT_MOVEMENT: &str = "INSERT INTO stock_movements (id, sku, delta, reason, created_at_ms) \
@@ -237,6 +238,20 @@ impl Store {
     }
 
     /// `(available, reserved)` of a SKU, `None` when the SKU is unknown.
+    /// Puts `available` units of `sku` on the shelf (a restock, or emptying it for the
+    /// `inventory.out_of_stock` scenario); false for an unknown SKU.
+    pub async fn set_available(&self, sku: &str, available: i64) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(SET_STOCK)
+            .bind(available)
+            .bind(now_ms())
+            .bind(sku)
+            .execute(&self.pool)
+            .traced(self.span("UPDATE", "stock", SET_STOCK))
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
     pub async fn stock_of(&self, sku: &str) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let row = sqlx::query(SELECT_STOCK)
             .bind(sku)

@@ -160,15 +160,6 @@ async fn reserve_inner(
             );
         }
     }
-    if scenario == Scenario::InventoryOutOfStock {
-        // The scenario empties the shelf of the first SKU, whatever the table says; nothing is written.
-        let item = &req.items[0];
-        return Err(InventoryError::OutOfStock {
-            sku: item.sku.clone(),
-            requested: item.qty,
-            available: 0,
-        });
-    }
     match state.store.reserve(&req.order_id, &req.items).await? {
         Reserved::Existing(row) => Ok(outcome(row, true)),
         Reserved::Created(row) => {

@@ -5,8 +5,9 @@
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
+use contracts::inventory::StockLevel;
 use serde::{Deserialize, Serialize};
 
 use crate::error::InventoryError;
@@ -17,6 +18,38 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/slow-query", get(show).put(switch))
         .route("/admin/consumer", get(show_consumer).put(set_consumer))
+        .route("/admin/stock", put(set_stock))
+}
+
+/// `PUT /admin/stock {"sku","available"}`: restock a shelf, or empty it (`inventory.out_of_stock`
+/// for every order of that SKU, at run time).
+async fn set_stock(
+    State(state): State<AppState>,
+    body: Result<Json<StockLevel>, JsonRejection>,
+) -> Result<Json<StockLevel>, InventoryError> {
+    let Json(level) =
+        body.map_err(|r| InventoryError::from_json_rejection(r, state.max_body_bytes))?;
+    if !(0..=1_000_000_000).contains(&level.available) {
+        return Err(InventoryError::Validation(
+            "available must be between 0 and 1000000000".into(),
+        ));
+    }
+    if !state
+        .store
+        .set_available(&level.sku, level.available)
+        .await?
+    {
+        return Err(InventoryError::UnknownSku(
+            level.sku.chars().take(64).collect(),
+        ));
+    }
+    tracing::info!(sku = %level.sku, available = level.available, "shelf set");
+    let (available, reserved) = state.store.stock_of(&level.sku).await?.unwrap_or_default();
+    Ok(Json(StockLevel {
+        sku: level.sku,
+        available,
+        reserved,
+    }))
 }
 
 /// `GET/PUT /admin/consumer` body and answer.

@@ -1,21 +1,40 @@
 //! `POST /reservations`: 201 with the reservation, or 409 `out_of_stock` with nothing written; a retry
 //! for the same order gets the first reservation (marked `Idempotent-Replayed: true`).
+//! `GET /stock/{sku}`: what is on the shelf (order-service's check before charging).
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use contracts::inventory::ReservationRequest;
+use axum::routing::{get, post};
+use contracts::inventory::{ReservationRequest, StockLevel};
 
 use crate::domain::reservation::{self, ValidReservation};
 use crate::error::InventoryError;
 use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/reservations", post(create_reservation))
+    Router::new()
+        .route("/reservations", post(create_reservation))
+        .route("/stock/{sku}", get(stock))
+}
+
+async fn stock(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<StockLevel>, InventoryError> {
+    let (available, reserved) = state
+        .store
+        .stock_of(&sku)
+        .await?
+        .ok_or_else(|| InventoryError::UnknownSku(sku.chars().take(64).collect()))?;
+    Ok(Json(StockLevel {
+        sku,
+        available,
+        reserved,
+    }))
 }
 
 async fn create_reservation(
