@@ -57,18 +57,28 @@ impl SimulatedProvider {
 
     /// `stripe.create_charge`: approves or declines after the modelled latency. The card is declined
     /// for the provider's decline test tokens and under scenario `payment.declined`.
+    ///
+    /// `idempotency_key` is what a real provider receives as its `Idempotency-Key` header (the same
+    /// for every retry of one charge). This in-process simulation keeps no state, so it does not
+    /// deduplicate on it.
     pub async fn create_charge(
         &self,
         token: &CardToken,
         amount_cents: i64,
         currency: &str,
         scenario: Scenario,
+        idempotency_key: &str,
     ) -> ProviderCharge {
         let span = self.client_span("stripe.create_charge", "/v1/charges");
         let delay = self.config.provider_delay(scenario);
         let declined = token.is_declined() || scenario == Scenario::PaymentDeclined;
         async {
-            tracing::debug!(amount_cents, currency, "provider charge requested");
+            tracing::debug!(
+                amount_cents,
+                currency,
+                idempotency_key,
+                "provider charge requested"
+            );
             tokio::time::sleep(delay).await;
             let current = tracing::Span::current();
             if declined {
