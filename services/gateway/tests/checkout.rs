@@ -324,3 +324,35 @@ async fn kafka_consumer_lag_slows_the_consumer() {
         "the consumer now takes longer than the whole request"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_checkout_with_the_same_key_is_one_order() {
+    let stack = FullStack::start(None).await;
+    let post = |body: serde_json::Value| {
+        stack
+            .client
+            .post(stack.url("/orders"))
+            .header("idempotency-key", "gw-retry-1")
+            .json(&body)
+            .send()
+    };
+    let first = post(order_body("tok_test_123")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    let second = post(order_body("tok_test_123")).await.unwrap();
+    assert_eq!(second.status(), 201);
+    assert_eq!(
+        second.headers()["idempotent-replayed"],
+        "true",
+        "the replay marker is relayed"
+    );
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(first, second, "the same order");
+    let mut other = order_body("tok_test_123");
+    other["items"][0]["qty"] = serde_json::json!(2);
+    let reused = post(other).await.unwrap();
+    assert_eq!(reused.status(), 422);
+    let err: serde_json::Value = reused.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "idempotency_key_reused");
+}

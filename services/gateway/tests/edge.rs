@@ -374,3 +374,33 @@ async fn a_silent_order_service_is_a_504_not_a_hang() {
         "the timed-out CLIENT span"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_idempotency_key_is_passed_through_unchanged() {
+    let (gw, recorded, client) = edge().await;
+    let url = format!("{}/orders", gw.base);
+    let keyed = client
+        .post(&url)
+        .header("idempotency-key", "\"8e03978e-40d5-43e8\"")
+        .json(&order_body("tok_test_123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 201);
+    assert_eq!(
+        recorded.last_header("idempotency-key").as_deref(),
+        Some("\"8e03978e-40d5-43e8\""),
+        "order-service receives the client's key as sent"
+    );
+    let unkeyed = client
+        .post(&url)
+        .json(&order_body("tok_test_123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unkeyed.status(), 201);
+    assert!(
+        recorded.last_header("idempotency-key").is_none(),
+        "no key is invented"
+    );
+}

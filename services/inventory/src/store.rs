@@ -53,6 +53,7 @@ const INSERT_PROCESSED_EVENT: &str = "INSERT INTO processed_events (event_id, ev
      processed_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING";
 const COMMIT_RESERVATION: &str = "UPDATE reservations SET status = 'committed', committed_at_ms = $1 \
      WHERE order_id = $2 AND status = 'reserved'";
+const SELECT_EMAIL: &str = "SELECT order_id FROM confirmation_emails WHERE order_id = $1";
 const INSERT_EMAIL: &str = "INSERT INTO confirmation_emails (order_id, event_id, sent_at_ms) \
      VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING";
 
@@ -382,6 +383,18 @@ impl Store {
         Ok(EventOutcome::Processed {
             reservation_committed: committed > 0,
         })
+    }
+
+    /// Whether the order's confirmation e-mail was recorded as sent. Kept apart from
+    /// `processed_events`: an event can be processed (reservation committed) while its e-mail step
+    /// failed, and a redelivery must then redo only the e-mail.
+    pub async fn email_sent(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(SELECT_EMAIL)
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .traced(self.span("SELECT", "confirmation_emails", SELECT_EMAIL))
+            .await?
+            .is_some())
     }
 
     /// Records a sent confirmation e-mail; false when one was already sent for the order.

@@ -203,6 +203,50 @@ async fn consumer_continues_the_producer_trace_and_is_idempotent() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_whose_email_is_missing_gets_it() {
+    let (_cluster, brokers) = cluster();
+    let app = spawn_with_config(sqlite_config(Some(&brokers))).await;
+    let producer = producer(&brokers);
+    let order = unique("ord");
+    assert_eq!(
+        app.reserve(&reservation(&order, &[("LAPTOP-1", 1)]), None)
+            .await
+            .status(),
+        201
+    );
+    // A consumer that died after committing the reservation and before the e-mail left exactly
+    // this: the event recorded as processed, no e-mail.
+    let event = order_placed(&order);
+    app.store
+        .commit_reservation(&event.id.to_string(), &event.r#type, &order)
+        .await
+        .unwrap();
+    assert_eq!(app.count("confirmation_emails").await, 0);
+
+    let (trace, _) = send(&producer, &event, None).await;
+    let spans = app
+        .trace(&trace, &["process orders", "send_confirmation_email"])
+        .await;
+    let process = span(&spans, "process orders");
+    assert_eq!(attr(process, "tracelab.duplicate").as_deref(), Some("true"));
+    assert_eq!(
+        attr(process, "inventory.confirmation_email.retried").as_deref(),
+        Some("true")
+    );
+    assert!(is_child_of(
+        span(&spans, "send_confirmation_email"),
+        process
+    ));
+    assert_eq!(app.count("confirmation_emails").await, 1);
+    assert_eq!(
+        app.count("processed_events").await,
+        1,
+        "the reservation step is not redone"
+    );
+    app.stop().await;
+}
+
 /// kafka.consumer_lag: the mail API is slow and the consumer waits for each e-mail, one message at a
 /// time, so every later message starts later: lag and message age grow. The fix, more messages at
 /// once (`PUT /admin/consumer`), lets the same slow e-mails overlap.

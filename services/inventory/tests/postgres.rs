@@ -124,3 +124,17 @@ async fn postgres_reservations_slow_query_and_events() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failed_email_step_is_redone_on_redelivery() {
+    let Some(app) = spawn_postgres(
+        "postgres_a_failed_email_step_is_redone_on_redelivery",
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    a_failed_email_step_is_redone_on_redelivery(&app).await;
+    app.stop().await;
+}

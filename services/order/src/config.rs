@@ -76,6 +76,15 @@ pub struct Config {
     /// Rows the relay publishes per round.
     #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 100)]
     pub outbox_batch_size: u32,
+    /// How long a `POST /orders` whose Idempotency-Key is held by a request still running waits for
+    /// that request's answer before answering 409 `idempotency_in_progress`, in ms.
+    #[arg(long, env = "IDEMPOTENCY_WAIT_MS", default_value_t = 10_000)]
+    pub idempotency_wait_ms: u64,
+    /// Lease of a held Idempotency-Key, in ms: a key whose request vanished (cancelled, crashed) is
+    /// taken over by a retry after this long, and the retry resumes the same order. Keep it above the
+    /// slowest checkout (two downstream calls plus a refund, each up to DOWNSTREAM_TIMEOUT_MS).
+    #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = 60_000)]
+    pub idempotency_lease_ms: u64,
     /// Largest accepted request body, in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -97,6 +106,8 @@ impl Config {
             kafka_message_timeout_ms: 2_000,
             outbox_poll_interval_ms: 100,
             outbox_batch_size: 100,
+            idempotency_wait_ms: 10_000,
+            idempotency_lease_ms: 60_000,
             max_body_bytes: 64 * 1024,
         }
     }
@@ -135,6 +146,8 @@ mod tests {
             "KAFKA_MESSAGE_TIMEOUT_MS",
             "OUTBOX_POLL_INTERVAL_MS",
             "OUTBOX_BATCH_SIZE",
+            "IDEMPOTENCY_WAIT_MS",
+            "IDEMPOTENCY_LEASE_MS",
             "MAX_BODY_BYTES",
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "RUST_LOG",

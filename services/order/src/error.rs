@@ -44,6 +44,16 @@ pub enum ApiError {
         service: &'static str,
         message: String,
     },
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error(
+        "Idempotency-Key `{0}` was already used with a different order; use a new key for a new order"
+    )]
+    IdempotencyKeyReused(String),
+    #[error(
+        "an order with this Idempotency-Key is still being processed; retry later for its answer"
+    )]
+    IdempotencyInProgress,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
@@ -53,7 +63,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidJson(_) | Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            // The draft's answers: 422 for a key reused with another payload, 409 while the first
+            // request with the key is still running.
+            Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) | Self::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,6 +85,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => codes::INVALID_JSON,
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_in_progress",
             Self::UnsupportedMediaType => codes::BAD_REQUEST,
             Self::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => codes::VALIDATION_FAILED,
@@ -84,6 +101,13 @@ impl ApiError {
             Self::Upstream { .. } => codes::UPSTREAM_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => codes::INTERNAL,
         }
+    }
+}
+
+impl ApiError {
+    /// The JSON body the caller gets (also what an Idempotency-Key stores for its retries).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
     }
 }
 
@@ -112,7 +136,7 @@ impl IntoResponse for ApiError {
             tracing::info!(error.code = self.code(), error.message = %self, "request rejected");
         }
         // Internal details (SQL errors, ...) stay in the log; the caller gets a stable message.
-        (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
+        (status, Json(self.body())).into_response()
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{Status, TraceContextExt};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -103,8 +103,10 @@ impl Relay {
         }
     }
 
-    /// Sends up to one batch of pending rows; returns how many were published. An error means at least
-    /// one row failed (it stays pending); rows that were acknowledged are marked sent regardless.
+    /// Sends up to one batch of pending rows; returns how many were published and marked sent. Each
+    /// row is marked sent right after its own acknowledgement, and a failure (publish or mark) is
+    /// handled for that row alone: one failed `mark_sent` neither stops the other rows from being
+    /// marked nor makes the next round resend them. An error means at least one row stays pending.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         let rows = self
             .repo
@@ -115,23 +117,14 @@ impl Relay {
             return Ok(0);
         }
         // All sends are in flight together; the idempotent producer keeps per-partition order.
-        let results = futures::future::join_all(rows.iter().map(|row| self.publish(row))).await;
+        let results =
+            futures::future::join_all(rows.iter().map(|row| self.publish_and_mark(row))).await;
         let mut published = 0;
         let mut first_error = None;
-        for (row, result) in rows.iter().zip(results) {
+        for result in results {
             match result {
-                Ok(()) => {
-                    self.repo
-                        .mark_sent(&row.id, now_ms())
-                        .await
-                        .context("marking an outbox row sent")?;
-                    published += 1;
-                }
+                Ok(()) => published += 1,
                 Err(err) => {
-                    let message = err.to_string();
-                    if let Err(db_err) = self.repo.mark_failed(&row.id, &message).await {
-                        tracing::warn!(error = %db_err, "could not record an outbox failure");
-                    }
                     first_error.get_or_insert(err);
                 }
             }
@@ -144,12 +137,53 @@ impl Relay {
         }
     }
 
+    /// Publishes one row and marks it sent as soon as the broker acknowledged it.
+    async fn publish_and_mark(&self, row: &OutboxRow) -> anyhow::Result<()> {
+        if let Err(err) = self.publish(row).await {
+            let message = err.to_string();
+            if let Err(db_err) = self.repo.mark_failed(&row.id, &message).await {
+                tracing::warn!(outbox.id = %row.id, error = %db_err, "could not record an outbox failure");
+            }
+            return Err(err);
+        }
+        self.repo.mark_sent(&row.id, now_ms()).await.map_err(|err| {
+            // The broker has the message; this row alone will be sent again (consumers de-duplicate
+            // on the envelope id).
+            tracing::warn!(
+                outbox.id = %row.id,
+                error = %err,
+                "outbox row published but not marked sent; it will be published again"
+            );
+            anyhow::Error::new(err).context(format!("marking outbox row {} sent", row.id))
+        })
+    }
+
     async fn publish(&self, row: &OutboxRow) -> anyhow::Result<()> {
-        let carrier: HashMap<String, String> =
-            serde_json::from_str(&row.trace_context).unwrap_or_default();
+        let parsed: Result<HashMap<String, String>, _> = serde_json::from_str(&row.trace_context);
+        let carrier = parsed.as_ref().cloned().unwrap_or_default();
+        let parent = telemetry::propagation::extract(&carrier);
+        let corrupt = match &parsed {
+            Err(err) => Some(format!("not a JSON object of strings: {err}")),
+            Ok(c) if c.contains_key("traceparent") && !parent.span().span_context().is_valid() => {
+                Some("its traceparent does not parse".to_owned())
+            }
+            Ok(_) => None,
+        };
         let span = telemetry::kafka::producer_span(&row.topic);
         // Continue the checkout's trace: the stored context becomes the PRODUCER span's parent.
-        let _ = span.set_parent(telemetry::propagation::extract(&carrier));
+        let _ = span.set_parent(parent);
+        if let Some(problem) = corrupt {
+            // The message still goes out (the event matters more than its trace), but as the root of
+            // a new trace: say so, with the row, instead of silently dropping the checkout's context.
+            span.in_scope(|| {
+                tracing::warn!(
+                    outbox.id = %row.id,
+                    order.id = %row.aggregate_id,
+                    problem = %problem,
+                    "outbox row has a corrupt trace context; publishing it without its checkout's trace"
+                );
+            });
+        }
         span.set_attribute("messaging.message.id", row.id.clone());
         span.set_attribute("messaging.kafka.message.key", row.message_key.clone());
         span.set_attribute("order.id", row.aggregate_id.clone());

@@ -51,6 +51,14 @@ pub struct Inner {
     pub kafka_topic: String,
     pub outbox_notify: Arc<Notify>,
     pub metrics: Metrics,
+    pub idempotency: IdempotencySettings,
+}
+
+/// `IDEMPOTENCY_WAIT_MS` and `IDEMPOTENCY_LEASE_MS` (see `domain::idempotency`).
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencySettings {
+    pub wait: Duration,
+    pub lease: Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -106,6 +114,10 @@ impl Application {
             kafka_topic: config.kafka_topic.clone(),
             outbox_notify,
             metrics: Metrics::new(),
+            idempotency: IdempotencySettings {
+                wait: Duration::from_millis(config.idempotency_wait_ms),
+                lease: Duration::from_millis(config.idempotency_lease_ms),
+            },
         }));
         let router = routes::router(state).layer(DefaultBodyLimit::max(config.max_body_bytes));
         let router = telemetry::http::instrument_router(router);

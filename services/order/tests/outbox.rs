@@ -1,6 +1,7 @@
 //! The transactional outbox over librdkafka's in-process MockCluster: the PRODUCER span continues the
 //! checkout's trace, and with the broker down orders are still accepted and every event is published
-//! exactly once when it comes back.
+//! exactly once when it comes back; a failed `mark_sent` only makes its own row go out again; a
+//! corrupt stored trace context is logged with the row id.
 
 mod common;
 
@@ -11,8 +12,12 @@ use common::*;
 use contracts::events::{Envelope, OrderPlaced};
 use contracts::orders::Order;
 use opentelemetry::trace::SpanKind;
+use order_service::domain::repository::Repository;
+use order_service::outbox::{Relay, RelayConfig};
 use rdkafka::mocking::MockCluster;
 use sqlx::Row;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 fn header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {
     headers
@@ -167,4 +172,153 @@ async fn broker_outage_loses_and_duplicates_nothing() {
         .await,
         "the successful publish continues the same trace"
     );
+}
+
+/// A relay over a fresh in-memory order database (migrated), without the HTTP app.
+async fn bare_relay(brokers: &str) -> (Relay, sqlx::AnyPool) {
+    let pool = order_service::db::connect(&memory_url("order"), 1)
+        .await
+        .expect("order database");
+    let repo = Repository::new(pool.clone(), "sqlite");
+    let relay = Relay::new(
+        repo,
+        Arc::new(Notify::new()),
+        &RelayConfig {
+            brokers: brokers.to_owned(),
+            message_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(100),
+            batch_size: 100,
+        },
+    )
+    .expect("relay");
+    (relay, pool)
+}
+
+async fn insert_row(pool: &sqlx::AnyPool, id: &str, created_at_ms: i64, trace_context: &str) {
+    sqlx::query(
+        "INSERT INTO outbox (id, aggregate_id, topic, message_key, event_type, payload, \
+         trace_context, created_at_ms, sent_at_ms, attempts, last_error) \
+         VALUES ($1, $2, 'orders', $2, 'order.placed', $3, $4, $5, NULL, 0, NULL)",
+    )
+    .bind(id)
+    .bind(format!("ord_{id}"))
+    .bind(format!("{{\"id\":\"{id}\"}}"))
+    .bind(trace_context)
+    .bind(created_at_ms)
+    .execute(pool)
+    .await
+    .expect("insert outbox row");
+}
+
+async fn sent(pool: &sqlx::AnyPool, id: &str) -> bool {
+    sqlx::query("SELECT sent_at_ms FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get::<Option<i64>, _>("sent_at_ms")
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_mark_sent_resends_only_its_own_row() {
+    telemetry::testing::init();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let (relay, pool) = bare_relay(&brokers).await;
+    for (i, id) in ["evt-1", "evt-2", "evt-3"].iter().enumerate() {
+        insert_row(&pool, id, i as i64, "{}").await;
+    }
+    // The database refuses to mark evt-2 sent (a real failed UPDATE, injected with a trigger).
+    sqlx::query(
+        "CREATE TRIGGER fail_mark_sent BEFORE UPDATE OF sent_at_ms ON outbox \
+         WHEN NEW.id = 'evt-2' AND NEW.sent_at_ms IS NOT NULL \
+         BEGIN SELECT RAISE(ABORT, 'injected mark_sent failure'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let err = relay.publish_batch().await.unwrap_err();
+    assert!(format!("{err:#}").contains("evt-2"), "{err:#}");
+    assert!(
+        sent(&pool, "evt-1").await && sent(&pool, "evt-3").await,
+        "the others are marked"
+    );
+    assert!(!sent(&pool, "evt-2").await);
+
+    sqlx::query("DROP TRIGGER fail_mark_sent")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        relay.publish_batch().await.unwrap(),
+        1,
+        "only evt-2 goes out again"
+    );
+    assert!(sent(&pool, "evt-2").await);
+    assert_eq!(relay.publish_batch().await.unwrap(), 0);
+
+    let messages = consume_all(&brokers, "orders", 4, Duration::from_millis(500)).await;
+    let count = |id: &str| messages.iter().filter(|(_, p, _)| p.contains(id)).count();
+    assert_eq!(
+        (count("evt-1"), count("evt-2"), count("evt-3")),
+        (1, 2, 1),
+        "evt-2 twice (acknowledged, then not marked), the others once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_trace_context_is_logged_with_the_row_id() {
+    let telemetry = telemetry::testing::init();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let (relay, pool) = bare_relay(&brokers).await;
+    let bad_json = format!("evt-json-{}", uuid::Uuid::new_v4().simple());
+    let bad_parent = format!("evt-parent-{}", uuid::Uuid::new_v4().simple());
+    insert_row(&pool, &bad_json, 1, "{not json").await;
+    insert_row(&pool, &bad_parent, 2, r#"{"traceparent":"00-garbage"}"#).await;
+    assert_eq!(
+        relay.publish_batch().await.unwrap(),
+        2,
+        "the events still go out"
+    );
+
+    const WARNING: &str =
+        "outbox row has a corrupt trace context; publishing it without its checkout's trace";
+    for id in [&bad_json, &bad_parent] {
+        let id = id.clone();
+        let telemetry = telemetry.clone();
+        let producer = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let found = telemetry.all_spans().into_iter().find(|s| {
+                    s.name == "send orders"
+                        && attr(s, "messaging.message.id").as_deref() == Some(id.as_str())
+                });
+                if found.is_some() || std::time::Instant::now() >= deadline {
+                    return found;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap()
+        .expect("the PRODUCER span");
+        assert!(is_root(&producer), "no parent could be recovered");
+        assert!(
+            telemetry::testing::event_names(&producer)
+                .iter()
+                .any(|n| n == WARNING),
+            "{:?}",
+            telemetry::testing::event_names(&producer)
+        );
+        assert_eq!(
+            telemetry::testing::event_attr(&producer, WARNING, "outbox.id").as_deref(),
+            Some(attr(&producer, "messaging.message.id").unwrap().as_str())
+        );
+    }
 }

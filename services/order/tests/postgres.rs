@@ -68,3 +68,20 @@ async fn checkout_outbox_and_bad_input_on_postgres() {
     drop(stack);
     drop_database(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys_on_postgres() {
+    let Some(url) = postgres_database("idempotency_keys_on_postgres").await else {
+        return;
+    };
+    let stack = Stack::with(&url, None, |_| {}).await;
+    key_replays_and_refuses_reuse(&stack).await;
+    concurrent_duplicates_share_one_order(&stack).await;
+    drop(stack);
+    // A short lease only for the crash: with it, the slow first request of the concurrent case
+    // would itself count as abandoned.
+    let stack = Stack::with(&url, None, |c| c.idempotency_lease_ms = 200).await;
+    crashed_key_is_taken_over(&stack).await;
+    drop(stack);
+    drop_database(&url).await;
+}

@@ -39,6 +39,13 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_WAIT_MS", default_value_t = 10_000)]
     pub idempotency_wait_ms: u64,
 
+    /// Lease of a pending charge claim, in ms: a charge left `pending` longer than this by a request
+    /// that was cancelled or crashed may be taken over by a retry with the same Idempotency-Key
+    /// (which then calls the provider again under the same charge id). Keep it well above the slowest
+    /// provider call, or a slow but live request gets taken over.
+    #[arg(long, env = "CHARGE_PENDING_LEASE_MS", default_value_t = 30_000)]
+    pub charge_pending_lease_ms: u64,
+
     #[command(flatten)]
     pub provider: ProviderConfig,
 }
@@ -103,6 +110,7 @@ impl Config {
             database_max_connections: 4,
             max_body_bytes: 16 * 1024,
             idempotency_wait_ms: 10_000,
+            charge_pending_lease_ms: 30_000,
             provider: ProviderConfig::default(),
         }
     }
@@ -127,6 +135,7 @@ mod tests {
             "PAYMENT_PROVIDER_TIMEOUT_MS",
             "PAYMENT_PROVIDER_MAX_ATTEMPTS",
             "PAYMENT_PROVIDER_RETRY_BACKOFF_MS",
+            "CHARGE_PENDING_LEASE_MS",
         ] {
             assert!(help.contains(var), "--help misses {var}");
         }

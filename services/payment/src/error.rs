@@ -32,6 +32,13 @@ pub enum PaymentError {
     #[error("a charge with this Idempotency-Key is still being processed; retry later")]
     IdempotencyInProgress,
 
+    /// This request's claim on a pending charge was taken over by a retry (its lease ran out while
+    /// it was still running), so its result was not stored; the retry's result is the charge's.
+    #[error(
+        "charge `{0}` was taken over by a retry after this request's claim lease ran out; retry with the same Idempotency-Key for its result"
+    )]
+    ClaimLost(String),
+
     #[error("card ending {card_last4} was declined: {reason}")]
     CardDeclined {
         charge_id: String,
@@ -62,7 +69,9 @@ impl PaymentError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::IdempotencyInProgress | Self::NotRefundable { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyInProgress | Self::ClaimLost(_) | Self::NotRefundable { .. } => {
+                StatusCode::CONFLICT
+            }
             Self::CardDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::ChargeNotFound(_) => StatusCode::NOT_FOUND,
             Self::Provider(ProviderFailure::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -80,6 +89,7 @@ impl PaymentError {
             Self::MissingIdempotencyKey => "missing_idempotency_key",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::ClaimLost(_) => "idempotency_claim_lost",
             Self::CardDeclined { .. } => codes::CARD_DECLINED,
             Self::ChargeNotFound(_) => codes::NOT_FOUND,
             Self::NotRefundable { .. } => "charge_not_refundable",
@@ -97,6 +107,15 @@ impl PaymentError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => Self::Validation(redact(&rejection.body_text())),
             _ => Self::InvalidJson(redact(&rejection.body_text())),
+        }
+    }
+}
+
+impl From<crate::store::CompleteError> for PaymentError {
+    fn from(err: crate::store::CompleteError) -> Self {
+        match err {
+            crate::store::CompleteError::NotHeld(charge_id) => Self::ClaimLost(charge_id),
+            crate::store::CompleteError::Database(err) => Self::Database(err),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub idempotency_wait: Duration,
+    /// `CHARGE_PENDING_LEASE_MS`: how long a pending charge claim is protected from takeover.
+    pub charge_pending_lease: Duration,
 }
 
 /// A built, bound, not yet serving payment-service.
@@ -44,6 +46,7 @@ impl Application {
             metrics: Metrics::new(),
             max_body_bytes: config.max_body_bytes,
             idempotency_wait: Duration::from_millis(config.idempotency_wait_ms),
+            charge_pending_lease: Duration::from_millis(config.charge_pending_lease_ms),
         };
         let router = routes::router(state);
         let addr = SocketAddr::new(config.bind_addr, config.port);

@@ -28,6 +28,10 @@ pub struct ChargeRow {
     pub status: String,
     pub provider_charge_id: Option<String>,
     pub decline_reason: Option<String>,
+    /// When the current holder of a `pending` claim took it (epoch ms): the start of its lease.
+    pub claimed_at_ms: i64,
+    /// The holder of the claim (see [`Store::take_over_charge`]).
+    pub claim_id: String,
 }
 
 /// A refund as stored.
@@ -49,20 +53,42 @@ pub enum Claim<T> {
     Existing(T),
 }
 
+/// Why [`Store::complete_charge`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    #[error(
+        "charge `{0}` is no longer pending under this request's claim (settled, or taken over by a retry after the lease ran out)"
+    )]
+    NotHeld(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
 pub const STATUS_PENDING: &str = "pending";
 pub const STATUS_SUCCEEDED: &str = "succeeded";
 pub const STATUS_DECLINED: &str = "declined";
 
 const CLAIM_CHARGE: &str = "INSERT INTO charges (id, idempotency_key, request_fingerprint, order_id, \
-     amount_cents, currency, method, card_last4, status, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (idempotency_key) DO NOTHING";
+     amount_cents, currency, method, card_last4, status, created_at_ms, claimed_at_ms, claim_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10) \
+     ON CONFLICT (idempotency_key) DO NOTHING";
+// The compare-and-set that lets exactly one retry inherit an abandoned claim: it only matches a row
+// that is still pending, still held by the holder the retry saw, and whose lease ran out; it hands
+// the row to a new claim_id (so racing retries that saw the same holder cannot both win).
+const TAKE_OVER_CHARGE: &str = "UPDATE charges SET claim_id = $1, claimed_at_ms = $2 \
+     WHERE idempotency_key = $3 AND status = 'pending' AND claim_id = $4 AND claimed_at_ms < $5";
 const SELECT_CHARGE_BY_KEY: &str = "SELECT id, request_fingerprint, order_id, amount_cents, currency, \
-     method, card_last4, status, provider_charge_id, decline_reason FROM charges WHERE idempotency_key = $1";
+     method, card_last4, status, provider_charge_id, decline_reason, claimed_at_ms, claim_id FROM charges \
+     WHERE idempotency_key = $1";
 const SELECT_CHARGE_BY_ID: &str = "SELECT id, request_fingerprint, order_id, amount_cents, currency, \
-     method, card_last4, status, provider_charge_id, decline_reason FROM charges WHERE id = $1";
+     method, card_last4, status, provider_charge_id, decline_reason, claimed_at_ms, claim_id FROM charges \
+     WHERE id = $1";
+// Only the current holder settles a claim: a request whose claim was taken over changes nothing.
 const COMPLETE_CHARGE: &str = "UPDATE charges SET status = $1, provider_charge_id = $2, \
-     decline_reason = $3, completed_at_ms = $4 WHERE id = $5 AND status = 'pending'";
-const RELEASE_CHARGE: &str = "DELETE FROM charges WHERE id = $1 AND status = 'pending'";
+     decline_reason = $3, completed_at_ms = $4 WHERE id = $5 AND status = 'pending' AND claim_id = $6";
+// A claim given up after the provider gave no answer; only its current holder may give it up.
+const RELEASE_CHARGE: &str =
+    "DELETE FROM charges WHERE id = $1 AND status = 'pending' AND claim_id = $2";
 const RELEASE_REFUND: &str = "DELETE FROM refunds WHERE id = $1 AND status = 'pending'";
 const COUNT_CHARGES_FOR_ORDER: &str = "SELECT COUNT(*) AS n FROM charges WHERE order_id = $1";
 const CLAIM_REFUND: &str = "INSERT INTO refunds (id, charge_id, order_id, amount_cents, status, \
@@ -76,6 +102,8 @@ const COMPLETE_REFUND: &str = "UPDATE refunds SET status = 'succeeded', provider
 #[derive(Debug, Clone)]
 pub struct NewCharge<'a> {
     pub id: &'a str,
+    /// Identifies this request as the holder of the claim (see [`Store::complete_charge`]).
+    pub claim_id: &'a str,
     pub idempotency_key: &'a str,
     pub request_fingerprint: &'a str,
     pub order_id: &'a str,
@@ -119,6 +147,7 @@ impl Store {
             .bind(new.method)
             .bind(new.card_last4)
             .bind(now_ms())
+            .bind(new.claim_id)
             .execute(&self.pool)
             .traced(self.span("INSERT", "charges", CLAIM_CHARGE))
             .await?
@@ -155,32 +184,66 @@ impl Store {
             .transpose()
     }
 
-    /// Records the provider's answer on a pending charge.
+    /// Takes over the pending claim on `key` from `holder` when it claimed before `cutoff_ms` (its
+    /// lease ran out: the request was cancelled or its process died). True when this caller is now
+    /// the holder under `claim_id`; false when the row is settled, its lease still runs, or another
+    /// retry took it first.
+    pub async fn take_over_charge(
+        &self,
+        key: &str,
+        holder: &str,
+        claim_id: &str,
+        cutoff_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let taken = sqlx::query(TAKE_OVER_CHARGE)
+            .bind(claim_id)
+            .bind(now_ms())
+            .bind(key)
+            .bind(holder)
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .traced(self.span("UPDATE", "charges", TAKE_OVER_CHARGE))
+            .await?
+            .rows_affected();
+        Ok(taken == 1)
+    }
+
+    /// Records the provider's answer on a pending charge held by `claim_id`. Fails with
+    /// [`CompleteError::NotHeld`] when no row changed: the charge is no longer pending, or a retry
+    /// took the claim over after this request's lease ran out.
     pub async fn complete_charge(
         &self,
         id: &str,
+        claim_id: &str,
         status: &str,
         provider_charge_id: Option<&str>,
         decline_reason: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(COMPLETE_CHARGE)
+    ) -> Result<(), CompleteError> {
+        let changed = sqlx::query(COMPLETE_CHARGE)
             .bind(status)
             .bind(provider_charge_id)
             .bind(decline_reason)
             .bind(now_ms())
             .bind(id)
+            .bind(claim_id)
             .execute(&self.pool)
             .traced(self.span("UPDATE", "charges", COMPLETE_CHARGE))
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(CompleteError::NotHeld(id.to_owned()))
+        }
     }
 
     /// Gives a pending claim up after the provider call failed without an answer, so a retry with
     /// the same key claims afresh (and re-asks the provider with the same key, which then replays
     /// whatever it did). Settled rows are never deleted.
-    pub async fn release_charge(&self, id: &str) -> Result<(), sqlx::Error> {
+    pub async fn release_charge(&self, id: &str, claim_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query(RELEASE_CHARGE)
             .bind(id)
+            .bind(claim_id)
             .execute(&self.pool)
             .traced(self.span("DELETE", "charges", RELEASE_CHARGE))
             .await?;
@@ -275,6 +338,8 @@ fn charge_from_row(row: &AnyRow) -> Result<ChargeRow, sqlx::Error> {
         status: row.try_get("status")?,
         provider_charge_id: row.try_get("provider_charge_id")?,
         decline_reason: row.try_get("decline_reason")?,
+        claimed_at_ms: row.try_get("claimed_at_ms")?,
+        claim_id: row.try_get("claim_id")?,
     })
 }
 

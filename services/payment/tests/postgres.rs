@@ -59,3 +59,17 @@ async fn postgres_idempotent_charges_and_refunds() {
     assert_eq!(declined.status(), 402);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_abandoned_claims_are_taken_over_once() {
+    let Some(app) = spawn_postgres_with("postgres_abandoned_claims_are_taken_over_once", |c| {
+        c.charge_pending_lease_ms = 200;
+    })
+    .await
+    else {
+        return;
+    };
+    abandoned_claim_is_taken_over_and_charged_once(&app).await;
+    claim_contract(&app.store).await;
+    app.stop().await;
+}

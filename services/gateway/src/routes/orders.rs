@@ -1,5 +1,6 @@
 //! `POST /orders` and `GET /orders/{id}`: check the scenario header, authenticate, validate, forward
-//! to order-service and relay its answer (201 + order, or its 402/409/422/504 error).
+//! to order-service and relay its answer (201 + order, or its 402/409/422/504 error). A client
+//! `Idempotency-Key` is passed through; order-service makes the checkout run once per key.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -7,6 +8,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use contracts::orders::CreateOrderRequest;
+use contracts::payments::IDEMPOTENCY_KEY_HEADER;
 use contracts::scenario::{self, Scenario};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -56,6 +58,7 @@ async fn create_order(
             "/orders",
             Some(body.to_vec()),
             &caller.user_id,
+            headers.get(IDEMPOTENCY_KEY_HEADER),
         )
         .await
 }
@@ -77,6 +80,12 @@ async fn get_order(
     }
     state
         .orders
-        .forward(Method::GET, &format!("/orders/{id}"), None, &caller.user_id)
+        .forward(
+            Method::GET,
+            &format!("/orders/{id}"),
+            None,
+            &caller.user_id,
+            None,
+        )
         .await
 }

@@ -1,6 +1,10 @@
 //! Handling `order.placed` events (independent of Kafka, so storage tests can drive it directly):
 //! `commit_reservation` marks the order's reservation committed, exactly once per event id, then
-//! `send_confirmation_email` sends the confirmation through the mail API — seed 001's span.
+//! `send_confirmation_email` sends the confirmation through the mail API — seed 001's span. The two
+//! steps are recorded apart (`processed_events`, `confirmation_emails`): a redelivered event whose
+//! e-mail step failed sends the e-mail and changes nothing else. The mail API call carries the key
+//! `email:ORDER`, so a resend after a crash between its answer and its record is answered from the
+//! mail API's idempotency store instead of mailing the customer twice.
 
 use contracts::events::{Envelope, ORDER_PLACED, ORDER_PLACED_VERSION, OrderPlaced};
 use contracts::scenario::Scenario;
@@ -50,8 +54,23 @@ impl OrderEventHandler {
             .await?;
         match outcome {
             EventOutcome::Duplicate => {
-                tracing::Span::current().set_attribute("tracelab.duplicate", true);
-                tracing::info!(messaging.message.id = %event_id, "duplicate event ignored");
+                let current = tracing::Span::current();
+                current.set_attribute("tracelab.duplicate", true);
+                // The event was processed before, but its e-mail step may have failed after the
+                // commit (provider error, crash): redo only that step, never the reservation.
+                if self.store.email_sent(order_id).await? {
+                    tracing::info!(messaging.message.id = %event_id, "duplicate event ignored");
+                } else {
+                    current.set_attribute("inventory.confirmation_email.retried", true);
+                    tracing::warn!(
+                        messaging.message.id = %event_id,
+                        order.id = %order_id,
+                        "redelivered event: reservation already committed, confirmation e-mail \
+                         missing; sending it now"
+                    );
+                    self.send_confirmation_email(order_id, &event_id, scenario)
+                        .await?;
+                }
             }
             EventOutcome::Processed { .. } => {
                 self.send_confirmation_email(order_id, &event_id, scenario)

@@ -179,3 +179,78 @@ pub fn unique(prefix: &str) -> String {
 pub fn millis(d: Duration) -> u128 {
     d.as_millis()
 }
+
+/// An event whose e-mail step really fails (the e-mails table is renamed away, so recording the
+/// e-mail errors after the reservation was committed) is handled again: the redelivery sends only
+/// the missing e-mail, and a further redelivery changes nothing.
+pub async fn a_failed_email_step_is_redone_on_redelivery(app: &TestApp) {
+    use contracts::events::{Envelope, OrderPlaced};
+    use contracts::scenario::Scenario;
+    use inventory_service::domain::events::OrderEventHandler;
+    use inventory_service::store::EventOutcome;
+
+    let order = unique("ord");
+    assert_eq!(
+        app.reserve(&reservation(&order, &[("MOUSE-1", 1)]), None)
+            .await
+            .status(),
+        201
+    );
+    let mail = start_provider(card_provider::Config::for_tests()).await;
+    let handler = OrderEventHandler::new(
+        app.store.clone(),
+        inventory_service::mail::Mailer::new(&mail, Duration::from_secs(10)),
+    );
+    let event: Envelope<OrderPlaced> = Envelope::order_placed(
+        OrderPlaced {
+            order_id: order.clone(),
+            items: vec![],
+            total_cents: 1,
+            charge_id: None,
+        },
+        0,
+    );
+    let emails_before = app.count("confirmation_emails").await;
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(sqlx::AssertSqlSafe(rename(
+        "confirmation_emails",
+        "emails_away",
+    )))
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    let failed = handler.handle(&event, Scenario::Checkout).await;
+    sqlx::query(sqlx::AssertSqlSafe(rename(
+        "emails_away",
+        "confirmation_emails",
+    )))
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    assert!(failed.is_err(), "the e-mail step failed");
+    assert_eq!(
+        app.store
+            .reservation_by_order(&order)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "committed",
+        "the reservation step had committed"
+    );
+    assert!(!app.store.email_sent(&order).await.unwrap());
+
+    // Redelivery: the event is a duplicate for the reservation, and the e-mail goes out now.
+    assert_eq!(
+        handler.handle(&event, Scenario::Checkout).await.unwrap(),
+        EventOutcome::Duplicate
+    );
+    assert!(app.store.email_sent(&order).await.unwrap());
+    assert_eq!(app.count("confirmation_emails").await, emails_before + 1);
+    // And once more: nothing else happens.
+    assert_eq!(
+        handler.handle(&event, Scenario::Checkout).await.unwrap(),
+        EventOutcome::Duplicate
+    );
+    assert_eq!(app.count("confirmation_emails").await, emails_before + 1);
+}

@@ -20,6 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::clients::Reply;
 use crate::db::now_ms;
+use crate::domain::idempotency::{self, Acquired, ClientKey, StoredAnswer};
 use crate::domain::repository::{NewOrder, OutboxRow};
 use crate::domain::validation;
 use crate::error::ApiError;
@@ -42,6 +43,7 @@ pub fn mark_error(span: &Span, err: &ApiError) {
 }
 
 /// The Idempotency-Key of an order's charge: a retried checkout of the same order never charges twice.
+/// A client Idempotency-Key is bound to one order id, so it derives from the client's key too.
 pub fn idempotency_key(order_id: &str) -> String {
     format!("{order_id}:charge")
 }
@@ -50,38 +52,52 @@ fn new_order_id() -> String {
     format!("ord_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// What `POST /orders` answers.
+pub enum Placed {
+    /// This request ran the checkout (or resumed the order bound to its Idempotency-Key).
+    Ran(Result<Order, ApiError>),
+    /// The stored answer of an earlier request with the same Idempotency-Key, replayed as it was.
+    Replayed(StoredAnswer),
+}
+
 /// Runs one checkout inside a `process_order` span and records `order_creation_duration_seconds`.
+/// With a client key the checkout runs at most once per key (see [`super::idempotency`]).
 pub async fn place_order(
     state: &AppState,
     req: CreateOrderRequest,
     user: Option<&str>,
-) -> Result<Order, ApiError> {
-    let order_id = new_order_id();
+    key: Option<ClientKey>,
+) -> Placed {
     let scenario =
         Scenario::from_baggage(telemetry::baggage::get(scenario::BAGGAGE_KEY).as_deref());
     let started = Instant::now();
     let span = tracing::info_span!(
         "process_order",
-        order.id = %order_id,
+        order.id = field::Empty,
         order.item_count = req.items.len() as i64,
         order.total_cents = field::Empty,
         order.status = field::Empty,
+        order.idempotent_replay = field::Empty,
         user.id = user,
         tracelab.scenario = scenario.name(),
     );
-    let result = process_order(state, &order_id, req, scenario)
+    let result = process_order(state, new_order_id(), req, scenario, key.as_ref())
         .instrument(span.clone())
         .await;
     let outcome = match &result {
-        Ok(order) => order.status.as_str(),
-        Err(err) => {
+        Ok(Placed::Ran(Ok(order))) => {
+            span.record("order.status", order.status.as_str());
+            order.status.as_str()
+        }
+        Ok(Placed::Replayed(_)) => {
+            span.record("order.idempotent_replay", true);
+            "replayed"
+        }
+        Ok(Placed::Ran(Err(err))) | Err(err) => {
             mark_error(&span, err);
             err.code()
         }
     };
-    if let Ok(order) = &result {
-        span.record("order.status", order.status.as_str());
-    }
     drop(span);
     state.metrics.order_creation_duration.record(
         started.elapsed().as_secs_f64(),
@@ -90,15 +106,18 @@ pub async fn place_order(
             KeyValue::new(scenario::ATTRIBUTE, scenario.name()),
         ],
     );
-    result
+    result.unwrap_or_else(|err| Placed::Ran(Err(err)))
 }
 
+/// Validates and prices, then (with a key) claims the key, and runs or resumes the order bound to it.
+/// `Err` is a failure before anything was claimed or written.
 async fn process_order(
     state: &AppState,
-    order_id: &str,
+    fresh_order_id: String,
     req: CreateOrderRequest,
     scenario: Scenario,
-) -> Result<Order, ApiError> {
+    key: Option<&ClientKey>,
+) -> Result<Placed, ApiError> {
     validate_order(&req)?;
     let unit_prices = calculate_total(state, &req.items).await?;
     let total_cents: i64 = req
@@ -108,21 +127,107 @@ async fn process_order(
         .map(|(item, price)| item.qty * price)
         .sum();
     Span::current().record("order.total_cents", total_cents);
+    let priced = Priced {
+        req,
+        unit_prices,
+        total_cents,
+        scenario,
+    };
 
-    let created_at_ms = now_ms();
-    state
-        .repo
-        .insert_order(&NewOrder {
-            id: order_id,
-            items: &req.items,
-            unit_prices: &unit_prices,
-            total_cents,
-            currency: CURRENCY,
-            payment_method: &req.payment.method,
-            scenario: scenario.name(),
-            created_at_ms,
-        })
-        .await?;
+    let Some(key) = key else {
+        Span::current().record("order.id", fresh_order_id.as_str());
+        return Ok(Placed::Ran(
+            run_checkout(state, &fresh_order_id, priced, None).await,
+        ));
+    };
+    // Claimed only now: a request that fails validation or pricing stores nothing, key included.
+    let fingerprint = idempotency::fingerprint(&priced.req);
+    let held = match idempotency::acquire(state, key, &fingerprint, &fresh_order_id).await? {
+        Acquired::Replay(answer) => {
+            Span::current().record("order.id", answer.order_id.as_str());
+            tracing::info!(
+                order.id = %answer.order_id,
+                "idempotent replay: returning the stored answer for this Idempotency-Key"
+            );
+            return Ok(Placed::Replayed(answer));
+        }
+        Acquired::Held(held) => held,
+    };
+    Span::current().record("order.id", held.order_id.as_str());
+    let result = if held.resumed {
+        resume(state, &held.order_id, priced).await
+    } else {
+        run_checkout(state, &held.order_id, priced, None).await
+    };
+    idempotency::finish(state, key, &held, &result).await;
+    Ok(Placed::Ran(result))
+}
+
+/// A validated, priced order request.
+struct Priced {
+    req: CreateOrderRequest,
+    unit_prices: Vec<i64>,
+    total_cents: i64,
+    scenario: Scenario,
+}
+
+/// Continues an order an earlier request with the same key started and did not finish answering
+/// (retryable failure, cancellation, crash). A pending order runs again from the charge: payment
+/// replays the charge of `{order_id}:charge` instead of charging twice, inventory returns the
+/// order's reservation. A settled order answers from its stored state.
+async fn resume(state: &AppState, order_id: &str, priced: Priced) -> Result<Order, ApiError> {
+    let Some(order) = state.repo.get_order(order_id).await? else {
+        // The earlier request died before storing the order.
+        return run_checkout(state, order_id, priced, None).await;
+    };
+    match order.status {
+        OrderStatus::Pending => {
+            run_checkout(state, order_id, priced, Some(order.created_at_ms)).await
+        }
+        OrderStatus::Confirmed => Ok(order),
+        OrderStatus::PaymentFailed => Err(ApiError::CardDeclined(format!(
+            "the card was declined for order {order_id}"
+        ))),
+        OrderStatus::Cancelled => Err(ApiError::OutOfStock(format!(
+            "order {order_id} was cancelled (out of stock) and its charge refunded"
+        ))),
+    }
+}
+
+/// The checkout proper. `stored_at_ms` is `Some` when the order row already exists (a resumed order):
+/// it is not inserted again.
+async fn run_checkout(
+    state: &AppState,
+    order_id: &str,
+    priced: Priced,
+    stored_at_ms: Option<i64>,
+) -> Result<Order, ApiError> {
+    let Priced {
+        req,
+        unit_prices,
+        total_cents,
+        scenario,
+    } = priced;
+    let created_at_ms = match stored_at_ms {
+        Some(at) => at,
+        None => {
+            let created_at_ms = now_ms();
+            state
+                .repo
+                .insert_order(&NewOrder {
+                    id: order_id,
+                    items: &req.items,
+                    unit_prices: &unit_prices,
+                    total_cents,
+                    currency: CURRENCY,
+                    payment_method: &req.payment.method,
+                    scenario: scenario.name(),
+                    created_at_ms,
+                })
+                .await?;
+            created_at_ms
+        }
+    };
     // Captured here so the outbox relay's PRODUCER span becomes a child of process_order, even though
     // it is published later from another task.
     let trace_context = telemetry::propagation::inject_current();
@@ -137,7 +242,7 @@ async fn process_order(
             return Err(err);
         }
         // A timeout leaves the outcome unknown: the order stays `pending`, and a retry with the same
-        // idempotency key settles it without charging twice.
+        // Idempotency-Key resumes it; payment-service returns the first charge for its key.
         Err(err) => return Err(err),
     };
     state
@@ -177,10 +282,20 @@ async fn process_order(
         created_at_ms: event.occurred_at_ms,
         attempts: 0,
     };
-    state
+    let confirmed = state
         .repo
         .confirm_with_event(order_id, &reservation.reservation_id, &row, now_ms())
         .await?;
+    if !confirmed {
+        // Another run of this order (a retry that took over its key) settled it first, with its own
+        // event: answer with what it stored.
+        tracing::warn!(order.id = %order_id, "order was settled by another run; not confirming again");
+        return state
+            .repo
+            .get_order(order_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(order_id.to_owned()));
+    }
     state.outbox_notify.notify_one();
 
     Ok(Order {

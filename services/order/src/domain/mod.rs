@@ -2,5 +2,6 @@
 //! `process_order` orchestration (charge, reserve, compensate, confirm + outbox).
 
 pub mod checkout;
+pub mod idempotency;
 pub mod repository;
 pub mod validation;

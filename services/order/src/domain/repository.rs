@@ -45,6 +45,41 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
+/// A client's `Idempotency-Key` row (see the `idempotency_keys` migration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub request_fingerprint: String,
+    pub order_id: String,
+    pub status: String,
+    pub lock_id: String,
+    pub locked_at_ms: i64,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+}
+
+pub const KEY_IN_PROGRESS: &str = "in_progress";
+pub const KEY_COMPLETED: &str = "completed";
+pub const KEY_RELEASED: &str = "released";
+
+/// A key to claim for a new request.
+pub struct NewKey<'a> {
+    pub owner: &'a str,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub order_id: &'a str,
+    pub lock_id: &'a str,
+    pub now_ms: i64,
+}
+
+/// The outcome of claiming a key.
+#[derive(Debug)]
+pub enum KeyClaim {
+    /// This request holds the new key.
+    New,
+    /// The key exists: here is its row.
+    Existing(KeyRow),
+}
+
 #[derive(Clone)]
 pub struct Repository {
     pool: AnyPool,
@@ -57,8 +92,26 @@ const INSERT_ORDER: &str = "INSERT INTO orders (id, status, total_cents, currenc
 const INSERT_ITEM: &str = "INSERT INTO order_items (order_id, line_no, sku, qty, unit_price_cents) VALUES ($1, $2, $3, $4, $5)";
 const UPDATE_CHARGE: &str = "UPDATE orders SET charge_id = $1, updated_at_ms = $2 WHERE id = $3";
 const UPDATE_STATUS: &str = "UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3";
-const CONFIRM_ORDER: &str =
-    "UPDATE orders SET status = $1, reservation_id = $2, updated_at_ms = $3 WHERE id = $4";
+// Only a pending order is confirmed: two runs of one order (a retry that took over a key whose holder
+// was still alive) cannot both confirm it and enqueue two events.
+const CONFIRM_ORDER: &str = "UPDATE orders SET status = $1, reservation_id = $2, updated_at_ms = $3 \
+     WHERE id = $4 AND status = 'pending'";
+const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (owner, idempotency_key, request_fingerprint, \
+     order_id, status, lock_id, locked_at_ms, response_status, response_body, created_at_ms, \
+     updated_at_ms) VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, NULL, NULL, $6, $6) \
+     ON CONFLICT (owner, idempotency_key) DO NOTHING";
+const SELECT_KEY: &str = "SELECT request_fingerprint, order_id, status, lock_id, locked_at_ms, \
+     response_status, response_body FROM idempotency_keys WHERE owner = $1 AND idempotency_key = $2";
+// Compare-and-set: a released key, or one whose holder's lease ran out, passes to exactly one retry
+// (the lock the retry saw must still be the key's, so racing retries cannot both win).
+const TAKE_OVER_KEY: &str = "UPDATE idempotency_keys SET status = 'in_progress', lock_id = $1, \
+     locked_at_ms = $2, updated_at_ms = $2 WHERE owner = $3 AND idempotency_key = $4 \
+     AND lock_id = $5 AND (status = 'released' OR (status = 'in_progress' AND locked_at_ms < $6))";
+const COMPLETE_KEY: &str = "UPDATE idempotency_keys SET status = 'completed', response_status = $1, \
+     response_body = $2, updated_at_ms = $3 WHERE owner = $4 AND idempotency_key = $5 \
+     AND status = 'in_progress' AND lock_id = $6";
+const RELEASE_KEY: &str = "UPDATE idempotency_keys SET status = 'released', updated_at_ms = $1 \
+     WHERE owner = $2 AND idempotency_key = $3 AND status = 'in_progress' AND lock_id = $4";
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, aggregate_id, topic, message_key, event_type, payload, trace_context, created_at_ms, sent_at_ms, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL)";
 const SELECT_PENDING: &str = "SELECT id, aggregate_id, topic, message_key, event_type, payload, trace_context, created_at_ms, attempts FROM outbox WHERE sent_at_ms IS NULL ORDER BY created_at_ms, id LIMIT $1";
 const MARK_SENT: &str = "UPDATE outbox SET sent_at_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2 AND sent_at_ms IS NULL";
@@ -170,22 +223,28 @@ impl Repository {
 
     /// Confirms the order and enqueues its event in ONE transaction (the transactional outbox): either
     /// both happen or neither does, so no confirmed order lacks its event and no event lacks its order.
+    /// False (and nothing written) when the order was no longer pending.
     pub async fn confirm_with_event(
         &self,
         id: &str,
         reservation_id: &str,
         event: &OutboxRow,
         now_ms: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(CONFIRM_ORDER)
+        let confirmed = sqlx::query(CONFIRM_ORDER)
             .bind(OrderStatus::Confirmed.as_str())
             .bind(reservation_id)
             .bind(now_ms)
             .bind(id)
             .execute(&mut *tx)
             .traced(self.span("UPDATE", "orders", CONFIRM_ORDER))
-            .await?;
+            .await?
+            .rows_affected();
+        if confirmed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(INSERT_OUTBOX)
             .bind(event.id.as_str())
             .bind(event.aggregate_id.as_str())
@@ -198,7 +257,123 @@ impl Repository {
             .execute(&mut *tx)
             .traced(self.span("INSERT", "outbox", INSERT_OUTBOX))
             .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Inserts a client key held by `lock_id`, unless the caller already used the key.
+    pub async fn claim_key(&self, new: &NewKey<'_>) -> Result<KeyClaim, sqlx::Error> {
+        let inserted = sqlx::query(CLAIM_KEY)
+            .bind(new.owner)
+            .bind(new.key)
+            .bind(new.fingerprint)
+            .bind(new.order_id)
+            .bind(new.lock_id)
+            .bind(new.now_ms)
+            .execute(&self.pool)
+            .traced(self.span("INSERT", "idempotency_keys", CLAIM_KEY))
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            return Ok(KeyClaim::New);
+        }
+        match self.key(new.owner, new.key).await? {
+            Some(row) => Ok(KeyClaim::Existing(row)),
+            // Nothing deletes keys: a conflicting row that vanished is a broken invariant.
+            None => Err(sqlx::Error::RowNotFound),
+        }
+    }
+
+    pub async fn key(&self, owner: &str, key: &str) -> Result<Option<KeyRow>, sqlx::Error> {
+        sqlx::query(SELECT_KEY)
+            .bind(owner)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .traced(self.span("SELECT", "idempotency_keys", SELECT_KEY))
+            .await?
+            .map(|r| {
+                Ok(KeyRow {
+                    request_fingerprint: r.try_get("request_fingerprint")?,
+                    order_id: r.try_get("order_id")?,
+                    status: r.try_get("status")?,
+                    lock_id: r.try_get("lock_id")?,
+                    locked_at_ms: r.try_get("locked_at_ms")?,
+                    response_status: r.try_get("response_status")?,
+                    response_body: r.try_get("response_body")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Makes `lock_id` the holder of a key `seen` (its lock id when read) released, or locked before
+    /// `cutoff_ms`; false when the key is completed, still inside its holder's lease, or another retry
+    /// took it first.
+    pub async fn take_over_key(
+        &self,
+        owner: &str,
+        key: &str,
+        seen: &str,
+        lock_id: &str,
+        now_ms: i64,
+        cutoff_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(TAKE_OVER_KEY)
+            .bind(lock_id)
+            .bind(now_ms)
+            .bind(owner)
+            .bind(key)
+            .bind(seen)
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .traced(self.span("UPDATE", "idempotency_keys", TAKE_OVER_KEY))
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Stores the final answer of the key held by `lock_id`; false when this request no longer holds
+    /// it (taken over after its lease ran out).
+    pub async fn complete_key(
+        &self,
+        owner: &str,
+        key: &str,
+        lock_id: &str,
+        status: u16,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(COMPLETE_KEY)
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(now_ms)
+            .bind(owner)
+            .bind(key)
+            .bind(lock_id)
+            .execute(&self.pool)
+            .traced(self.span("UPDATE", "idempotency_keys", COMPLETE_KEY))
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Hands a key back after a retryable failure, so the next retry resumes its order at once.
+    pub async fn release_key(
+        &self,
+        owner: &str,
+        key: &str,
+        lock_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(RELEASE_KEY)
+            .bind(now_ms)
+            .bind(owner)
+            .bind(key)
+            .bind(lock_id)
+            .execute(&self.pool)
+            .traced(self.span("UPDATE", "idempotency_keys", RELEASE_KEY))
+            .await?
+            .rows_affected()
+            == 1)
     }
 
     pub async fn get_order(&self, id: &str) -> Result<Option<Order>, sqlx::Error> {

@@ -1,9 +1,12 @@
 //! Charging a card exactly once per idempotency key.
 //!
 //! The key is claimed in the database (UNIQUE constraint, `status = 'pending'`) before the provider is
-//! called; only the request that inserted the row talks to the provider. A retry — sequential or
-//! concurrent — finds the row and returns the first result once it is settled, so a card is never
-//! charged twice. The `charge` span carries the seed's events (`payment_started`,
+//! called; only the request that holds the claim talks to the provider. A retry — sequential or
+//! concurrent — finds the row and returns the first result once it is settled. A claim whose holder
+//! vanished (request cancelled, process crashed) is taken over by a retry once its lease
+//! (`CHARGE_PENDING_LEASE_MS`) has run out; the provider call carries the charge id as its
+//! idempotency key, so a provider that deduplicates (as Stripe does) charges the card once even when
+//! the first holder reached it before dying. The `charge` span carries the seed's events (`payment_started`,
 //! `payment_completed` / `payment_failed`) and, for a decline, ERROR status and an exception event.
 
 use std::time::{Duration, Instant};
@@ -14,6 +17,7 @@ use opentelemetry::KeyValue;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
+use crate::db::now_ms;
 use crate::domain::card::CardToken;
 use crate::error::PaymentError;
 use crate::provider::ProviderCharge;
@@ -114,12 +118,16 @@ pub async fn charge(
     scenario: Scenario,
 ) -> Result<ChargeOutcome, PaymentError> {
     let charge_id = format!("ch_{}", Uuid::now_v7().simple());
+    // Who holds the claim: a takeover hands the row to a new claim id, after which only the new
+    // holder can settle it.
+    let claim_id = Uuid::new_v4().simple().to_string();
     let card_last4 = cmd.token.last4();
     let fingerprint = cmd.fingerprint();
     let claim = state
         .store
         .claim_charge(&NewCharge {
             id: &charge_id,
+            claim_id: &claim_id,
             idempotency_key: &cmd.idempotency_key,
             request_fingerprint: &fingerprint,
             order_id: &cmd.order_id,
@@ -135,7 +143,20 @@ pub async fn charge(
                 return Err(PaymentError::IdempotencyKeyReused(cmd.idempotency_key));
             }
             let row = if row.status == STATUS_PENDING {
-                wait_until_settled(state, &cmd.idempotency_key).await?
+                match settle_or_take_over(state, &cmd.idempotency_key, &claim_id).await? {
+                    Pending::Settled(row) => row,
+                    Pending::TakenOver(row) => {
+                        tracing::warn!(
+                            payment.charge_id = %row.id,
+                            claimed_at_ms = row.claimed_at_ms,
+                            "taking over a pending charge whose lease ran out (its request was \
+                             cancelled or crashed); retrying the provider call under the same \
+                             charge id"
+                        );
+                        return run_charge(state, &row.id, &claim_id, &card_last4, cmd, scenario)
+                            .await;
+                    }
+                }
             } else {
                 row
             };
@@ -148,7 +169,7 @@ pub async fn charge(
                 replayed: true,
             })
         }
-        Claim::New => run_charge(state, &charge_id, &card_last4, cmd, scenario).await,
+        Claim::New => run_charge(state, &charge_id, &claim_id, &card_last4, cmd, scenario).await,
     }
 }
 
@@ -156,6 +177,7 @@ pub async fn charge(
 async fn run_charge(
     state: &AppState,
     charge_id: &str,
+    claim_id: &str,
     card_last4: &str,
     cmd: ChargeCommand,
     scenario: Scenario,
@@ -204,7 +226,7 @@ async fn run_charge(
             Err(failure) => {
                 // No answer from the provider: give the claim up so a retry with the same key can
                 // ask again (the provider, keyed the same, then replays whatever it did).
-                state.store.release_charge(charge_id).await?;
+                state.store.release_charge(charge_id, claim_id).await?;
                 let current = tracing::Span::current();
                 current.record("payment.status", "provider_failed");
                 current.record("otel.status_code", "ERROR");
@@ -222,7 +244,13 @@ async fn run_charge(
             ProviderCharge::Approved { provider_charge_id } => {
                 state
                     .store
-                    .complete_charge(charge_id, STATUS_SUCCEEDED, Some(&provider_charge_id), None)
+                    .complete_charge(
+                        charge_id,
+                        claim_id,
+                        STATUS_SUCCEEDED,
+                        Some(&provider_charge_id),
+                        None,
+                    )
                     .await?;
                 current.record("payment.status", STATUS_SUCCEEDED);
                 tracing::info!(payment.charge_id = %charge_id, "payment_completed");
@@ -236,7 +264,7 @@ async fn run_charge(
             ProviderCharge::Declined { reason } => {
                 state
                     .store
-                    .complete_charge(charge_id, STATUS_DECLINED, None, Some(&reason))
+                    .complete_charge(charge_id, claim_id, STATUS_DECLINED, None, Some(&reason))
                     .await?;
                 current.record("payment.status", STATUS_DECLINED);
                 current.record("otel.status_code", "ERROR");
@@ -297,16 +325,40 @@ fn fraud_check(amount_cents: i64, currency: &str, card_last4: &str) -> i64 {
     score.min(100)
 }
 
-/// Polls (bounded) until the charge that owns `key` is settled by the request that claimed it.
-async fn wait_until_settled(state: &AppState, key: &str) -> Result<ChargeRow, PaymentError> {
+/// What became of a pending claim a retry found.
+enum Pending {
+    /// Its holder settled it: here is the result to replay.
+    Settled(ChargeRow),
+    /// Its lease ran out and this request now holds it (under its own claim id).
+    TakenOver(ChargeRow),
+}
+
+/// Polls (bounded by `IDEMPOTENCY_WAIT_MS`) until the charge that owns `key` is settled by its holder,
+/// or its holder's lease (`CHARGE_PENDING_LEASE_MS`) runs out and this request takes it over. A holder
+/// that is still inside its lease is never disturbed: past the wait the answer is 409.
+async fn settle_or_take_over(
+    state: &AppState,
+    key: &str,
+    claim_id: &str,
+) -> Result<Pending, PaymentError> {
     let deadline = Instant::now() + state.idempotency_wait;
+    let lease_ms = i64::try_from(state.charge_pending_lease.as_millis()).unwrap_or(i64::MAX);
     loop {
         let Some(row) = state.store.charge_by_key(key).await? else {
             // The first request released its claim: its provider call failed.
             return Err(PaymentError::EarlierAttemptFailed);
         };
         if row.status != STATUS_PENDING {
-            return Ok(row);
+            return Ok(Pending::Settled(row));
+        }
+        let cutoff = now_ms().saturating_sub(lease_ms);
+        if row.claimed_at_ms < cutoff
+            && state
+                .store
+                .take_over_charge(key, &row.claim_id, claim_id, cutoff)
+                .await?
+        {
+            return Ok(Pending::TakenOver(row));
         }
         if Instant::now() >= deadline {
             return Err(PaymentError::IdempotencyInProgress);

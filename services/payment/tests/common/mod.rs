@@ -46,8 +46,15 @@ pub async fn spawn_with_config(config: Config) -> TestApp {
 /// A payment-service on a fresh PostgreSQL database, or `None` (with a printed reason) when no
 /// server listens on 127.0.0.1:5432.
 pub async fn spawn_postgres(test: &str) -> Option<TestApp> {
+    spawn_postgres_with(test, |_| {}).await
+}
+
+/// [`spawn_postgres`] with a tweaked configuration.
+pub async fn spawn_postgres_with(test: &str, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let url = storage::testing::temp_database(test).await?;
-    Some(spawn_with(Config::for_tests(&url, None), Some(url)).await)
+    let mut config = Config::for_tests(&url, None);
+    tweak(&mut config);
+    Some(spawn_with(config, Some(url)).await)
 }
 
 /// Starts a card-provider (the simulator) in-process on a free port; its base URL.
@@ -217,4 +224,194 @@ pub fn unique(prefix: &str) -> String {
 
 pub fn millis(d: Duration) -> u128 {
     d.as_millis()
+}
+
+/// The fingerprint payment-service stores for [`charge_body`] (order|amount|currency|method).
+pub fn charge_fingerprint(order_id: &str) -> String {
+    format!("{order_id}|14999|USD|card")
+}
+
+/// Writes what a request that died between its claim and the provider's answer leaves behind: a
+/// `pending` row for [`charge_body`]`(order_id, "tok_test_123")`, claimed at `claimed_at_ms` by
+/// `claim_id`.
+pub async fn insert_pending_charge(
+    store: &Store,
+    id: &str,
+    key: &str,
+    order_id: &str,
+    claimed_at_ms: i64,
+    claim_id: &str,
+) {
+    sqlx::query(
+        "INSERT INTO charges (id, idempotency_key, request_fingerprint, order_id, amount_cents, \
+         currency, method, card_last4, status, created_at_ms, claimed_at_ms, claim_id) \
+         VALUES ($1, $2, $3, $4, 14999, 'USD', 'card', '4242', 'pending', $5, $5, $6)",
+    )
+    .bind(id)
+    .bind(key)
+    .bind(charge_fingerprint(order_id))
+    .bind(order_id)
+    .bind(claimed_at_ms)
+    .bind(claim_id)
+    .execute(store.pool())
+    .await
+    .expect("insert a pending charge");
+}
+
+/// (status, claim_id) of a stored charge.
+pub async fn charge_state(store: &Store, id: &str) -> (String, String) {
+    let row = sqlx::query("SELECT status, claim_id FROM charges WHERE id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .expect("the charge row");
+    (
+        sqlx::Row::try_get(&row, "status").unwrap(),
+        sqlx::Row::try_get(&row, "claim_id").unwrap(),
+    )
+}
+
+pub fn now_ms() -> i64 {
+    payment_service::db::now_ms()
+}
+
+/// A crash between claim and charge, then a retry: the abandoned claim (older than the lease) is
+/// taken over, the provider is called once, the stored row settles under the first charge id, and a
+/// further retry replays it. `app` must run with a short `CHARGE_PENDING_LEASE_MS`.
+pub async fn abandoned_claim_is_taken_over_and_charged_once(app: &TestApp) {
+    let order = unique("ord");
+    let key = unique("key");
+    let charge_id = unique("ch_crashed");
+    insert_pending_charge(
+        &app.store,
+        &charge_id,
+        &key,
+        &order,
+        now_ms() - 60_000,
+        "dead-request",
+    )
+    .await;
+
+    let body = charge_body(&order, "tok_test_123");
+    let retry = app.charge(&key, &body, None).await;
+    assert_eq!(
+        retry.status(),
+        201,
+        "the retry settles the abandoned charge"
+    );
+    assert!(
+        retry.headers().get("idempotent-replayed").is_none(),
+        "this request did the charging, it replays nothing"
+    );
+    let tid = trace_id(&retry);
+    let v: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(
+        v["charge_id"],
+        charge_id.as_str(),
+        "the row's charge id is kept"
+    );
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(app.store.count_charges_for_order(&order).await.unwrap(), 1);
+    let (status, claim) = charge_state(&app.store, &charge_id).await;
+    assert_eq!(status, "succeeded");
+    assert_ne!(
+        claim, "dead-request",
+        "the retry holds the claim it settled"
+    );
+
+    let spans = app
+        .trace(&tid, &["stripe.create_charge", "UPDATE charges"])
+        .await;
+    let provider_calls = spans
+        .iter()
+        .filter(|s| s.name == "stripe.create_charge")
+        .count();
+    assert_eq!(provider_calls, 1, "one provider call for the takeover");
+
+    let again = app.charge(&key, &body, None).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again_tid = trace_id(&again);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again, v, "a later retry replays the settled charge");
+    let replay = app.trace(&again_tid, &["POST /charges"]).await;
+    assert!(replay.iter().all(|s| s.name != "stripe.create_charge"));
+    assert_eq!(app.store.count_charges_for_order(&order).await.unwrap(), 1);
+}
+
+/// The store's claim contract: a takeover needs an expired lease and succeeds once; only the current
+/// holder completes a charge, once.
+pub async fn claim_contract(store: &Store) {
+    use payment_service::store::{Claim, CompleteError, NewCharge};
+    let order = unique("ord");
+    let key = unique("key");
+    let new = NewCharge {
+        id: "ch_contract",
+        claim_id: "holder-a",
+        idempotency_key: &key,
+        request_fingerprint: "fp",
+        order_id: &order,
+        amount_cents: 100,
+        currency: "USD",
+        method: "card",
+        card_last4: "4242",
+    };
+    assert!(matches!(
+        store.claim_charge(&new).await.unwrap(),
+        Claim::New
+    ));
+    let claimed = store.charge_by_key(&key).await.unwrap().unwrap();
+    // Inside the lease (cutoff at or before the claim): no takeover.
+    assert!(
+        !store
+            .take_over_charge(&key, "holder-a", "holder-b", claimed.claimed_at_ms)
+            .await
+            .unwrap()
+    );
+    // Lease over: of two racing retries that both saw holder-a, exactly one wins — even with a
+    // cutoff (lease 0) that the winner's fresh claim time would still pass.
+    let cutoff = now_ms() + 1_000;
+    let (b, c) = futures::join!(
+        store.take_over_charge(&key, "holder-a", "holder-b", cutoff),
+        store.take_over_charge(&key, "holder-a", "holder-c", cutoff)
+    );
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert!(b ^ c, "one takeover wins: b={b} c={c}");
+    let (winner, loser) = if b {
+        ("holder-b", "holder-c")
+    } else {
+        ("holder-c", "holder-b")
+    };
+    for stale in ["holder-a", loser] {
+        let err = store
+            .complete_charge("ch_contract", stale, "succeeded", Some("ch_p"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CompleteError::NotHeld(ref id) if id == "ch_contract"),
+            "{err}"
+        );
+    }
+    store
+        .complete_charge("ch_contract", winner, "succeeded", Some("ch_p"), None)
+        .await
+        .expect("the holder completes");
+    let err = store
+        .complete_charge("ch_contract", winner, "declined", None, Some("late"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CompleteError::NotHeld(_)),
+        "settled once: {err}"
+    );
+    assert!(
+        !store
+            .take_over_charge(&key, winner, "holder-d", now_ms() + 1_000)
+            .await
+            .unwrap(),
+        "a settled charge is never taken over"
+    );
+    let row = store.charge_by_id("ch_contract").await.unwrap().unwrap();
+    assert_eq!(row.status, "succeeded");
+    assert_eq!(row.provider_charge_id.as_deref(), Some("ch_p"));
 }
