@@ -203,8 +203,47 @@ async fn payment_declined_is_an_error_trace_and_402() {
 }
 
 #[tokio::test]
-async fn inventory_out_of_stock_is_409_with_a_refund() {
-    run_spec(stack(), "inventory.out_of_stock").await;
+async fn inventory_out_of_stock_is_409_with_a_refund_and_checking_stock_first_avoids_the_charge() {
+    let s = stack();
+    let before = run_spec(s, "inventory.out_of_stock").await;
+    let url = format!("{}/admin/checkout", s.urls.order);
+    put_json(&url, serde_json::json!({"check_stock_first": true})).await;
+    let resp = common::http()
+        .post(format!("{}/orders", s.urls.gateway))
+        .header("x-tracelab-scenario", "inventory.out_of_stock")
+        .json(&serde_json::json!({
+            "items": [{"sku": "SOLDOUT-1", "qty": 1}],
+            "payment": {"method": "card", "token": "tok_test_123"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let trace_id = lab::spec::trace_id_of(resp.headers()).expect("trace id");
+    put_json(&url, serde_json::json!({"check_stock_first": false})).await;
+    assert_eq!(status, 409);
+    let after = TraceClient::new(&s.urls.query)
+        .fetch_trace(
+            &trace_id,
+            &Wait::default().until_present(SpanMatcher::name("check_stock")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "inventory.out_of_stock: services {:?} and {} spans (charge + refund) before the fix, {:?} and {} spans after (check_stock, no charge)",
+        before.services(),
+        before.spans().count(),
+        after.services(),
+        after.spans().count()
+    );
+    assert!(
+        !after.services().contains(&"payment-service"),
+        "no charge, no refund:\n{}",
+        after.tree()
+    );
+    after
+        .assert_span(&SpanMatcher::name("check_stock").status(lab::SpanStatus::Error))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

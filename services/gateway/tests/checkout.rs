@@ -190,9 +190,18 @@ async fn payment_declined_is_a_402_error_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_stock_is_a_409_with_a_refund() {
     let stack = FullStack::start(None).await;
+    // A real shortage: SOLDOUT-1 has no stock (the scenario header only labels the request).
     let resp = stack
-        .checkout("tok_test_123", Some("inventory.out_of_stock"))
-        .await;
+        .client
+        .post(stack.url("/orders"))
+        .header("x-tracelab-scenario", "inventory.out_of_stock")
+        .json(&serde_json::json!({
+            "items": [{"sku": "SOLDOUT-1", "qty": 1}],
+            "payment": {"method": "card", "token": "tok_test_123"}
+        }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
     let trace = trace_id(&resp);
     let body: serde_json::Value = resp.json().await.unwrap();

@@ -124,25 +124,6 @@ async fn out_of_stock_is_409_and_writes_nothing() {
         Some("OutOfStock")
     );
 
-    // The forced scenario, on a SKU with plenty of stock.
-    let resp = app
-        .reserve(
-            &reservation(&unique("ord"), &[("LAPTOP-1", 1)]),
-            Some("inventory.out_of_stock"),
-        )
-        .await;
-    assert_eq!(resp.status(), 409);
-    let tid = trace_id(&resp);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "out_of_stock");
-    let spans = app.trace(&tid, &["reserve"]).await;
-    let reserve = span(&spans, "reserve");
-    assert!(is_error(reserve));
-    assert_eq!(
-        attr(reserve, "tracelab.scenario").as_deref(),
-        Some("inventory.out_of_stock")
-    );
-
     assert_eq!(app.stock("LAPTOP-1").await, laptop, "stock unchanged");
     assert_eq!(app.count("reservations").await, 0);
     assert_eq!(app.count("reservation_items").await, 0);
@@ -235,5 +216,68 @@ async fn health_endpoints_answer() {
             .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
     }
+    app.stop().await;
+}
+
+/// `inventory.out_of_stock` at run time: `PUT /admin/stock` empties a shelf, and the same stock
+/// check refuses the next reservation of it; restocking makes it reservable again. The scenario
+/// header only labels the request: a stocked SKU under it is reserved as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_shelf_is_out_of_stock_and_a_restock_fixes_it() {
+    let app = spawn_sqlite().await;
+    let set = |available: i64| {
+        app.client
+            .put(format!("{}/admin/stock", app.base))
+            .json(&serde_json::json!({"sku": "MOUSE-1", "available": available}))
+            .send()
+    };
+    assert_eq!(set(0).await.unwrap().status(), 200);
+    let level: serde_json::Value = app
+        .client
+        .get(format!("{}/stock/MOUSE-1", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(level["available"], 0, "{level}");
+    let resp = app
+        .reserve(
+            &reservation(&unique("ord"), &[("MOUSE-1", 1)]),
+            Some("inventory.out_of_stock"),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    let tid = trace_id(&resp);
+    let spans = app.trace(&tid, &["reserve", "UPDATE stock"]).await;
+    assert!(is_error(span(&spans, "reserve")));
+    assert_eq!(
+        attr(span(&spans, "reserve"), "tracelab.scenario").as_deref(),
+        Some("inventory.out_of_stock")
+    );
+
+    assert_eq!(set(5).await.unwrap().status(), 200);
+    let resp = app
+        .reserve(
+            &reservation(&unique("ord"), &[("MOUSE-1", 1)]),
+            Some("inventory.out_of_stock"),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        201,
+        "restocked: the header alone refuses nothing"
+    );
+    assert_eq!(app.stock("MOUSE-1").await.0, 4);
+
+    let unknown = app
+        .client
+        .put(format!("{}/admin/stock", app.base))
+        .json(&serde_json::json!({"sku": "NOPE-1", "available": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 422);
     app.stop().await;
 }

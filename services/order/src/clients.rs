@@ -57,6 +57,25 @@ impl Downstream {
             request = request.header(*name, *value);
         }
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
+        self.decode(response).await
+    }
+
+    /// GETs `path` (always with trace context).
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Reply<T>, ApiError> {
+        let response = self
+            .traced
+            .get(format!("{}{path}", self.base_url))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.send_error(&e))?;
+        self.decode(response).await
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<Reply<T>, ApiError> {
         let status = response.status();
         if status.is_success() {
             let value = response

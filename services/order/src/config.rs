@@ -76,6 +76,11 @@ pub struct Config {
     /// Rows the relay publishes per round.
     #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 100)]
     pub outbox_batch_size: u32,
+    /// The `inventory.out_of_stock` fix: ask inventory-service for the stock of every item before
+    /// charging, so a sold-out order is refused without a charge and a refund
+    /// (`PUT /admin/checkout` switches it at run time).
+    #[arg(long, env = "ORDER_CHECK_STOCK_FIRST", default_value_t = false, action = clap::ArgAction::Set)]
+    pub check_stock_first: bool,
     /// How long a `POST /orders` whose Idempotency-Key is held by a request still running waits for
     /// that request's answer before answering 409 `idempotency_in_progress`, in ms.
     #[arg(long, env = "IDEMPOTENCY_WAIT_MS", default_value_t = 10_000)]
@@ -106,6 +111,7 @@ impl Config {
             kafka_message_timeout_ms: 2_000,
             outbox_poll_interval_ms: 100,
             outbox_batch_size: 100,
+            check_stock_first: false,
             idempotency_wait_ms: 10_000,
             idempotency_lease_ms: 60_000,
             max_body_bytes: 64 * 1024,

@@ -52,6 +52,8 @@ pub struct Inner {
     pub outbox_notify: Arc<Notify>,
     pub metrics: Metrics,
     pub idempotency: IdempotencySettings,
+    /// `ORDER_CHECK_STOCK_FIRST`, switchable at run time (`PUT /admin/checkout`).
+    pub check_stock_first: std::sync::atomic::AtomicBool,
 }
 
 /// `IDEMPOTENCY_WAIT_MS` and `IDEMPOTENCY_LEASE_MS` (see `domain::idempotency`).
@@ -118,6 +120,7 @@ impl Application {
                 wait: Duration::from_millis(config.idempotency_wait_ms),
                 lease: Duration::from_millis(config.idempotency_lease_ms),
             },
+            check_stock_first: std::sync::atomic::AtomicBool::new(config.check_stock_first),
         }));
         let router = routes::router(state).layer(DefaultBodyLimit::max(config.max_body_bytes));
         let router = telemetry::http::instrument_router(router);

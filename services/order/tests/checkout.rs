@@ -266,9 +266,9 @@ async fn declined_card_is_402_and_the_order_payment_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_stock_after_a_charge_is_compensated() {
     let stack = Stack::sqlite(None).await;
-    // The scenario, and a product inventory really has none of.
+    // A product inventory really has none of, labelled with the scenario and not.
     for (sku, scenario) in [
-        ("LAPTOP-1", Some("inventory.out_of_stock")),
+        ("SOLDOUT-1", Some("inventory.out_of_stock")),
         ("SOLDOUT-1", None),
     ] {
         let resp = stack
@@ -315,6 +315,65 @@ async fn out_of_stock_after_a_charge_is_compensated() {
         0,
         "no event for a cancelled order"
     );
+}
+
+/// The `inventory.out_of_stock` fix: with `check_stock_first` on (switched at run time), a sold-out
+/// order is refused before any charge: no charge_payment, no refund, nothing charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checking_stock_first_refuses_a_sold_out_order_without_charging() {
+    let stack = Stack::sqlite(None).await;
+    let switched = stack
+        .client
+        .put(stack.url("/admin/checkout"))
+        .json(&serde_json::json!({"check_stock_first": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(switched.status(), 200);
+    let resp = stack
+        .place(
+            &order_body("SOLDOUT-1", 1, "tok_test_123"),
+            Some("inventory.out_of_stock"),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    let trace_id = trace_id(&resp);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "out_of_stock");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SOLDOUT-1"),
+        "{body}"
+    );
+    let spans = stack
+        .trace(&trace_id, &["check_stock", "GET /stock/{sku}"])
+        .await;
+    let process = span(&spans, "process_order");
+    let check = child(&spans, process, "check_stock");
+    assert!(is_error(check) && is_error(process));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.name != "charge_payment" && s.name != "compensate_payment"),
+        "nothing was charged"
+    );
+    let order_id = attr(process, "order.id").unwrap();
+    assert_eq!(
+        stack
+            .charges
+            .count_charges_for_order(&order_id)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A stocked item still checks out, the check costing one GET per SKU.
+    let ok = stack
+        .place(&order_body("LAPTOP-1", 1, "tok_test_123"), None)
+        .await;
+    assert_eq!(ok.status(), 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use contracts::events::{Envelope, OrderPlaced};
-use contracts::inventory::{ReservationRequest, ReservationResponse};
+use contracts::inventory::{ReservationRequest, ReservationResponse, StockLevel};
 use contracts::orders::{CreateOrderRequest, LineItem, Order, OrderStatus, PaymentInfo};
 use contracts::payments::{
     ChargeRequest, ChargeResponse, ChargeStatus, IDEMPOTENCY_KEY_HEADER, RefundRequest,
@@ -232,6 +232,19 @@ async fn run_checkout(
     // it is published later from another task.
     let trace_context = telemetry::propagation::inject_current();
 
+    if state
+        .check_stock_first
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && let Err(err) = check_stock(state, &req.items).await
+    {
+        if matches!(err, ApiError::OutOfStock(_)) {
+            state
+                .repo
+                .set_status(order_id, OrderStatus::Cancelled, now_ms())
+                .await?;
+        }
+        return Err(err);
+    }
     let charge = match charge_payment(state, order_id, &req.payment, total_cents, scenario).await {
         Ok(charge) => charge,
         Err(err @ ApiError::CardDeclined(_)) => {
@@ -402,6 +415,43 @@ async fn charge_payment(
         Err(err) => mark_error(&Span::current(), err),
     }
     result
+}
+
+/// `ORDER_CHECK_STOCK_FIRST`: reads every item's shelf before charging. A check, not a hold —
+/// another order may still take the last unit before `reserve_inventory`, and then the refund
+/// compensates as without the check — but the common case, a sold-out item, costs no charge.
+#[tracing::instrument(name = "check_stock", skip_all, fields(order.item_count = items.len() as i64))]
+async fn check_stock(state: &AppState, items: &[LineItem]) -> Result<(), ApiError> {
+    for item in items {
+        let level = match state
+            .inventory
+            .get::<StockLevel>(&format!("/stock/{}", item.sku))
+            .await
+        {
+            Ok(Reply::Ok(level)) => level,
+            Ok(Reply::Rejected(status, body)) => {
+                let err = ApiError::Upstream {
+                    service: "inventory-service",
+                    message: format!("{status}: {}: {}", body.error.code, body.error.message),
+                };
+                mark_error(&Span::current(), &err);
+                return Err(err);
+            }
+            Err(err) => {
+                mark_error(&Span::current(), &err);
+                return Err(err);
+            }
+        };
+        if level.available < item.qty {
+            let err = ApiError::OutOfStock(format!(
+                "{}: {} requested, {} available",
+                item.sku, item.qty, level.available
+            ));
+            mark_error(&Span::current(), &err);
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 #[tracing::instrument(
