@@ -119,6 +119,10 @@ pub struct ScenarioInfo {
     pub symptom: &'static str,
     /// The documented fix (how a real team would resolve it).
     pub fix: &'static str,
+    /// The cause in one line: the real mechanism that produces the symptom.
+    pub mechanism: &'static str,
+    /// The fix a workshop applies while the stack runs, in one line (what the e2e test applies).
+    pub run_time_fix: &'static str,
     /// The seed document(s) the scenario comes from (`000`, `001`, ...; `—` when none).
     pub seed: &'static str,
     /// The span that shows the scenario best (what a trace assertion or a workshop points at).
@@ -142,6 +146,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
         fix: "Nothing to fix: this is the baseline every other scenario is compared with.",
         seed: "000, 001, 003",
         key_span: "api-gateway POST /orders",
+        mechanism: "the happy path: every call real, nothing slowed",
+        run_time_fix: "—",
         acted_on_by: &[],
     },
     ScenarioInfo {
@@ -158,6 +164,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               payment-service; the same three attempts then fit in tens of ms.",
         seed: "000",
         key_span: "payment-service charge",
+        mechanism: "card-provider answers 429 twice; payment retries after a fixed 600 ms backoff",
+        run_time_fix: "payment-service `PUT /admin/provider` `retry_backoff_ms: 25`",
         acted_on_by: &["payment-service"],
     },
     ScenarioInfo {
@@ -173,6 +181,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               with the provider.",
         seed: "002",
         key_span: "payment-service stripe.create_charge",
+        mechanism: "card-provider is degraded and answers after 3650 ms; the client waits up to 10 s",
+        run_time_fix: "payment-service `PUT /admin/provider` `timeout_ms: 1000` (fail fast, 504)",
         acted_on_by: &["payment-service"],
     },
     ScenarioInfo {
@@ -186,6 +196,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               customers points at the provider (check its status) or at fraud.",
         seed: "001, 003",
         key_span: "payment-service charge",
+        mechanism: "card-provider declines the card (402)",
+        run_time_fix: "— (another card)",
         acted_on_by: &["payment-service"],
     },
     ScenarioInfo {
@@ -199,18 +211,28 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               INVENTORY_FIX_SLOW_QUERY=true); the same query then uses it and is fast.",
         seed: "003",
         key_span: "inventory-service SELECT stock_movements",
+        mechanism: "an audit query scans 200k stock_movements rows: no index on sku",
+        run_time_fix: "inventory-service `PUT /admin/slow-query` `indexed: true`",
         acted_on_by: &["inventory-service"],
     },
     ScenarioInfo {
         scenario: Scenario::InventoryOutOfStock,
         name: "inventory.out_of_stock",
-        description: "inventory answers 409 out_of_stock after the payment already succeeded.",
+        description: "The order holds an item inventory has none of: SOLDOUT-1 (stock 0 in the catalogue), or any \
+                      SKU whose shelf was emptied at run time (PUT /admin/stock {\"sku\":\"LAPTOP-1\",\"available\":0} \
+                      at inventory-service). order-service charges first, so inventory's stock check (an \
+                      UPDATE that matches no row) refuses with 409 after the payment succeeded. The scenario \
+                      header and flag only label such a request; the stock table decides.",
         symptom: "Error trace: reserve_inventory fails with 409, order-service compensates with POST /refunds at \
-                  payment-service, the order ends cancelled and the gateway answers 409.",
-        fix: "Check stock before charging (or authorise first and capture after the reservation), so that \
-              compensation is the exception and not the rule.",
+                  payment-service (a real stripe.create_refund call to the provider), the order ends cancelled \
+                  and the gateway answers 409.",
+        fix: "Check stock before charging: PUT /admin/checkout {\"check_stock_first\":true} at order-service \
+              (ORDER_CHECK_STOCK_FIRST); the sold-out order is then refused before any charge. In production, \
+              authorise first and capture after the reservation, so compensation is the exception.",
         seed: "—",
         key_span: "order-service reserve_inventory",
+        mechanism: "the stock table has none (SOLDOUT-1, or a shelf emptied with `PUT /admin/stock`), found after the charge",
+        run_time_fix: "order-service `PUT /admin/checkout` `check_stock_first: true`",
         acted_on_by: &["inventory-service", "order-service"],
     },
     ScenarioInfo {
@@ -226,6 +248,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               propagation end to end with a trace assertion (every service present in ONE trace).",
         seed: "002 (pitfalls: not propagating context)",
         key_span: "payment-service POST /charges (as a separate root)",
+        mechanism: "order-service calls payment with a plain client: no traceparent",
+        run_time_fix: "in code: every call through `telemetry::http::client()`",
         acted_on_by: &["order-service"],
     },
     ScenarioInfo {
@@ -242,6 +266,8 @@ pub static REGISTRY: &[ScenarioInfo] = &[
               production also scale the consumer group; alert on lag.",
         seed: "—",
         key_span: "inventory-service process orders",
+        mechanism: "one message at a time, each waiting for a slow mail API call",
+        run_time_fix: "inventory-service `PUT /admin/consumer` `concurrency: 8`",
         acted_on_by: &["inventory-service"],
     },
 ];
@@ -249,26 +275,28 @@ pub static REGISTRY: &[ScenarioInfo] = &[
 /// The registry as a Markdown document (what `cargo run -p contracts --example scenarios` prints; the
 /// docs' scenario page is generated from it).
 pub fn registry_markdown() -> String {
-    let mut out = String::from("| scenario | seed | key span | acted on by |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| scenario | mechanism | fix at run time | seed | key span |\n|---|---|---|---|---|\n",
+    );
     for info in REGISTRY {
-        let by = if info.acted_on_by.is_empty() {
-            "—".to_owned()
-        } else {
-            info.acted_on_by.join(", ")
-        };
         out.push_str(&format!(
-            "| `{}` | {} | `{}` | {} |\n",
-            info.name, info.seed, info.key_span, by
+            "| `{}` | {} | {} | {} | `{}` |\n",
+            info.name, info.mechanism, info.run_time_fix, info.seed, info.key_span
         ));
     }
     for info in REGISTRY {
         out.push_str(&format!(
-            "\n## `{}`\n\n- **What happens:** {}\n- **Symptom:** {}\n- **Fix:** {}\n- **Seed:** {}\n- **Force it:** `X-Tracelab-Scenario: {}`\n",
+            "\n## `{}`\n\n- **What happens:** {}\n- **Symptom:** {}\n- **Fix:** {}\n- **Seed:** {}\n- **Acted on by:** {}\n- **Force it:** `X-Tracelab-Scenario: {}`\n",
             info.name,
             squash(info.description),
             squash(info.symptom),
             squash(info.fix),
             info.seed,
+            if info.acted_on_by.is_empty() {
+                "—".to_owned()
+            } else {
+                info.acted_on_by.join(", ")
+            },
             info.name
         ));
     }
@@ -305,6 +333,7 @@ mod tests {
                 !info.description.is_empty() && !info.symptom.is_empty() && !info.fix.is_empty()
             );
             assert!(!info.seed.is_empty() && !info.key_span.is_empty());
+            assert!(!info.mechanism.is_empty() && !info.run_time_fix.is_empty());
             assert_eq!(sc.info().name, sc.name());
         }
     }
