@@ -265,6 +265,13 @@ async fn inventory_slow_query_dominates_inventory_and_the_index_fixes_it() {
         "{}",
         after.tree()
     );
+    // The database layer says so itself: sqlx's slow-statement warning, an event of the db span.
+    before
+        .assert_event(
+            &query,
+            "slow statement: execution time exceeded alert threshold",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The fix is in code (every outgoing call through `telemetry::http::client()`), so the trace

@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use contracts::events::{Envelope, OrderPlaced};
 use contracts::scenario::Scenario;
-use inventory_service::domain::events::OrderEventHandler;
 use inventory_service::store::EventOutcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,11 +83,7 @@ async fn postgres_reservations_slow_query_and_events() {
     );
 
     // Event handling without Kafka: commit once, e-mail once, redelivery changes nothing.
-    let mail = start_provider(card_provider::Config::for_tests()).await;
-    let handler = OrderEventHandler::new(
-        app.store.clone(),
-        inventory_service::mail::Mailer::new(&mail, Duration::from_secs(10)),
-    );
+    let handler = event_handler(&app.store).await;
     let event: Envelope<OrderPlaced> = Envelope::order_placed(
         OrderPlaced {
             order_id: order.clone(),

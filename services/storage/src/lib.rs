@@ -10,7 +10,16 @@ pub mod testing;
 use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
-use sqlx::{AnyPool, any::AnyPoolOptions, migrate::Migrator};
+use sqlx::{
+    AnyPool, ConnectOptions,
+    any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::Migrator,
+};
+
+/// Statements slower than this are logged by sqlx itself as a WARN `slow statement` event — inside
+/// the statement's DB span (`telemetry::db::traced`), so the trace of `inventory.slow_query` carries
+/// the database layer's own warning. sqlx's default of 1 s would never fire on a demo's tables.
+pub const SLOW_STATEMENT: Duration = Duration::from_millis(10);
 
 /// Opens the pool for `url` and brings `service`'s schema up to date with `migrator`.
 ///
@@ -38,9 +47,13 @@ pub async fn connect(
     } else {
         AnyPoolOptions::new().max_connections(max_connections.max(1))
     };
+    let connect = url
+        .parse::<AnyConnectOptions>()
+        .with_context(|| format!("parsing the database URL {}", redact_url(url)))?
+        .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
     let pool = options
         .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
+        .connect_with(connect)
         .await
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
     if url.starts_with("sqlite:") && !in_memory {

@@ -68,6 +68,17 @@ pub async fn start_provider(config: card_provider::Config) -> String {
         .expect("start card-provider")
 }
 
+/// An event handler (no Kafka) over `store`, mailing through its own simulator.
+pub async fn event_handler(
+    store: &inventory_service::store::Store,
+) -> inventory_service::domain::events::OrderEventHandler {
+    let mail = start_provider(card_provider::Config::for_tests()).await;
+    inventory_service::domain::events::OrderEventHandler::new(
+        store.clone(),
+        inventory_service::mail::Mailer::new(&mail, Duration::from_secs(10)),
+    )
+}
+
 async fn spawn_with(mut config: Config, pg_database: Option<String>) -> TestApp {
     let telemetry = telemetry::testing::init();
     // Unless the test chose a mail API, each app gets its own simulator.
@@ -186,7 +197,6 @@ pub fn millis(d: Duration) -> u128 {
 pub async fn a_failed_email_step_is_redone_on_redelivery(app: &TestApp) {
     use contracts::events::{Envelope, OrderPlaced};
     use contracts::scenario::Scenario;
-    use inventory_service::domain::events::OrderEventHandler;
     use inventory_service::store::EventOutcome;
 
     let order = unique("ord");
@@ -196,11 +206,7 @@ pub async fn a_failed_email_step_is_redone_on_redelivery(app: &TestApp) {
             .status(),
         201
     );
-    let mail = start_provider(card_provider::Config::for_tests()).await;
-    let handler = OrderEventHandler::new(
-        app.store.clone(),
-        inventory_service::mail::Mailer::new(&mail, Duration::from_secs(10)),
-    );
+    let handler = event_handler(&app.store).await;
     let event: Envelope<OrderPlaced> = Envelope::order_placed(
         OrderPlaced {
             order_id: order.clone(),
