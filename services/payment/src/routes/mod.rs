@@ -1,8 +1,8 @@
 //! HTTP routes. The business routes run inside telemetry's SERVER spans and a body-size limit;
-//! health probes stay outside both so they neither trace nor count as traffic.
+//! the health probes (`service_kit::health`, merged in `startup`) stay outside both so they
+//! neither trace nor count as traffic.
 
 pub mod charges;
-pub mod health;
 pub mod refunds;
 
 use axum::Router;
@@ -15,7 +15,5 @@ pub fn router(state: AppState) -> Router {
         .merge(charges::router())
         .merge(refunds::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    telemetry::http::instrument_router(api)
-        .merge(health::router())
-        .with_state(state)
+    telemetry::http::instrument_router(api).with_state(state)
 }
