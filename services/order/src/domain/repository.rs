@@ -4,19 +4,9 @@
 use std::collections::HashMap;
 
 use contracts::orders::{LineItem, Order, OrderStatus};
+// `.traced(span)`: runs a sqlx future inside a db span that is marked ERROR when the call fails.
+use service_kit::db::TracedExt;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-
-/// `.traced(span)`: runs a sqlx future inside a db span that is marked ERROR when the call fails.
-trait Traced<T>: std::future::Future<Output = Result<T, sqlx::Error>> + Sized {
-    fn traced(
-        self,
-        span: tracing::Span,
-    ) -> impl std::future::Future<Output = Result<T, sqlx::Error>> {
-        telemetry::db::traced(span, self)
-    }
-}
-
-impl<T, F: std::future::Future<Output = Result<T, sqlx::Error>>> Traced<T> for F {}
 
 /// A priced order, ready to be stored.
 pub struct NewOrder<'a> {

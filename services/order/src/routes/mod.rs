@@ -1,6 +1,6 @@
-//! HTTP routes: each module owns its `router()`; this one merges them.
+//! HTTP routes: each module owns its `router()`; this one merges them. The health probes are
+//! `service_kit::health`'s, merged in `startup` outside the telemetry layer.
 
-pub mod health;
 pub mod orders;
 
 use axum::Router;
@@ -8,8 +8,5 @@ use axum::Router;
 use crate::startup::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(orders::router())
-        .merge(health::router())
-        .with_state(state)
+    Router::new().merge(orders::router()).with_state(state)
 }
