@@ -26,7 +26,8 @@ struct Cli {
 enum PortMode {
     /// The brief's ports: gateway 8080, query API 16686, OTLP 4317/4318, …
     Default,
-    /// Free ports picked by the OS (several stacks side by side, tests).
+    /// Free ports (several stacks side by side, tests): the services bind port 0 and report theirs,
+    /// the collector and the viewer get free ports picked by the launcher.
     Auto,
 }
 

@@ -2,8 +2,10 @@
 //! (a librdkafka MockCluster in this process), the collector, the four services and the viewer
 //! when it is built. `Stack::start` is what `tracelab up` and the end-to-end tests both use.
 //!
-//! Order matters twice: the collector starts (and is ready) before the services so their first
-//! spans have somewhere to go, and on shutdown it stops last so the services' final flush lands.
+//! Order matters three times: the collector starts (and is ready) before the services so their
+//! first spans have somewhere to go; a service starts once the services it calls have reported
+//! their ports (each binds the port it is given, or with `PORT=0` one the OS picks, and writes it
+//! to its `PORT_FILE`); and on shutdown the collector stops last so the services' final flush lands.
 
 pub mod kafka;
 pub mod ports;
@@ -52,7 +54,7 @@ pub const COLLECTOR: &str = "collector";
 /// The simulator of the outside world (card API, mail API); it starts before the services that
 /// call it and emits no spans.
 pub const PROVIDER: &str = "card-provider";
-/// Start-up attempts with automatically picked ports (see [`Stack::start`]).
+/// Start-up attempts with automatically picked collector and viewer ports (see [`Stack::start`]).
 pub const PORT_ATTEMPTS: u32 = 3;
 pub const VIEWER: &str = "viewer";
 
@@ -63,8 +65,10 @@ pub struct StackOptions {
     pub bin_dir: PathBuf,
     /// SQLite files (one per service) and, in tests, logs.
     pub data_dir: PathBuf,
+    /// What to listen on; a service port of 0 lets the service pick (see [`Ports::auto`]).
     pub ports: Ports,
-    /// `ports` were picked free by the OS: on a port conflict at start-up, pick again and retry.
+    /// `ports` came from [`Ports::auto`]: when the collector or the viewer finds its pre-picked
+    /// port taken at start-up, pick again and retry.
     pub auto_ports: bool,
     pub sampling: Sampling,
     /// Directory holding `default.yaml` and `tail-sampling.yaml`.
@@ -246,7 +250,8 @@ pub struct Stack {
     stop_grace: Duration,
 }
 
-/// The environment every service gets (besides `OTEL_SERVICE_NAME` and its port).
+/// The environment every service gets (besides `OTEL_SERVICE_NAME`, `PORT` and `PORT_FILE`). The
+/// callee URLs are only right for the services whose callees have reported their ports.
 fn service_env(opts: &StackOptions, urls: &StackUrls) -> Vec<(String, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), urls.otlp_http.clone()),
@@ -267,13 +272,34 @@ fn service_env(opts: &StackOptions, urls: &StackUrls) -> Vec<(String, String)> {
     ]
 }
 
-fn service_port(p: &Ports, name: &str) -> u16 {
+fn service_port<'a>(p: &'a mut Ports, name: &str) -> &'a mut u16 {
     match name {
-        "api-gateway" => p.gateway,
-        "order-service" => p.order,
-        "payment-service" => p.payment,
-        _ => p.inventory,
+        "api-gateway" => &mut p.gateway,
+        "order-service" => &mut p.order,
+        "payment-service" => &mut p.payment,
+        PROVIDER => &mut p.provider,
+        _ => &mut p.inventory,
     }
+}
+
+/// The services `name` calls, which must have reported their ports before it starts (their URLs
+/// are part of its environment).
+fn callees(name: &str) -> &'static [&'static str] {
+    match name {
+        "api-gateway" => &["order-service"],
+        "order-service" => &["payment-service", "inventory-service"],
+        _ => &[],
+    }
+}
+
+/// The directory of the services' port files.
+fn ports_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ports")
+}
+
+/// Where service `name` writes its bound port (`PORT_FILE`).
+pub fn port_file(data_dir: &Path, name: &str) -> PathBuf {
+    ports_dir(data_dir).join(format!("{name}.port"))
 }
 
 /// `sqlite:DIR/NAME.db?mode=rwc`, one file per service (each service owns its tables).
@@ -287,16 +313,21 @@ pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
 impl Stack {
     /// Starts everything and waits until each process answers its health check.
     ///
-    /// With [`StackOptions::auto_ports`], a start-up that fails because a port was taken between
-    /// picking it and a child binding it (another process got it first) is retried with new
-    /// ports, at most [`PORT_ATTEMPTS`] times in all.
+    /// The services never need a retry: with automatic ports they bind port 0 and report the
+    /// port the OS gave them. The collector and the viewer listen on ports picked in advance; with
+    /// [`StackOptions::auto_ports`], a start-up that fails because one of those was taken between
+    /// picking and binding (another process got it first) is retried with new ports, at most
+    /// [`PORT_ATTEMPTS`] times in all.
     pub async fn start(mut opts: StackOptions) -> Result<Stack, LaunchError> {
         let started_at = Instant::now();
         let mut attempt = 1;
         loop {
             match Self::start_once(&opts, started_at).await {
                 Err(LaunchError::Crashed(exit))
-                    if opts.auto_ports && attempt < PORT_ATTEMPTS && exit.is_port_conflict() =>
+                    if opts.auto_ports
+                        && attempt < PORT_ATTEMPTS
+                        && !SERVICES.contains(&exit.name.as_str())
+                        && exit.is_port_conflict() =>
                 {
                     attempt += 1;
                     opts.ports = Ports::auto().map_err(io("picking free ports"))?;
@@ -398,7 +429,10 @@ impl Stack {
         with_viewer: bool,
         exits: mpsc::UnboundedSender<ChildExit>,
     ) -> Result<(), LaunchError> {
-        let p = opts.ports;
+        let mut p = opts.ports;
+        let ports_dir = ports_dir(data_dir);
+        std::fs::create_dir_all(&ports_dir)
+            .map_err(io(format!("creating {}", ports_dir.display())))?;
         let effective = std::fs::canonicalize(config)
             .map_err(io(format!("collector config {}", config.display())))?;
         self.collector_config = effective.clone();
@@ -418,12 +452,24 @@ impl Stack {
         )
         .await?;
 
+        // The outside world first: payment and inventory call it from their first request.
+        let file = port_file(data_dir, PROVIDER);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", file.display()))(e));
+            }
+            _ => {}
+        }
         let provider = ChildSpec {
             name: PROVIDER.into(),
             program: opts.bin_dir.join(PROVIDER),
             args: vec![],
             env: [
-                ("PORT".to_owned(), p.provider.to_string()),
+                (
+                    "PORT".to_owned(),
+                    service_port(&mut p, PROVIDER).to_string(),
+                ),
+                ("PORT_FILE".to_owned(), file.display().to_string()),
                 ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
                 ("RUST_LOG".to_owned(), opts.rust_log.clone()),
             ]
@@ -433,6 +479,8 @@ impl Stack {
             cwd: None,
         };
         self.spawn(&provider, opts, exits.clone()).await?;
+        self.wait_port(PROVIDER, data_dir, opts.ready_timeout)
+            .await?;
         self.wait_ready(
             PROVIDER,
             &format!("{}/health", self.urls.provider),
@@ -440,22 +488,32 @@ impl Stack {
         )
         .await?;
 
-        let mut base_env = service_env(opts, &self.urls);
-        if self.kafka.is_some() {
-            // KIP-848 consumer groups: the MockCluster supports them and they skip the classic
-            // protocol's ~3 s initial rebalance delay, so the first order's consumer span follows
-            // within milliseconds. Real brokers (KAFKA_BROKERS) keep the service's default.
-            base_env.push(("KAFKA_GROUP_PROTOCOL".into(), "consumer".into()));
-        }
         let pg_urls = match &opts.database_url {
             Some(url) if url.starts_with("postgres") => postgres_urls(url).await?,
             _ => Vec::new(),
         };
         for name in SERVICES {
-            let port = service_port(&p, name);
-            let mut env = base_env.clone();
+            for &callee in callees(name) {
+                self.wait_port(callee, data_dir, opts.ready_timeout).await?;
+            }
+            let mut env = service_env(opts, &self.urls);
+            if self.kafka.is_some() {
+                // KIP-848 consumer groups: the MockCluster supports them and they skip the classic
+                // protocol's ~3 s initial rebalance delay, so the first order's consumer span
+                // follows within milliseconds. Real brokers (KAFKA_BROKERS) keep the default.
+                env.push(("KAFKA_GROUP_PROTOCOL".into(), "consumer".into()));
+            }
+            let file = port_file(data_dir, name);
+            // A file left by an earlier run would announce a port nobody listens on.
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("removing {}", file.display()))(e));
+                }
+                _ => {}
+            }
             env.push(("OTEL_SERVICE_NAME".into(), name.into()));
-            env.push(("PORT".into(), port.to_string()));
+            env.push(("PORT".into(), service_port(&mut p, name).to_string()));
+            env.push(("PORT_FILE".into(), file.display().to_string()));
             let db = pg_urls
                 .iter()
                 .find(|(s, _)| s == name)
@@ -472,6 +530,9 @@ impl Stack {
                 cwd: Some(data_dir.to_path_buf()),
             };
             self.spawn(&spec, opts, exits.clone()).await?;
+        }
+        for name in SERVICES {
+            self.wait_port(name, data_dir, opts.ready_timeout).await?;
         }
         if with_viewer {
             let mut env = vec![
@@ -501,7 +562,10 @@ impl Stack {
         }
         // Services become ready in parallel; wait for each in turn.
         for name in SERVICES {
-            let url = format!("http://127.0.0.1:{}/readyz", service_port(&p, name));
+            let url = format!(
+                "http://127.0.0.1:{}/readyz",
+                service_port(&mut self.ports, name)
+            );
             self.wait_ready(name, &url, opts.ready_timeout).await?;
         }
         if let Some(v) = self.urls.viewer.clone() {
@@ -524,6 +588,51 @@ impl Stack {
                 .map_err(io("registering with the reaper"))?;
         }
         self.children.push(child);
+        Ok(())
+    }
+
+    /// Waits until service `name` has written its bound port to its `PORT_FILE` (see
+    /// `service_kit::Server::bind`), then records it in `self.ports` and `self.urls`; fails fast
+    /// when any child exits meanwhile.
+    async fn wait_port(
+        &mut self,
+        name: &str,
+        data_dir: &Path,
+        timeout: Duration,
+    ) -> Result<(), LaunchError> {
+        let file = port_file(data_dir, name);
+        let started = Instant::now();
+        let port = loop {
+            if let Some(exit) = self.try_exit().await {
+                return Err(LaunchError::Crashed(exit));
+            }
+            // The service renames a complete file into place: it is absent or whole.
+            if let Some(port) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+                .filter(|&p| p != 0)
+            {
+                break port;
+            }
+            if started.elapsed() > timeout {
+                return Err(LaunchError::NotReady {
+                    name: name.into(),
+                    url: format!("its port file {}", file.display()),
+                    waited: started.elapsed(),
+                    tail: self.tail_of(name).join("\n"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        *service_port(&mut self.ports, name) = port;
+        let url = format!("http://127.0.0.1:{port}");
+        match name {
+            "api-gateway" => self.urls.gateway = url,
+            "order-service" => self.urls.order = url,
+            "payment-service" => self.urls.payment = url,
+            PROVIDER => self.urls.provider = url,
+            _ => self.urls.inventory = url,
+        }
         Ok(())
     }
 
@@ -727,6 +836,16 @@ mod tests {
         let mut dedup = urls.clone();
         dedup.dedup();
         assert_eq!(dedup.len(), 4);
+    }
+
+    #[test]
+    fn callees_start_before_their_callers() {
+        for (i, name) in SERVICES.iter().enumerate() {
+            for callee in callees(name) {
+                let at = SERVICES.iter().position(|s| s == callee).unwrap();
+                assert!(at < i, "{callee} must start before {name}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
-//! The stack's ports: the brief's fixed defaults (what `make demo` and the docs use) or free
-//! ports picked by the OS for tests, so several stacks can run side by side.
+//! The stack's ports: the brief's fixed defaults (what `make demo` and the docs use) or, for tests
+//! and side-by-side stacks, automatic ones: the four services then get `PORT=0`, bind a port the OS
+//! picks and report it in their `PORT_FILE` (see `Stack::start`); the collector and the viewer
+//! still get free ports picked here.
 
 use std::net::TcpListener;
 
-/// Every port the stack listens on (all on 127.0.0.1).
+/// Every port the stack listens on (all on 127.0.0.1). A service port of 0 asks the service to
+/// pick one; a running [`crate::launcher::Stack`]'s `ports` hold the ones they bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub gateway: u16,
@@ -39,17 +42,22 @@ impl Ports {
         }
     }
 
-    /// Eleven distinct free ports, drawn at random from below the kernel's ephemeral range, so the
-    /// ports the OS hands out for `bind(0)` and outgoing connections (the MockCluster's listener,
-    /// every client socket) cannot take one between picking and binding. Each is checked by
-    /// binding it; all are held until the eleven are chosen, so none is handed out twice. A port
-    /// can still be taken by another launcher picking at the same moment: `Stack::start` retries.
+    /// Port 0 for the four services and card-provider (each binds what the OS gives it and reports
+    /// it), and six
+    /// distinct free ports for the collector's five listeners and the viewer, which cannot report
+    /// theirs. Those six are drawn at random from below the kernel's ephemeral range, so the ports
+    /// the OS hands out for `bind(0)` and outgoing connections (the services, the MockCluster's
+    /// listener, every client socket) cannot take one between picking and binding. Each is
+    /// checked by binding it; all are held until the six are chosen, so none is handed out
+    /// twice. One can still be taken by another launcher picking at the same moment:
+    /// `Stack::start` retries.
     pub fn auto() -> std::io::Result<Self> {
+        const PICKED: usize = 6;
         let (lo, hi) = pick_range();
         let mut rng = Rng::seeded();
         let mut held: Vec<TcpListener> = Vec::new();
         for _ in 0..2000 {
-            if held.len() == 11 {
+            if held.len() == PICKED {
                 break;
             }
             let port = lo + (rng.next() % u64::from(hi - lo)) as u16;
@@ -58,7 +66,7 @@ impl Ports {
             }
         }
         // Fall back to the OS's choice if the range is crowded.
-        while held.len() < 11 {
+        while held.len() < PICKED {
             held.push(TcpListener::bind("127.0.0.1:0")?);
         }
         let p: Vec<u16> = held
@@ -66,17 +74,17 @@ impl Ports {
             .map(|l| l.local_addr().map(|a| a.port()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            gateway: p[0],
-            order: p[1],
-            payment: p[2],
-            inventory: p[3],
-            otlp_grpc: p[4],
-            otlp_http: p[5],
-            query: p[6],
-            prometheus: p[7],
-            health: p[8],
-            viewer: p[9],
-            provider: p[10],
+            gateway: 0,
+            order: 0,
+            payment: 0,
+            inventory: 0,
+            provider: 0,
+            otlp_grpc: p[0],
+            otlp_http: p[1],
+            query: p[2],
+            prometheus: p[3],
+            health: p[4],
+            viewer: p[5],
         })
     }
 }
@@ -126,11 +134,12 @@ mod tests {
     #[test]
     fn auto_ports_are_distinct() {
         let p = Ports::auto().unwrap();
+        assert_eq!(
+            [p.gateway, p.order, p.payment, p.inventory],
+            [0; 4],
+            "the services pick their own"
+        );
         let mut all = vec![
-            p.gateway,
-            p.order,
-            p.payment,
-            p.inventory,
             p.otlp_grpc,
             p.otlp_http,
             p.query,
@@ -140,7 +149,7 @@ mod tests {
         ];
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 6);
         assert!(all.iter().all(|&x| x != 0));
         let (lo, hi) = pick_range();
         assert!(

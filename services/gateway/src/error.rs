@@ -1,12 +1,11 @@
 //! api-gateway's error type, mapped to status codes and the shared JSON body
-//! `{"error":{"code","message"}}`; the cause chain is logged once, here.
+//! `{"error":{"code","message"}}`, rendered (and logged once) by `service_kit::error`.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use contracts::error::{ErrorBody, codes};
+use contracts::error::codes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -62,13 +61,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error.code = self.code(), exception.message = %self, "request failed");
-        } else {
-            tracing::info!(error.code = self.code(), error.message = %self, "request rejected");
-        }
-        let mut response =
-            (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response();
+        let mut response = service_kit::error::render(&self, status, self.code());
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

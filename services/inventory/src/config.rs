@@ -1,38 +1,31 @@
 //! inventory-service configuration: every knob comes from the environment (clap `env = ...`), so
 //! `inventory-service --help` lists every variable.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use clap::Parser;
+use service_kit::{DatabaseArgs, ServerArgs};
 
 /// inventory-service: stock reservations and the `orders` Kafka consumer.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "inventory-service", version, about, long_about = None)]
+#[command(
+    name = "inventory-service",
+    version,
+    about,
+    long_about = None,
+    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    mut_arg("port", service_kit::config::default("8083")),
+    mut_arg("max_body_bytes", service_kit::config::default("16384")),
+    mut_arg("database_url", service_kit::config::default("sqlite:data/inventory-service.db?mode=rwc"))
+)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
+    // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
+    #[command(flatten)]
+    pub server: ServerArgs,
 
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "PORT", default_value_t = 8083)]
-    pub port: u16,
-
-    /// sqlx database URL: `sqlite:...` (default, a file under data/) or `postgres://...`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/inventory-service.db?mode=rwc"
-    )]
-    pub database_url: String,
-
-    /// Maximum pooled database connections.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
-    pub database_max_connections: u32,
-
-    /// Largest accepted request body in bytes; larger bodies get 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
-    pub max_body_bytes: usize,
+    // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Kafka bootstrap servers; empty or unset disables the `orders` consumer.
     #[arg(long, env = "KAFKA_BROKERS")]
@@ -87,11 +80,8 @@ impl Config {
     /// librdkafka's MockCluster serves without the classic protocol's 3 s initial rebalance delay.
     pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
         Self {
-            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            database_url: database_url.to_owned(),
-            database_max_connections: 4,
-            max_body_bytes: 16 * 1024,
+            server: ServerArgs::for_tests(16 * 1024),
+            database: DatabaseArgs::for_tests(database_url),
             kafka_brokers: kafka_brokers.map(str::to_owned),
             kafka_topic: contracts::events::ORDERS_TOPIC.to_owned(),
             kafka_group_id: "inventory-service".to_owned(),
@@ -124,25 +114,22 @@ mod tests {
 
     #[test]
     fn help_lists_every_env_variable() {
-        let help = Config::command().render_long_help().to_string();
-        for var in [
-            "BIND_ADDR",
-            "PORT",
-            "DATABASE_URL",
-            "DATABASE_MAX_CONNECTIONS",
-            "MAX_BODY_BYTES",
-            "KAFKA_BROKERS",
-            "KAFKA_TOPIC",
-            "KAFKA_GROUP_ID",
-            "KAFKA_GROUP_PROTOCOL",
-            "INVENTORY_SEED_MOVEMENTS",
-            "INVENTORY_FIX_SLOW_QUERY",
-            "INVENTORY_MAIL_URL",
-            "INVENTORY_MAIL_TIMEOUT_MS",
-            "INVENTORY_CONSUMER_CONCURRENCY",
-        ] {
-            assert!(help.contains(var), "--help misses {var}");
-        }
+        service_kit::config::assert_help_lists(
+            Config::command(),
+            &[
+                "DATABASE_URL",
+                "DATABASE_MAX_CONNECTIONS",
+                "KAFKA_BROKERS",
+                "KAFKA_TOPIC",
+                "KAFKA_GROUP_ID",
+                "KAFKA_GROUP_PROTOCOL",
+                "INVENTORY_SEED_MOVEMENTS",
+                "INVENTORY_FIX_SLOW_QUERY",
+                "INVENTORY_MAIL_URL",
+                "INVENTORY_MAIL_TIMEOUT_MS",
+                "INVENTORY_CONSUMER_CONCURRENCY",
+            ],
+        );
     }
 
     #[test]

@@ -1,13 +1,8 @@
-//! Database access: inventory-service's migrations (one set, run unchanged on SQLite and PostgreSQL)
-//! over the shared `storage` pool.
+//! inventory-service's migrations (one set, run unchanged on SQLite and PostgreSQL); the pool is
+//! opened by `service_kit::DatabaseArgs::connect` over the shared `storage` crate.
 
-use sqlx::{AnyPool, migrate::Migrator};
+use sqlx::migrate::Migrator;
 
 pub use storage::{now_ms, redact_url};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// Opens the pool for `url` (SQLite or PostgreSQL) and brings the schema up to date.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyPool> {
-    storage::connect(url, max_connections, &MIGRATOR, "inventory-service").await
-}

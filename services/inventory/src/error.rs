@@ -1,11 +1,11 @@
 //! inventory-service's one error type: every failure a handler can return, mapped to an HTTP status
-//! and the shared `{"error":{"code","message"}}` body. Server-side causes are logged once, here.
+//! and the shared `{"error":{"code","message"}}` body, rendered (and logged once, with the cause
+//! chain of server errors) by `service_kit::error`.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use contracts::error::{ErrorBody, codes};
+use contracts::error::codes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -78,24 +78,11 @@ impl InventoryError {
     }
 }
 
-/// The error's cause chain, `: `-separated (logged once for server errors).
-pub fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        chain.push_str(": ");
-        chain.push_str(&e.to_string());
-        source = e.source();
-    }
-    chain
-}
-
 impl IntoResponse for InventoryError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error.type = self.code(), "{}", cause_chain(&self));
-        }
-        (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
+        service_kit::error::render(&self, self.status(), self.code())
     }
 }
+
+/// The error's cause chain, `: `-separated (the Kafka consumer logs it for failed events).
+pub use service_kit::error::error_chain as cause_chain;

@@ -18,4 +18,4 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::{Application, shutdown_signal};
+pub use startup::Application;

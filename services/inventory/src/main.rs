@@ -1,13 +1,12 @@
 //! inventory-service binary: configuration from the environment, telemetry, then the application.
 
 use clap::Parser;
-use inventory_service::{Application, Config, shutdown_signal};
+use inventory_service::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = telemetry::init("inventory-service", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
-    tracing::info!(port = app.port(), "inventory-service listening");
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(service_kit::shutdown_signal()).await
 }

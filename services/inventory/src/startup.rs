@@ -1,13 +1,11 @@
 //! Building and running the application: pool + migrations + seeded history, the slow-query fix
-//! from the environment, the router, the listener and (with a broker) the `orders` consumer.
+//! from the environment, the router and (with a broker) the `orders` consumer; binding and serving
+//! are `service_kit::Server`'s.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use service_kit::Server;
 
 use crate::config::Config;
 use crate::domain::events::OrderEventHandler;
@@ -29,9 +27,7 @@ pub struct AppState {
 
 /// A built, bound, not yet serving inventory-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
+    server: Server,
     store: Store,
     consumer: Option<OrderConsumer>,
 }
@@ -40,8 +36,11 @@ impl Application {
     /// Connects, migrates and seeds the database, applies `INVENTORY_FIX_SLOW_QUERY`, creates the
     /// Kafka consumer when `KAFKA_BROKERS` is set, and binds the listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
-        let store = Store::new(pool, &config.database_url);
+        let pool = config
+            .database
+            .connect(&db::MIGRATOR, "inventory-service")
+            .await?;
+        let store = Store::from_pool(pool, &config.database.database_url);
         let seeded = store
             .seed_movement_history(config.seed_movements)
             .await
@@ -81,26 +80,21 @@ impl Application {
         let state = AppState {
             store: store.clone(),
             metrics,
-            max_body_bytes: config.max_body_bytes,
+            max_body_bytes: config.server.max_body_bytes,
             consumer_concurrency: concurrency,
         };
-        let router = routes::router(state);
-        let addr = SocketAddr::new(config.bind_addr, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let port = listener.local_addr()?.port();
+        let router =
+            routes::router(state).merge(service_kit::health::database(store.pool().clone()));
+        let server = Server::bind(&config.server, "inventory-service", router).await?;
         Ok(Self {
-            listener,
-            port,
-            router,
+            server,
             store,
             consumer,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The storage layer (tests inspect what was written through it).
@@ -114,44 +108,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_consumer, stopped) = watch::channel(false);
-        let consumer = self
-            .consumer
-            .map(|consumer| tokio::spawn(consumer.run(stopped)));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
-        let _ = stop_consumer.send(true);
-        if let Some(consumer) = consumer {
-            consumer.await.context("the orders consumer panicked")?;
-        }
+        let consumer = self.consumer.map(|consumer| |stop| consumer.run(stop));
+        let served = self.server.serve_with(shutdown, consumer).await;
         self.store.pool().close().await;
         served
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and Kubernetes send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown signal received");
 }

@@ -2,9 +2,8 @@
 //! the `inventory.slow_query` fix), processed Kafka events and sent confirmation e-mails. Every
 //! statement runs inside a `telemetry::db::span` CLIENT span carrying its parameter-free query text.
 
-use std::future::Future;
-
 use contracts::orders::LineItem;
+use service_kit::db::{Database, TracedExt};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
 
@@ -60,15 +59,6 @@ const INSERT_EMAIL: &str = "INSERT INTO confirmation_emails (order_id, event_id,
 pub const STATUS_RESERVED: &str = "reserved";
 pub const STATUS_COMMITTED: &str = "committed";
 
-/// Runs a sqlx future inside a db CLIENT span that turns ERROR when the statement fails.
-trait TracedExt<T>: Future<Output = Result<T, sqlx::Error>> + Sized {
-    fn traced(self, span: tracing::Span) -> impl Future<Output = Result<T, sqlx::Error>> {
-        telemetry::db::traced(span, self)
-    }
-}
-
-impl<T, F: Future<Output = Result<T, sqlx::Error>>> TracedExt<T> for F {}
-
 /// A reservation as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationRow {
@@ -101,30 +91,26 @@ pub struct MovementSummary {
     pub movements: i64,
 }
 
+/// The queries, over `service_kit::db::Database` (the pool and its `db.system.name`), which it
+/// derefs to: `store.pool()`, and `self.span(..)` for each statement's CLIENT span.
 #[derive(Debug, Clone)]
-pub struct Store {
-    pool: AnyPool,
-    db_system: &'static str,
+pub struct Store(Database);
+
+impl std::ops::Deref for Store {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.0
+    }
 }
 
 impl Store {
-    pub fn new(pool: AnyPool, database_url: &str) -> Self {
-        Self {
-            pool,
-            db_system: telemetry::db::system_from_url(database_url),
-        }
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Wraps the service's pool; `database_url` names the engine the spans report.
+    pub fn from_pool(pool: AnyPool, database_url: &str) -> Self {
+        Self(Database::new(pool, database_url))
     }
 
     pub fn db_system(&self) -> &'static str {
-        self.db_system
-    }
-
-    fn span(&self, operation: &str, collection: &str, query: &str) -> tracing::Span {
-        telemetry::db::span(self.db_system, operation, collection, query)
+        self.system()
     }
 
     /// Seeds `count` rows of movement history when the table is empty; returns the rows added.
@@ -133,7 +119,7 @@ impl Store {
             return Ok(0);
         }
         let seeded = sqlx::query(HAS_MOVEMENTS)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?
             .is_some();
         if seeded {
@@ -142,22 +128,22 @@ impl Store {
         let rows = sqlx::query(SEED_MOVEMENTS)
             .bind(count)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?
             .rows_affected();
-        sqlx::query(ANALYZE_MOVEMENTS).execute(&self.pool).await?;
+        sqlx::query(ANALYZE_MOVEMENTS).execute(self.pool()).await?;
         Ok(rows)
     }
 
     pub async fn movement_index_exists(&self) -> Result<bool, sqlx::Error> {
-        let sql = if self.db_system == "postgresql" {
+        let sql = if self.system() == "postgresql" {
             POSTGRES_INDEX_EXISTS
         } else {
             SQLITE_INDEX_EXISTS
         };
         let n: i64 = sqlx::query(sql)
             .bind(MOVEMENT_INDEX)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?
             .try_get("n")?;
         Ok(n > 0)
@@ -171,10 +157,10 @@ impl Store {
             (DROP_MOVEMENT_INDEX, "DROP INDEX")
         };
         sqlx::query(sql)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span(op, "stock_movements", sql))
             .await?;
-        sqlx::query(ANALYZE_MOVEMENTS).execute(&self.pool).await?;
+        sqlx::query(ANALYZE_MOVEMENTS).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -182,7 +168,7 @@ impl Store {
     pub async fn movement_summary(&self, sku: &str) -> Result<MovementSummary, sqlx::Error> {
         let row = sqlx::query(MOVEMENT_QUERY)
             .bind(sku)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .traced(self.span("SELECT", "stock_movements", MOVEMENT_QUERY))
             .await?;
         Ok(MovementSummary {
@@ -207,7 +193,7 @@ impl Store {
             )));
         }
         let query = MOVEMENT_QUERY.replace("$1", &format!("'{sku}'"));
-        let (sql, column) = if self.db_system == "postgresql" {
+        let (sql, column) = if self.system() == "postgresql" {
             (format!("EXPLAIN {query}"), "QUERY PLAN")
         } else {
             (format!("EXPLAIN QUERY PLAN {query}"), "detail")
@@ -216,7 +202,7 @@ impl Store {
         // re-checks the schema for it, so a cached one keeps showing the plan of an index since dropped.
         let rows = sqlx::query(AssertSqlSafe(sql))
             .persistent(false)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         let mut plan = Vec::with_capacity(rows.len());
         for row in rows {
@@ -231,7 +217,7 @@ impl Store {
     ) -> Result<Option<ReservationRow>, sqlx::Error> {
         sqlx::query(SELECT_RESERVATION)
             .bind(order_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "reservations", SELECT_RESERVATION))
             .await?
             .map(|r| reservation_from_row(&r))
@@ -246,7 +232,7 @@ impl Store {
             .bind(available)
             .bind(now_ms())
             .bind(sku)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "stock", SET_STOCK))
             .await?
             .rows_affected();
@@ -256,7 +242,7 @@ impl Store {
     pub async fn stock_of(&self, sku: &str) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let row = sqlx::query(SELECT_STOCK)
             .bind(sku)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "stock", SELECT_STOCK))
             .await?;
         row.map(|r| Ok((r.try_get("available")?, r.try_get("reserved")?)))
@@ -271,7 +257,7 @@ impl Store {
     ) -> Result<Reserved, InventoryError> {
         let id = format!("res_{}", Uuid::now_v7().simple());
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(INSERT_RESERVATION)
             .bind(id.as_str())
             .bind(order_id)
@@ -357,7 +343,7 @@ impl Store {
         order_id: &str,
     ) -> Result<EventOutcome, sqlx::Error> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let first = sqlx::query(INSERT_PROCESSED_EVENT)
             .bind(event_id)
             .bind(event_type)
@@ -391,7 +377,7 @@ impl Store {
     pub async fn email_sent(&self, order_id: &str) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(SELECT_EMAIL)
             .bind(order_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "confirmation_emails", SELECT_EMAIL))
             .await?
             .is_some())
@@ -403,7 +389,7 @@ impl Store {
             .bind(order_id)
             .bind(event_id)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("INSERT", "confirmation_emails", INSERT_EMAIL))
             .await?
             .rows_affected()

@@ -1,23 +1,9 @@
 //! order-service configuration: every setting comes from an environment variable (or the matching
 //! flag), with defaults that work on a laptop; `order-service --help` lists them all.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-/// Variables read by the telemetry kit rather than by clap; listed so `--help` shows every variable.
-pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
-  OTEL_SERVICE_NAME                 service.name (default: order-service)
-  OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v (service.version defaults to the crate version)
-  OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (default http://localhost:4318, grpc :4317)
-  OTEL_EXPORTER_OTLP_PROTOCOL       http/protobuf (default) | grpc | http/json
-  OTEL_TRACES_EXPORTER              otlp (default) | none
-  OTEL_METRICS_EXPORTER             otlp (default) | none
-  OTEL_LOGS_EXPORTER                otlp (default) | none
-  OTEL_TRACES_SAMPLER               e.g. parentbased_traceidratio
-  OTEL_TRACES_SAMPLER_ARG           sampler argument, e.g. 0.25
-  OTEL_SDK_DISABLED                 true disables all telemetry export
-  RUST_LOG                          log filter for stdout and OTLP logs (default: info)
-  TRACELAB_SPAN_FILTER              RUST_LOG-style filter for exported spans (default: info)";
+use service_kit::{DatabaseArgs, ServerArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -25,25 +11,17 @@ pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
     version,
     about = "tracelab order-service: prices, stores and orchestrates checkouts (payment, inventory) and \
              publishes order.placed through a transactional outbox",
-    after_help = TELEMETRY_ENV_HELP
+    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    mut_arg("port", service_kit::config::default("8081")),
+    mut_arg("database_url", service_kit::config::default("sqlite:data/order-service.db?mode=rwc"))
 )]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "PORT", default_value_t = 8081)]
-    pub port: u16,
-    /// sqlx URL: `sqlite:...` (file with ?mode=rwc, or file:NAME?mode=memory&cache=shared) or `postgres://...`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/order-service.db?mode=rwc"
-    )]
-    pub database_url: String,
-    /// Maximum pooled database connections.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
-    pub db_max_connections: u32,
+    // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Base URL of payment-service.
     #[arg(
         long,
@@ -90,19 +68,14 @@ pub struct Config {
     /// slowest checkout (two downstream calls plus a refund, each up to DOWNSTREAM_TIMEOUT_MS).
     #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = 60_000)]
     pub idempotency_lease_ms: u64,
-    /// Largest accepted request body, in bytes (larger: 413).
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
-    pub max_body_bytes: usize,
 }
 
 impl Config {
     /// Loopback, port 0, short timeouts; downstream URLs point nowhere until the test sets them.
     pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
         Self {
-            bind_addr: IpAddr::from([127, 0, 0, 1]),
-            port: 0,
-            database_url: database_url.to_owned(),
-            db_max_connections: 4,
+            server: ServerArgs::for_tests(64 * 1024),
+            database: DatabaseArgs::for_tests(database_url),
             payment_service_url: "http://127.0.0.1:9".to_owned(),
             inventory_service_url: "http://127.0.0.1:9".to_owned(),
             downstream_timeout_ms: 10_000,
@@ -114,7 +87,6 @@ impl Config {
             check_stock_first: false,
             idempotency_wait_ms: 10_000,
             idempotency_lease_ms: 60_000,
-            max_body_bytes: 64 * 1024,
         }
     }
 
@@ -138,27 +110,23 @@ mod tests {
 
     #[test]
     fn help_lists_every_variable() {
-        let help = Config::command().render_long_help().to_string();
-        for var in [
-            "BIND_ADDR",
-            "PORT",
-            "DATABASE_URL",
-            "DB_MAX_CONNECTIONS",
-            "PAYMENT_SERVICE_URL",
-            "INVENTORY_SERVICE_URL",
-            "DOWNSTREAM_TIMEOUT_MS",
-            "KAFKA_BROKERS",
-            "KAFKA_TOPIC",
-            "KAFKA_MESSAGE_TIMEOUT_MS",
-            "OUTBOX_POLL_INTERVAL_MS",
-            "OUTBOX_BATCH_SIZE",
-            "IDEMPOTENCY_WAIT_MS",
-            "IDEMPOTENCY_LEASE_MS",
-            "MAX_BODY_BYTES",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "RUST_LOG",
-        ] {
-            assert!(help.contains(var), "--help misses {var}");
-        }
+        service_kit::config::assert_help_lists(
+            Config::command(),
+            &[
+                "DATABASE_URL",
+                "DATABASE_MAX_CONNECTIONS",
+                "PAYMENT_SERVICE_URL",
+                "INVENTORY_SERVICE_URL",
+                "DOWNSTREAM_TIMEOUT_MS",
+                "KAFKA_BROKERS",
+                "KAFKA_TOPIC",
+                "KAFKA_MESSAGE_TIMEOUT_MS",
+                "OUTBOX_POLL_INTERVAL_MS",
+                "OUTBOX_BATCH_SIZE",
+                "ORDER_CHECK_STOCK_FIRST",
+                "IDEMPOTENCY_WAIT_MS",
+                "IDEMPOTENCY_LEASE_MS",
+            ],
+        );
     }
 }

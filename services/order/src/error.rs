@@ -1,12 +1,13 @@
 //! order-service's error type: every failure a handler can return, mapped to a status code and the
-//! shared JSON body `{"error":{"code","message"}}`. The cause chain is logged once, here.
+//! shared JSON body `{"error":{"code","message"}}`, rendered (and logged once, with the cause chain
+//! of server errors) by `service_kit::error`.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use contracts::error::{ErrorBody, codes};
+use contracts::error::codes;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,37 +107,18 @@ impl ApiError {
 
 impl ApiError {
     /// The JSON body the caller gets (also what an Idempotency-Key stores for its retries).
-    pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.code(), self.to_string())
+    pub fn body(&self) -> contracts::error::ErrorBody {
+        contracts::error::ErrorBody::new(self.code(), self.to_string())
     }
 }
 
-/// Renders `err` with its whole `source()` chain on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
+/// `err` with its whole `source()` chain on one line (downstream failures and the relay log it).
+pub use service_kit::error::error_chain;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(
-                error.code = self.code(),
-                exception.message = %error_chain(&self),
-                "request failed"
-            );
-        } else {
-            tracing::info!(error.code = self.code(), error.message = %self, "request rejected");
-        }
         // Internal details (SQL errors, ...) stay in the log; the caller gets a stable message.
-        (status, Json(self.body())).into_response()
+        service_kit::error::render(&self, self.status(), self.code())
     }
 }
 

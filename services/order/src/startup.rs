@@ -1,17 +1,15 @@
 //! Wiring: `Application::build` opens the database (running migrations), creates the downstream
 //! clients and the outbox relay, and binds the listener; `run_until_stopped` serves until the shutdown
-//! future resolves, then stops the relay.
+//! future resolves, then stops the relay (both through `service_kit::Server`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use opentelemetry::metrics::Histogram;
+use service_kit::Server;
 use sqlx::AnyPool;
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::clients::Downstream;
 use crate::config::Config;
@@ -20,6 +18,7 @@ use crate::outbox::{Relay, RelayConfig};
 use crate::{db, routes};
 
 /// Instruments owned by the service (HTTP server metrics come from the telemetry kit).
+#[derive(Clone)]
 pub struct Metrics {
     pub order_creation_duration: Histogram<f64>,
 }
@@ -42,9 +41,7 @@ impl Metrics {
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
+pub struct AppState {
     pub repo: Repository,
     pub payment: Downstream,
     pub inventory: Downstream,
@@ -53,7 +50,7 @@ pub struct Inner {
     pub metrics: Metrics,
     pub idempotency: IdempotencySettings,
     /// `ORDER_CHECK_STOCK_FIRST`, switchable at run time (`PUT /admin/checkout`).
-    pub check_stock_first: std::sync::atomic::AtomicBool,
+    pub check_stock_first: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `IDEMPOTENCY_WAIT_MS` and `IDEMPOTENCY_LEASE_MS` (see `domain::idempotency`).
@@ -63,26 +60,21 @@ pub struct IdempotencySettings {
     pub lease: Duration,
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
+    server: Server,
     relay: Option<Relay>,
     pool: AnyPool,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = db::connect(&config.database_url, config.db_max_connections).await?;
+        let pool = config
+            .database
+            .connect(&db::MIGRATOR, "order-service")
+            .await?;
         let repo = Repository::new(
             pool.clone(),
-            telemetry::db::system_from_url(&config.database_url),
+            telemetry::db::system_from_url(&config.database.database_url),
         );
         let outbox_notify = Arc::new(Notify::new());
         let relay = match config.kafka_brokers() {
@@ -101,7 +93,7 @@ impl Application {
                 None
             }
         };
-        let state = AppState(Arc::new(Inner {
+        let state = AppState {
             repo,
             payment: Downstream::new(
                 "payment-service",
@@ -120,25 +112,25 @@ impl Application {
                 wait: Duration::from_millis(config.idempotency_wait_ms),
                 lease: Duration::from_millis(config.idempotency_lease_ms),
             },
-            check_stock_first: std::sync::atomic::AtomicBool::new(config.check_stock_first),
-        }));
-        let router = routes::router(state).layer(DefaultBodyLimit::max(config.max_body_bytes));
-        let router = telemetry::http::instrument_router(router);
-        let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port)).await?;
-        tracing::info!(addr = %listener.local_addr()?, "order-service listening");
+            check_stock_first: Arc::new(std::sync::atomic::AtomicBool::new(
+                config.check_stock_first,
+            )),
+        };
+        let router =
+            routes::router(state).layer(DefaultBodyLimit::max(config.server.max_body_bytes));
+        // Health probes outside the telemetry layer: they neither trace nor count as traffic.
+        let router = telemetry::http::instrument_router(router)
+            .merge(service_kit::health::database(pool.clone()));
+        let server = Server::bind(&config.server, "order-service", router).await?;
         Ok(Self {
-            listener,
-            router,
+            server,
             relay,
             pool,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.server.port()
     }
 
     /// The service's database pool (tests inspect stored rows through it).
@@ -150,16 +142,7 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let relay = self.relay.map(|relay| tokio::spawn(relay.run(stop_rx)));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        let _ = stop_tx.send(true);
-        if let Some(relay) = relay {
-            let _ = relay.await;
-        }
-        served?;
-        Ok(())
+        let relay = self.relay.map(|relay| |stop| relay.run(stop));
+        self.server.serve_with(shutdown, relay).await
     }
 }

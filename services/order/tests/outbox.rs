@@ -176,7 +176,8 @@ async fn broker_outage_loses_and_duplicates_nothing() {
 
 /// A relay over a fresh in-memory order database (migrated), without the HTTP app.
 async fn bare_relay(brokers: &str) -> (Relay, sqlx::AnyPool) {
-    let pool = order_service::db::connect(&memory_url("order"), 1)
+    let pool = service_kit::DatabaseArgs::for_tests(&memory_url("order"))
+        .connect(&order_service::db::MIGRATOR, "order-service")
         .await
         .expect("order database");
     let repo = Repository::new(pool.clone(), "sqlite");

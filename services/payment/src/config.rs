@@ -1,38 +1,31 @@
 //! payment-service configuration: every knob comes from the environment (clap `env = ...`), so
-//! `payment-service --help` lists every variable, including the simulated provider's latency model.
+//! `payment-service --help` lists every variable, including the card provider's URL and client policy.
 
 use clap::{Args, Parser};
-use std::net::{IpAddr, Ipv4Addr};
+use service_kit::{DatabaseArgs, ServerArgs};
 
 use crate::provider::ProviderPolicy;
 
 /// payment-service: idempotent card charges and refunds through an external card provider.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "payment-service", version, about, long_about = None)]
+#[command(
+    name = "payment-service",
+    version,
+    about,
+    long_about = None,
+    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    mut_arg("port", service_kit::config::default("8082")),
+    mut_arg("max_body_bytes", service_kit::config::default("16384")),
+    mut_arg("database_url", service_kit::config::default("sqlite:data/payment-service.db?mode=rwc"))
+)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
+    // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
+    #[command(flatten)]
+    pub server: ServerArgs,
 
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "PORT", default_value_t = 8082)]
-    pub port: u16,
-
-    /// sqlx database URL: `sqlite:...` (default, a file under data/) or `postgres://...`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/payment-service.db?mode=rwc"
-    )]
-    pub database_url: String,
-
-    /// Maximum pooled database connections.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
-    pub database_max_connections: u32,
-
-    /// Largest accepted request body in bytes; larger bodies get 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
-    pub max_body_bytes: usize,
+    // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// How long a retried charge waits for the first attempt with the same Idempotency-Key to finish
     /// before answering 409 `idempotency_in_progress`.
@@ -104,11 +97,8 @@ impl Config {
     /// a card-provider (tests start one in-process).
     pub fn for_tests(database_url: &str, _kafka_brokers: Option<&str>) -> Self {
         Self {
-            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            database_url: database_url.to_owned(),
-            database_max_connections: 4,
-            max_body_bytes: 16 * 1024,
+            server: ServerArgs::for_tests(16 * 1024),
+            database: DatabaseArgs::for_tests(database_url),
             idempotency_wait_ms: 10_000,
             charge_pending_lease_ms: 30_000,
             provider: ProviderConfig::default(),
@@ -123,28 +113,37 @@ mod tests {
 
     #[test]
     fn help_lists_every_env_variable() {
-        let help = Config::command().render_long_help().to_string();
-        for var in [
-            "BIND_ADDR",
-            "PORT",
-            "DATABASE_URL",
-            "DATABASE_MAX_CONNECTIONS",
-            "MAX_BODY_BYTES",
-            "IDEMPOTENCY_WAIT_MS",
-            "PAYMENT_PROVIDER_URL",
-            "PAYMENT_PROVIDER_TIMEOUT_MS",
-            "PAYMENT_PROVIDER_MAX_ATTEMPTS",
-            "PAYMENT_PROVIDER_RETRY_BACKOFF_MS",
-            "CHARGE_PENDING_LEASE_MS",
-        ] {
-            assert!(help.contains(var), "--help misses {var}");
-        }
+        service_kit::config::assert_help_lists(
+            Config::command(),
+            &[
+                "DATABASE_URL",
+                "DATABASE_MAX_CONNECTIONS",
+                "IDEMPOTENCY_WAIT_MS",
+                "CHARGE_PENDING_LEASE_MS",
+                "PAYMENT_PROVIDER_URL",
+                "PAYMENT_PROVIDER_TIMEOUT_MS",
+                "PAYMENT_PROVIDER_MAX_ATTEMPTS",
+                "PAYMENT_PROVIDER_RETRY_BACKOFF_MS",
+            ],
+        );
     }
 
     #[test]
     fn defaults_match_the_documented_values() {
         let parsed = Config::try_parse_from(["payment-service"]).unwrap();
-        assert_eq!(parsed.provider.policy(), ProviderConfig::default().policy());
+        service_kit::config::assert_help_lists(
+            Config::command(),
+            &[
+                "DATABASE_URL",
+                "DATABASE_MAX_CONNECTIONS",
+                "IDEMPOTENCY_WAIT_MS",
+                "CHARGE_PENDING_LEASE_MS",
+                "PAYMENT_PROVIDER_URL",
+                "PAYMENT_PROVIDER_TIMEOUT_MS",
+                "PAYMENT_PROVIDER_MAX_ATTEMPTS",
+                "PAYMENT_PROVIDER_RETRY_BACKOFF_MS",
+            ],
+        );
         assert_eq!(
             parsed.provider.provider_url,
             ProviderConfig::default().provider_url

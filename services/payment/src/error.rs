@@ -1,11 +1,11 @@
 //! payment-service's one error type: every failure a handler can return, mapped to an HTTP status and
-//! the shared `{"error":{"code","message"}}` body. Server-side causes are logged once, here.
+//! the shared `{"error":{"code","message"}}` body, rendered (and logged once, with the cause chain
+//! of server errors) by `service_kit::error`.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use contracts::error::{ErrorBody, codes};
+use contracts::error::codes;
 
 use crate::provider::ProviderFailure;
 
@@ -124,18 +124,6 @@ pub use contracts::redact::redact;
 
 impl IntoResponse for PaymentError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // The one place the cause chain is logged; the client only sees a generic message.
-            let mut chain = String::new();
-            let mut source = std::error::Error::source(&self);
-            while let Some(err) = source {
-                chain.push_str(": ");
-                chain.push_str(&err.to_string());
-                source = err.source();
-            }
-            tracing::error!(error.type = self.code(), "{self}{chain}");
-        }
-        (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response()
+        service_kit::error::render(&self, self.status(), self.code())
     }
 }

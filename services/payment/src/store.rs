@@ -1,19 +1,10 @@
 //! The charges and refunds tables. Every statement runs inside a `telemetry::db::span` CLIENT span
 //! (`INSERT charges`, `UPDATE charges`, ...) carrying its parameter-free query text.
 
+use service_kit::db::{Database, TracedExt};
 use sqlx::{AnyPool, Row, any::AnyRow};
-use std::future::Future;
 
 use crate::db::now_ms;
-
-/// Runs a sqlx future inside a db CLIENT span that turns ERROR when the statement fails.
-trait TracedExt<T>: Future<Output = Result<T, sqlx::Error>> + Sized {
-    fn traced(self, span: tracing::Span) -> impl Future<Output = Result<T, sqlx::Error>> {
-        telemetry::db::traced(span, self)
-    }
-}
-
-impl<T, F: Future<Output = Result<T, sqlx::Error>>> TracedExt<T> for F {}
 
 /// A charge as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,26 +104,22 @@ pub struct NewCharge<'a> {
     pub card_last4: &'a str,
 }
 
+/// The queries, over `service_kit::db::Database` (the pool and its `db.system.name`), which it
+/// derefs to: `store.pool()`, and `self.span(..)` for each statement's CLIENT span.
 #[derive(Debug, Clone)]
-pub struct Store {
-    pool: AnyPool,
-    db_system: &'static str,
+pub struct Store(Database);
+
+impl std::ops::Deref for Store {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.0
+    }
 }
 
 impl Store {
-    pub fn new(pool: AnyPool, database_url: &str) -> Self {
-        Self {
-            pool,
-            db_system: telemetry::db::system_from_url(database_url),
-        }
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    fn span(&self, operation: &str, collection: &str, query: &str) -> tracing::Span {
-        telemetry::db::span(self.db_system, operation, collection, query)
+    /// Wraps the service's pool; `database_url` names the engine the spans report.
+    pub fn from_pool(pool: AnyPool, database_url: &str) -> Self {
+        Self(Database::new(pool, database_url))
     }
 
     /// Inserts a pending charge under its idempotency key, unless the key is taken.
@@ -148,7 +135,7 @@ impl Store {
             .bind(new.card_last4)
             .bind(now_ms())
             .bind(new.claim_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("INSERT", "charges", CLAIM_CHARGE))
             .await?
             .rows_affected();
@@ -167,7 +154,7 @@ impl Store {
     pub async fn charge_by_key(&self, key: &str) -> Result<Option<ChargeRow>, sqlx::Error> {
         sqlx::query(SELECT_CHARGE_BY_KEY)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "charges", SELECT_CHARGE_BY_KEY))
             .await?
             .map(|r| charge_from_row(&r))
@@ -177,7 +164,7 @@ impl Store {
     pub async fn charge_by_id(&self, id: &str) -> Result<Option<ChargeRow>, sqlx::Error> {
         sqlx::query(SELECT_CHARGE_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "charges", SELECT_CHARGE_BY_ID))
             .await?
             .map(|r| charge_from_row(&r))
@@ -201,7 +188,7 @@ impl Store {
             .bind(key)
             .bind(holder)
             .bind(cutoff_ms)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "charges", TAKE_OVER_CHARGE))
             .await?
             .rows_affected();
@@ -226,7 +213,7 @@ impl Store {
             .bind(now_ms())
             .bind(id)
             .bind(claim_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "charges", COMPLETE_CHARGE))
             .await?
             .rows_affected();
@@ -244,7 +231,7 @@ impl Store {
         sqlx::query(RELEASE_CHARGE)
             .bind(id)
             .bind(claim_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("DELETE", "charges", RELEASE_CHARGE))
             .await?;
         Ok(())
@@ -254,7 +241,7 @@ impl Store {
     pub async fn release_refund(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query(RELEASE_REFUND)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("DELETE", "refunds", RELEASE_REFUND))
             .await?;
         Ok(())
@@ -264,7 +251,7 @@ impl Store {
     pub async fn count_charges_for_order(&self, order_id: &str) -> Result<i64, sqlx::Error> {
         sqlx::query(COUNT_CHARGES_FOR_ORDER)
             .bind(order_id)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .traced(self.span("SELECT", "charges", COUNT_CHARGES_FOR_ORDER))
             .await?
             .try_get::<i64, _>("n")
@@ -284,7 +271,7 @@ impl Store {
             .bind(order_id)
             .bind(amount_cents)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("INSERT", "refunds", CLAIM_REFUND))
             .await?
             .rows_affected();
@@ -303,7 +290,7 @@ impl Store {
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query(SELECT_REFUND_BY_CHARGE)
             .bind(charge_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "refunds", SELECT_REFUND_BY_CHARGE))
             .await?
             .map(|r| refund_from_row(&r))
@@ -319,7 +306,7 @@ impl Store {
             .bind(provider_refund_id)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "refunds", COMPLETE_REFUND))
             .await?;
         Ok(())

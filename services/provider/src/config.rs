@@ -2,27 +2,27 @@
 //! (`card-provider --help` lists every variable). The defaults reproduce the seeds: a healthy
 //! provider answers in ~10 ms; a degraded one (`X-Simulate: slow`) in 3650 ms (seed 002).
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use clap::Parser;
+use service_kit::ServerArgs;
 
 /// card-provider: a Stripe-like charges/refunds API and a mail API for tracelab's services to call
 /// over real HTTP. It emits no spans, like any third party.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "card-provider", version, about, long_about = None)]
+#[command(
+    name = "card-provider",
+    version,
+    about,
+    long_about = None,
+    mut_arg("port", service_kit::config::default("8090")),
+    mut_arg("max_body_bytes", service_kit::config::default("16384"))
+)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
-
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "PORT", default_value_t = 8090)]
-    pub port: u16,
-
-    /// Largest accepted request body in bytes; larger bodies get 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
-    pub max_body_bytes: usize,
+    // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES: the services' skeleton, so the launcher starts
+    // it like them (port 0, the bound port reported in PORT_FILE).
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// Charge and refund round trip of a healthy provider, in ms.
     #[arg(long, env = "PROVIDER_LATENCY_MS", default_value_t = 8)]
@@ -51,11 +51,11 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The model's defaults on loopback and a free port (what tests want; the binary parses its
+    /// own defaults from `--help`'s values).
     fn default() -> Self {
         Self {
-            bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port: 8090,
-            max_body_bytes: 16 * 1024,
+            server: ServerArgs::for_tests(16 * 1024),
             latency_ms: 8,
             jitter_ms: 4,
             slow_latency_ms: 3650,
@@ -69,11 +69,7 @@ impl Default for Config {
 impl Config {
     /// Loopback and port 0, the production latency model.
     pub fn for_tests() -> Self {
-        Self {
-            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            ..Self::default()
-        }
+        Self::default()
     }
 
     fn jitter(&self) -> u64 {
@@ -121,6 +117,7 @@ mod tests {
         for var in [
             "BIND_ADDR",
             "PORT",
+            "PORT_FILE",
             "MAX_BODY_BYTES",
             "PROVIDER_LATENCY_MS",
             "PROVIDER_JITTER_MS",
@@ -137,7 +134,8 @@ mod tests {
     fn parsed_defaults_equal_default() {
         let parsed = Config::try_parse_from(["card-provider"]).unwrap();
         let d = Config::default();
-        assert_eq!(parsed.port, d.port);
+        assert_eq!(parsed.server.port, 8090);
+        assert_eq!(parsed.server.max_body_bytes, d.server.max_body_bytes);
         assert_eq!(parsed.slow_latency_ms, d.slow_latency_ms);
         assert_eq!(parsed.rate_limited_attempts, d.rate_limited_attempts);
         assert_eq!(parsed.mail_slow_latency_ms, d.mail_slow_latency_ms);

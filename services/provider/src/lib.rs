@@ -12,12 +12,9 @@ pub mod ledger;
 pub mod routes;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
-use axum::Router;
-use tokio::net::TcpListener;
+use service_kit::Server;
 
 pub use config::Config;
 use ledger::Ledger;
@@ -29,44 +26,32 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
 }
 
-/// A bound, not yet serving card-provider.
+/// A bound, not yet serving card-provider. It uses the services' skeleton (`service_kit::Server`:
+/// bind, PORT_FILE, graceful shutdown) but never initialises telemetry: no spans, like a third party.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
+    server: Server,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let addr = SocketAddr::new(config.bind_addr, config.port);
+        let server_args = config.server.clone();
         let state = AppState {
             config: Arc::new(config),
             ledger: Arc::new(Ledger::default()),
         };
-        let router = routes::router(state);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-        })
+        let server = Server::bind(&server_args, "card-provider", routes::router(state)).await?;
+        Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        self.server.serve(shutdown).await
     }
 }
 

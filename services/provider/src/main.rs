@@ -13,21 +13,5 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let app = Application::build(config).await?;
-    tracing::info!(port = app.port(), "card-provider listening");
-    app.run_until_stopped(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    app.run_until_stopped(service_kit::shutdown_signal()).await
 }

@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::ledger::{Once, RefundRefused, Stored, respond_after};
 
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_body_bytes;
+    let limit = state.config.server.max_body_bytes;
     Router::new()
         .route("/v1/charges", post(create_charge).get(list_charges))
         .route("/v1/charges/{id}", get(get_charge))

@@ -2,7 +2,8 @@
 //! PostgreSQL, chosen by the URL, with the service's migrations (written to run unchanged on
 //! both engines) applied at start-up.
 //!
-//! Each service keeps its own `migrations/` and a two-line `db::connect` that passes them here.
+//! Each service keeps its own `migrations/` (`db::MIGRATOR`); `service_kit::DatabaseArgs::connect`
+//! passes them here.
 
 #[cfg(feature = "testing")]
 pub mod testing;

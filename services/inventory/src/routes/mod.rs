@@ -1,8 +1,8 @@
 //! HTTP routes. The business and admin routes run inside telemetry's SERVER spans and a body-size
-//! limit; health probes stay outside both so they neither trace nor count as traffic.
+//! limit; the health probes (`service_kit::health`, merged in `startup`) stay outside both so they
+//! neither trace nor count as traffic.
 
 pub mod admin;
-pub mod health;
 pub mod reservations;
 
 use axum::Router;
@@ -15,7 +15,5 @@ pub fn router(state: AppState) -> Router {
         .merge(reservations::router())
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    telemetry::http::instrument_router(api)
-        .merge(health::router())
-        .with_state(state)
+    telemetry::http::instrument_router(api).with_state(state)
 }

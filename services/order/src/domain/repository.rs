@@ -4,19 +4,9 @@
 use std::collections::HashMap;
 
 use contracts::orders::{LineItem, Order, OrderStatus};
+// `.traced(span)`: runs a sqlx future inside a db span that is marked ERROR when the call fails.
+use service_kit::db::TracedExt;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-
-/// `.traced(span)`: runs a sqlx future inside a db span that is marked ERROR when the call fails.
-trait Traced<T>: std::future::Future<Output = Result<T, sqlx::Error>> + Sized {
-    fn traced(
-        self,
-        span: tracing::Span,
-    ) -> impl std::future::Future<Output = Result<T, sqlx::Error>> {
-        telemetry::db::traced(span, self)
-    }
-}
-
-impl<T, F: std::future::Future<Output = Result<T, sqlx::Error>>> Traced<T> for F {}
 
 /// A priced order, ready to be stored.
 pub struct NewOrder<'a> {
@@ -150,7 +140,7 @@ impl Repository {
         for sku in skus {
             query = query.bind(*sku);
         }
-        let rows = query.fetch_all(&self.pool).traced(span).await?;
+        let rows = query.fetch_all(self.pool()).traced(span).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("sku")?, r.try_get("price_cents")?)))
             .collect()
@@ -199,7 +189,7 @@ impl Repository {
             .bind(charge_id)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "orders", UPDATE_CHARGE))
             .await?;
         Ok(())
@@ -215,7 +205,7 @@ impl Repository {
             .bind(status.as_str())
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "orders", UPDATE_STATUS))
             .await?;
         Ok(())
@@ -270,7 +260,7 @@ impl Repository {
             .bind(new.order_id)
             .bind(new.lock_id)
             .bind(new.now_ms)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("INSERT", "idempotency_keys", CLAIM_KEY))
             .await?
             .rows_affected();
@@ -288,7 +278,7 @@ impl Repository {
         sqlx::query(SELECT_KEY)
             .bind(owner)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "idempotency_keys", SELECT_KEY))
             .await?
             .map(|r| {
@@ -324,7 +314,7 @@ impl Repository {
             .bind(key)
             .bind(seen)
             .bind(cutoff_ms)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "idempotency_keys", TAKE_OVER_KEY))
             .await?
             .rows_affected()
@@ -349,7 +339,7 @@ impl Repository {
             .bind(owner)
             .bind(key)
             .bind(lock_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "idempotency_keys", COMPLETE_KEY))
             .await?
             .rows_affected()
@@ -369,7 +359,7 @@ impl Repository {
             .bind(owner)
             .bind(key)
             .bind(lock_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .traced(self.span("UPDATE", "idempotency_keys", RELEASE_KEY))
             .await?
             .rows_affected()
@@ -379,7 +369,7 @@ impl Repository {
     pub async fn get_order(&self, id: &str) -> Result<Option<Order>, sqlx::Error> {
         let Some(row) = sqlx::query(SELECT_ORDER)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .traced(self.span("SELECT", "orders", SELECT_ORDER))
             .await?
         else {
@@ -387,7 +377,7 @@ impl Repository {
         };
         let items = sqlx::query(SELECT_ITEMS)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .traced(self.span("SELECT", "order_items", SELECT_ITEMS))
             .await?
             .iter()
@@ -417,7 +407,7 @@ impl Repository {
     pub async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxRow>, sqlx::Error> {
         sqlx::query(SELECT_PENDING)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?
             .iter()
             .map(|r| {
@@ -441,7 +431,7 @@ impl Repository {
         sqlx::query(MARK_SENT)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -450,14 +440,14 @@ impl Repository {
         sqlx::query(MARK_FAILED)
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
 
     pub async fn count_pending_outbox(&self) -> Result<i64, sqlx::Error> {
         sqlx::query(COUNT_PENDING)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?
             .try_get("n")
     }

@@ -1,7 +1,7 @@
-//! HTTP routes: each module owns its `router()`; this one merges them.
+//! HTTP routes: each module owns its `router()`; this one merges them. The health probes are
+//! `service_kit::health`'s, merged in `startup` outside the telemetry layer.
 
 pub mod admin;
-pub mod health;
 pub mod orders;
 
 use axum::Router;
@@ -12,6 +12,5 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(orders::router())
         .merge(admin::router())
-        .merge(health::router())
         .with_state(state)
 }

@@ -1,9 +1,9 @@
 //! HTTP routes. The business routes run inside telemetry's SERVER spans and a body-size limit;
-//! health probes stay outside both so they neither trace nor count as traffic.
+//! the health probes (`service_kit::health`, merged in `startup`) stay outside both so they
+//! neither trace nor count as traffic.
 
 pub mod admin;
 pub mod charges;
-pub mod health;
 pub mod refunds;
 
 use axum::Router;
@@ -17,7 +17,5 @@ pub fn router(state: AppState) -> Router {
         .merge(refunds::router())
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    telemetry::http::instrument_router(api)
-        .merge(health::router())
-        .with_state(state)
+    telemetry::http::instrument_router(api).with_state(state)
 }

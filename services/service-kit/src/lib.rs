@@ -1,0 +1,27 @@
+//! The skeleton the four checkout services (api-gateway, order-, payment- and inventory-service)
+//! share, so it exists once instead of four drifting copies:
+//!
+//! - [`config`]: the settings every service has (`BIND_ADDR`, `PORT`, `PORT_FILE`,
+//!   `MAX_BODY_BYTES`; `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`) as clap structs to
+//!   `#[command(flatten)]`, and the telemetry variables for `--help`.
+//! - [`server`]: bind the listener, report the bound port (log line and `PORT_FILE`), serve with
+//!   graceful shutdown, optionally alongside one background task.
+//! - [`shutdown`]: the Ctrl-C / SIGTERM future.
+//! - [`health`]: `/healthz` and `/readyz` (over a database pool, or always ready).
+//! - [`error`]: the cause chain logged once and the `contracts::error::ErrorBody` response, for any
+//!   service error enum, given the status and code the service maps it to.
+//! - [`db`]: `.traced(span)` on sqlx futures and the pool + `db.system.name` pair the stores hold.
+//!
+//! What differs between services (their routes, state, error variants, background work) stays in
+//! each service.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod server;
+pub mod shutdown;
+
+pub use config::{DatabaseArgs, ServerArgs};
+pub use server::Server;
+pub use shutdown::shutdown_signal;
