@@ -134,26 +134,17 @@ fn charge_fingerprint(req: &CreateCharge) -> String {
     )
 }
 
-fn validate_charge(req: &CreateCharge) -> Result<(), Response> {
-    let invalid = |message: &str| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("parameter_invalid"),
-            message,
-        )
-    };
+/// What is wrong with a charge request, if anything (a message safe to send back).
+fn validate_charge(req: &CreateCharge) -> Result<(), &'static str> {
     if req.amount < 1 || req.amount > 99_999_999 {
-        return Err(invalid(
-            "amount must be between 1 and 99999999 (minor units)",
-        ));
+        return Err("amount must be between 1 and 99999999 (minor units)");
     }
     if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(invalid("currency must be a three-letter ISO code"));
+        return Err("currency must be a three-letter ISO code");
     }
     if !req.source.starts_with("tok_") {
         // Never echo the source: it might be a card number sent by mistake.
-        return Err(invalid("source must be a card token (tok_...)"));
+        return Err("source must be a card token (tok_...)");
     }
     Ok(())
 }
@@ -167,8 +158,13 @@ async fn create_charge(
         Ok(b) => b,
         Err(r) => return rejection(r),
     };
-    if let Err(response) = validate_charge(&req) {
-        return response;
+    if let Err(message) = validate_charge(&req) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            message,
+        );
     }
     let key = header(&headers, IDEMPOTENCY_KEY_HEADER);
     let fingerprint = charge_fingerprint(&req);
