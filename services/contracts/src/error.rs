@@ -30,6 +30,7 @@ impl ErrorBody {
 /// Error codes shared across services (a caller matches on these, so they never change spelling).
 pub mod codes {
     pub const BAD_REQUEST: &str = "bad_request";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const INVALID_JSON: &str = "invalid_json";
     pub const VALIDATION_FAILED: &str = "validation_failed";
     pub const UNKNOWN_SKU: &str = "unknown_sku";

@@ -6,15 +6,12 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contracts::error::codes;
+use service_kit::error::BadRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("malformed JSON body: {0}")]
-    InvalidJson(String),
-    #[error("expected `Content-Type: application/json`")]
-    UnsupportedMediaType,
-    #[error("request body exceeds the size limit")]
-    PayloadTooLarge,
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("could not read the request body")]
     BadBody,
     #[error("{0}")]
@@ -32,11 +29,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::BadBody | Self::UnknownScenario(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadRequest(b) => b.status(),
+            Self::BadBody | Self::UnknownScenario(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -46,9 +40,8 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidJson(_) => codes::INVALID_JSON,
-            Self::UnsupportedMediaType | Self::BadBody => codes::BAD_REQUEST,
-            Self::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
+            Self::BadRequest(b) => b.code(),
+            Self::BadBody => codes::BAD_REQUEST,
             Self::Validation(_) => codes::VALIDATION_FAILED,
             Self::UnknownScenario(_) => codes::UNKNOWN_SCENARIO,
             Self::Unauthorized(_) => codes::UNAUTHORIZED,
@@ -83,7 +76,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Self(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::PayloadTooLarge)
+                Err(BadRequest::PayloadTooLarge { limit: None }.into())
             }
             Err(_) => Err(ApiError::BadBody),
         }

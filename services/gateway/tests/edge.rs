@@ -253,8 +253,8 @@ async fn flags_change_at_run_time() {
         ),
         (
             serde_json::json!({"payment.slow": {"enabled": "yes"}}),
-            400,
-            "invalid_json",
+            422,
+            "validation_failed",
         ),
     ] {
         let resp = client.put(&flags_url).json(&body).send().await.unwrap();
@@ -294,7 +294,7 @@ async fn bad_requests_are_refused_at_the_edge() {
             "not JSON",
             client.post(&url).body("items=1"),
             415,
-            "bad_request",
+            "unsupported_media_type",
         ),
         (
             "zero quantity",

@@ -6,17 +6,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::error::codes;
+use service_kit::error::BadRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("malformed JSON body: {0}")]
-    InvalidJson(String),
-
-    #[error("request body is larger than the {limit}-byte limit")]
-    PayloadTooLarge { limit: usize },
-
-    #[error("unsupported media type: send `Content-Type: application/json`")]
-    UnsupportedMediaType,
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
 
     #[error("{0}")]
     Validation(String),
@@ -41,9 +36,7 @@ pub enum InventoryError {
 impl InventoryError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadRequest(b) => b.status(),
             Self::Validation(_) | Self::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::OutOfStock { .. } => StatusCode::CONFLICT,
             Self::Mail(_) => StatusCode::BAD_GATEWAY,
@@ -53,9 +46,7 @@ impl InventoryError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidJson(_) => codes::INVALID_JSON,
-            Self::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BadRequest(b) => b.code(),
             Self::Validation(_) => codes::VALIDATION_FAILED,
             Self::UnknownSku(_) => codes::UNKNOWN_SKU,
             Self::OutOfStock { .. } => codes::OUT_OF_STOCK,
@@ -64,17 +55,9 @@ impl InventoryError {
         }
     }
 
-    /// Maps axum's JSON extractor rejection onto our codes (413 stays 413, syntax errors are 400,
-    /// well-formed JSON of the wrong shape is 422).
+    /// axum's JSON extractor rejection, as every service maps it (`service_kit::error::BadRequest`).
     pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit },
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                Self::Validation(contracts::redact::redact(&rejection.body_text()))
-            }
-            _ => Self::InvalidJson(contracts::redact::redact(&rejection.body_text())),
-        }
+        Self::BadRequest(BadRequest::from_json_rejection(rejection, Some(limit)))
     }
 }
 

@@ -3,21 +3,17 @@
 //! of server errors) by `service_kit::error`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::error::codes;
 use serde::de::DeserializeOwned;
+use service_kit::error::BadRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("malformed JSON body: {0}")]
-    InvalidJson(String),
-    #[error("expected `Content-Type: application/json`")]
-    UnsupportedMediaType,
-    #[error("request body exceeds the size limit")]
-    PayloadTooLarge,
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("{0}")]
     Validation(String),
     #[error("unknown SKU `{0}`")]
@@ -64,13 +60,12 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(b) => b.status(),
+            Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             // The draft's answers: 422 for a key reused with another payload, 409 while the first
             // request with the key is still running.
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyInProgress => StatusCode::CONFLICT,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) | Self::UnknownSku(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::CardDeclined(_) => StatusCode::PAYMENT_REQUIRED,
@@ -85,12 +80,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidJson(_) => codes::INVALID_JSON,
+            Self::BadRequest(b) => b.code(),
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_in_progress",
-            Self::UnsupportedMediaType => codes::BAD_REQUEST,
-            Self::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => codes::VALIDATION_FAILED,
             Self::UnknownSku(_) => codes::UNKNOWN_SKU,
             Self::NotFound(_) => codes::NOT_FOUND,
@@ -135,15 +128,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(from_json_rejection(rejection)),
+            Err(rejection) => Err(BadRequest::from_json_rejection(rejection, None).into()),
         }
-    }
-}
-
-fn from_json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        r => ApiError::InvalidJson(contracts::redact::redact(&r.body_text())),
     }
 }

@@ -130,14 +130,14 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
                 .client
                 .post(stack.url("/orders"))
                 .json(&serde_json::json!({"items": "LAPTOP-1"})),
-            400,
-            "invalid_json",
+            422,
+            "validation_failed",
         ),
         (
             "no content type",
             stack.client.post(stack.url("/orders")).body("{}"),
             415,
-            "bad_request",
+            "unsupported_media_type",
         ),
         (
             "unknown SKU",

@@ -6,19 +6,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::error::codes;
+use service_kit::error::BadRequest;
 
 use crate::provider::ProviderFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
-    #[error("malformed JSON body: {0}")]
-    InvalidJson(String),
-
-    #[error("request body is larger than the {limit}-byte limit")]
-    PayloadTooLarge { limit: usize },
-
-    #[error("unsupported media type: send `Content-Type: application/json`")]
-    UnsupportedMediaType,
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
 
     #[error("{0}")]
     Validation(String),
@@ -65,9 +60,8 @@ pub enum PaymentError {
 impl PaymentError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadRequest(b) => b.status(),
+            Self::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyInProgress | Self::ClaimLost(_) | Self::NotRefundable { .. } => {
                 StatusCode::CONFLICT
@@ -82,9 +76,7 @@ impl PaymentError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidJson(_) => codes::INVALID_JSON,
-            Self::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BadRequest(b) => b.code(),
             Self::Validation(_) => codes::VALIDATION_FAILED,
             Self::MissingIdempotencyKey => "missing_idempotency_key",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
@@ -99,15 +91,9 @@ impl PaymentError {
         }
     }
 
-    /// Maps axum's JSON extractor rejection onto our codes (413 stays 413, syntax errors are 400,
-    /// well-formed JSON of the wrong shape is 422).
+    /// axum's JSON extractor rejection, as every service maps it (`service_kit::error::BadRequest`).
     pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit },
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::UNPROCESSABLE_ENTITY => Self::Validation(redact(&rejection.body_text())),
-            _ => Self::InvalidJson(redact(&rejection.body_text())),
-        }
+        Self::BadRequest(BadRequest::from_json_rejection(rejection, Some(limit)))
     }
 }
 

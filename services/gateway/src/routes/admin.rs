@@ -7,6 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use contracts::scenario::Flags;
 
+use service_kit::error::BadRequest;
+
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -22,11 +24,8 @@ async fn put_flags(
     State(state): State<AppState>,
     body: Result<Json<Flags>, JsonRejection>,
 ) -> Result<Json<Flags>, ApiError> {
-    let Json(changes) = body.map_err(|r| match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-        r if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        r => ApiError::InvalidJson(contracts::redact::redact(&r.body_text())),
-    })?;
+    let Json(changes) =
+        body.map_err(|r| ApiError::from(BadRequest::from_json_rejection(r, None)))?;
     let flags = state.flags.update(changes)?;
     tracing::info!(flags = ?flags, "scenario flags changed");
     Ok(Json(flags))

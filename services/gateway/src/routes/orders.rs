@@ -12,6 +12,8 @@ use contracts::payments::IDEMPOTENCY_KEY_HEADER;
 use contracts::scenario::{self, Scenario};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use service_kit::error::BadRequest;
+
 use crate::error::{ApiError, Body};
 use crate::startup::AppState;
 
@@ -46,10 +48,10 @@ async fn create_order(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
     if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(BadRequest::UnsupportedMediaType.into());
     }
     let request: CreateOrderRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidJson(contracts::redact::redact(&e.to_string())))?;
+        .map_err(|e| ApiError::from(BadRequest::from_serde_json(&e)))?;
     request.validate().map_err(ApiError::Validation)?;
     state
         .orders

@@ -11,6 +11,8 @@ use contracts::scenario::Scenario;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use service_kit::error::BadRequest;
+
 use crate::error::InventoryError;
 use crate::mail::Mailer;
 use crate::store::{EventOutcome, Store};
@@ -31,7 +33,7 @@ impl OrderEventHandler {
         let payload =
             payload.ok_or_else(|| InventoryError::Validation("message has no payload".into()))?;
         let envelope: Envelope<OrderPlaced> = serde_json::from_slice(payload)
-            .map_err(|e| InventoryError::InvalidJson(e.to_string()))?;
+            .map_err(|e| BadRequest::InvalidJson(contracts::redact::redact(&e.to_string())))?;
         if envelope.r#type != ORDER_PLACED || envelope.version != ORDER_PLACED_VERSION {
             return Err(InventoryError::Validation(format!(
                 "unsupported event {} v{} (expected {ORDER_PLACED} v{ORDER_PLACED_VERSION})",
