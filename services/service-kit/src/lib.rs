@@ -25,3 +25,18 @@ pub mod shutdown;
 pub use config::{DatabaseArgs, ServerArgs};
 pub use server::Server;
 pub use shutdown::shutdown_signal;
+
+/// The answer to a create that may be a replay: 201 with `body`, plus `Idempotent-Replayed: true`
+/// when it is the stored result of an earlier request with the same key (the header Stripe uses,
+/// and card-provider and order-service too).
+pub fn created<T: serde::Serialize>(body: T, replayed: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (axum::http::StatusCode::CREATED, axum::Json(body)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            contracts::provider::REPLAYED_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}

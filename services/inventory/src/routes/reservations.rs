@@ -6,8 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use contracts::inventory::{ReservationRequest, StockLevel};
 
@@ -46,11 +45,5 @@ async fn create_reservation(
         body.map_err(|r| InventoryError::from_json_rejection(r, state.max_body_bytes))?;
     let req = ValidReservation::new(req)?;
     let outcome = reservation::reserve(&state, req, scenario).await?;
-    let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
-    if outcome.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(service_kit::created(outcome.response, outcome.replayed))
 }

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::post;
 use contracts::payments::{ChargeRequest, IDEMPOTENCY_KEY_HEADER};
 
@@ -30,11 +30,5 @@ async fn create_charge(
         .and_then(|v| v.to_str().ok());
     let cmd = ChargeCommand::new(key, req)?;
     let outcome = charge::charge(&state, cmd, scenario).await?;
-    let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
-    if outcome.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(service_kit::created(outcome.response, outcome.replayed))
 }

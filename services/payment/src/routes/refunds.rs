@@ -4,8 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use contracts::payments::RefundRequest;
 
@@ -24,11 +23,5 @@ async fn create_refund(
     let scenario = crate::scenario::current();
     let Json(req) = body.map_err(|r| PaymentError::from_json_rejection(r, state.max_body_bytes))?;
     let outcome = refund::refund(&state, req, scenario).await?;
-    let mut response = (StatusCode::CREATED, Json(outcome.response)).into_response();
-    if outcome.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(service_kit::created(outcome.response, outcome.replayed))
 }
