@@ -1,6 +1,6 @@
 //! The settings every service shares, as clap argument groups a service's `Config` flattens:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(clap::Parser)]
 //! #[command(
 //!     name = "order-service",

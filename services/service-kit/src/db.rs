@@ -1,7 +1,7 @@
 //! What the services' stores share around sqlx: the pool together with its `db.system.name`, and
 //! `.traced(span)`, which runs a query inside a `telemetry::db` CLIENT span.
 //!
-//! ```ignore
+//! ```text
 //! use service_kit::db::TracedExt;
 //! sqlx::query(INSERT_ORDER).bind(id).execute(db.pool())
 //!     .traced(db.span("INSERT", "orders", INSERT_ORDER))

@@ -7,7 +7,7 @@
 //! A service keeps its variants (thiserror) and their mapping to statuses and codes, and
 //! delegates the rendering:
 //!
-//! ```ignore
+//! ```text
 //! impl IntoResponse for ApiError {
 //!     fn into_response(self) -> Response {
 //!         service_kit::error::render(&self, self.status(), self.code())
