@@ -8,9 +8,11 @@
 //! - [`matcher`]: [`SpanMatcher`] selects spans by name, service, kind, status and attributes.
 //! - [`spec`]: YAML specs (a request + assertions), run by `tracelab assert`.
 //! - [`launcher`]: [`Stack::start`] runs the platform as local processes (`tracelab up`).
+//! - [`harness`]: one such stack per test binary, for the workspace's end-to-end tests.
 
 pub mod assertions;
 pub mod client;
+pub mod harness;
 pub mod launcher;
 pub mod matcher;
 pub mod spec;

@@ -1,0 +1,19 @@
+//! `loadgen`: checkout load for tracelab, and the sampling lab.
+//!
+//! - [`plan`] draws every request of a run up front from one seed (due time, scenario, body);
+//! - [`runner`] sends them at their due times (an open model with a concurrency cap);
+//! - [`record`] tallies answers in HdrHistograms; [`report`] and [`plot`] turn them into the JSON
+//!   summary, the terminal table and the SVG latency histogram;
+//! - [`cli`] holds the flags `loadgen run` and `loadgen sampling-lab` share.
+
+pub mod cli;
+pub mod mix;
+pub mod plan;
+pub mod plot;
+pub mod record;
+pub mod report;
+pub mod runner;
+
+pub use mix::Mix;
+pub use report::RunSummary;
+pub use runner::{RunConfig, RunOutput, run};
