@@ -157,6 +157,7 @@ impl SamplingStats {
                 .take(recent_limit)
                 .cloned()
                 .collect(),
+            processors: Vec::new(),
         }
     }
 }
