@@ -2,6 +2,9 @@
 //! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
 //! windowed span reads of huge traces, trace summaries, logs of a span).
 //!
+//! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
+//! also knows all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`).
+//!
 //! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
 //! `/api/v1` routes answer `{"error": {"code", "message"}}`.
 
@@ -9,8 +12,10 @@ mod params;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,7 +29,7 @@ use collector_api::v1::{
 use serde::Deserialize;
 
 use crate::config::FieldError;
-use crate::sampling::SamplingStats;
+use crate::sampling::SamplingRegistry;
 use crate::store::{StoreError, TraceStore};
 
 pub use params::{parse_search, parse_span_id, parse_trace_id};
@@ -135,17 +140,80 @@ impl IntoResponse for V1Failure {
     }
 }
 
+/// One registered store and the address its query API is bound to (set once bound).
+#[derive(Debug)]
+struct RegisteredStore {
+    store: Arc<TraceStore>,
+    query_endpoint: OnceLock<SocketAddr>,
+}
+
+/// Every trace store of the collector by exporter id (`tracelab`, `tracelab/head`, …). Filled
+/// when the stores open, before any query API is bound; addresses are set as each one binds.
+#[derive(Debug, Default)]
+pub struct StoreRegistry {
+    stores: BTreeMap<String, RegisteredStore>,
+}
+
+impl StoreRegistry {
+    pub fn insert(&mut self, id: impl Into<String>, store: Arc<TraceStore>) {
+        self.stores.insert(
+            id.into(),
+            RegisteredStore {
+                store,
+                query_endpoint: OnceLock::new(),
+            },
+        );
+    }
+
+    /// Records where store `id`'s query API listens (the first address set stays).
+    pub fn set_query_endpoint(&self, id: &str, addr: SocketAddr) {
+        if let Some(s) = self.stores.get(id) {
+            let _ = s.query_endpoint.set(addr);
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<TraceStore>> {
+        self.stores.get(id).map(|s| s.store.clone())
+    }
+
+    /// Store ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+}
+
+/// `own` is not in the registry the router was given.
+#[derive(Debug, thiserror::Error)]
+#[error("query API of {own}: no such store (registered: {known})")]
+pub struct UnknownStore {
+    pub own: String,
+    pub known: String,
+}
+
 #[derive(Clone)]
 struct AppState {
+    /// This query API's own store.
     store: Arc<TraceStore>,
-    stats: Arc<SamplingStats>,
+    sampling: Arc<SamplingRegistry>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
 
-/// The query API's routes.
-pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
-    Router::new()
+/// The routes of store `own`'s query API. `stores` must hold `own`.
+pub fn router(
+    own: &str,
+    registry: Arc<StoreRegistry>,
+    samplers: Arc<SamplingRegistry>,
+) -> Result<Router, UnknownStore> {
+    let store = registry.get(own).ok_or_else(|| UnknownStore {
+        own: own.to_string(),
+        known: registry.ids().collect::<Vec<_>>().join(", "),
+    })?;
+    let state = AppState {
+        store,
+        sampling: samplers,
+    };
+    Ok(Router::new()
         .route("/api/services", get(services))
         .route(
             "/api/services/{service}/operations",
@@ -171,17 +239,21 @@ pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
         })
         // Read-only JSON: any origin may read it (the viewer and Grafana run on other ports).
         .layer(tower_http::cors::CorsLayer::permissive())
-        .with_state(AppState { store, stats })
+        .with_state(state))
 }
 
-/// Serves the query API on `listener` until `shutdown` resolves.
+/// Serves store `own`'s query API on `listener` until `shutdown` resolves, recording the bound
+/// address in `stores`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<TraceStore>,
-    stats: Arc<SamplingStats>,
+    own: &str,
+    stores: Arc<StoreRegistry>,
+    sampling: Arc<SamplingRegistry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, stats))
+    let r = router(own, stores.clone(), sampling).map_err(std::io::Error::other)?;
+    stores.set_query_endpoint(own, listener.local_addr()?);
+    axum::serve(listener, r)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -289,7 +361,7 @@ async fn sampling(
     Query(q): Pairs,
 ) -> Result<Json<SamplingStatsResponse>, V1Failure> {
     let limit = params::opt_u64(&q, "limit")?.unwrap_or(100).min(10_000) as usize;
-    Ok(Json(s.stats.snapshot(limit)))
+    Ok(Json(s.sampling.snapshot(limit)))
 }
 
 async fn decisions(

@@ -1,6 +1,6 @@
 //! The query API served for real on 127.0.0.1:0 over a temp-dir store filled through the
 //! `tracelab` exporter, hit with reqwest: Jaeger routes compared to the shape of a Jaeger answer,
-//! `/api/v1` routes, and the error shapes.
+//! `/api/v1` routes (a second, empty store registered beside it), and the error shapes.
 
 use std::sync::Arc;
 
@@ -18,7 +18,8 @@ use serde_json::{Value as J, json};
 
 use crate::exporters::tracelab::{TracelabExporter, TracelabExporterConfig};
 use crate::pipeline::Consumer;
-use crate::sampling::{PolicyVote, SamplingStats};
+use crate::query::StoreRegistry;
+use crate::sampling::{PolicyVote, SamplingRegistry};
 use crate::store::StoreConfig;
 
 /// The answer of Jaeger 1.x's query service to `GET /api/traces/{id}` (HotROD trace, trimmed):
@@ -137,7 +138,7 @@ struct Api {
     base: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    _dirs: [tempfile::TempDir; 2],
 }
 
 impl Api {
@@ -161,18 +162,27 @@ impl Drop for Api {
     }
 }
 
-/// Exporter + query API over a temp dir, with the payment.declined-like checkout trace stored.
-async fn start() -> (Api, Arc<SamplingStats>) {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(SamplingStats::default());
+async fn exporter_in(dir: &std::path::Path) -> TracelabExporter {
     let cfg = TracelabExporterConfig {
         storage: StoreConfig {
-            directory: dir.path().to_path_buf(),
+            directory: dir.to_path_buf(),
             ..Default::default()
         },
         ..Default::default()
     };
-    let exporter = TracelabExporter::start(&cfg, stats.clone()).await.unwrap();
+    TracelabExporter::start(&cfg).await.unwrap()
+}
+
+/// Exporter + query API of store `tracelab` over a temp dir, with the payment.declined-like
+/// checkout trace stored, and an empty store `tracelab/empty` registered beside it.
+async fn start() -> (Api, Arc<SamplingRegistry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_dir = tempfile::tempdir().unwrap();
+    let mut samplers = SamplingRegistry::default();
+    let stats = samplers.tail_sampling("tail_sampling", "traces").unwrap();
+    let samplers = Arc::new(samplers);
+    let exporter = exporter_in(dir.path()).await;
+    let empty = exporter_in(empty_dir.path()).await;
     let base = now_ns();
     let mut root = span(1, 0, "POST /orders", 2, 0, 1300, base);
     root.attributes = vec![kv("http.response.status_code", Value::IntValue(402))];
@@ -229,15 +239,17 @@ async fn start() -> (Api, Arc<SamplingStats>) {
     .await
     .unwrap();
     stats.register_policies(&[("errors".into(), "status_code".into())]);
+    let decision = SamplingDecision {
+        trace_id: TRACE_HEX.into(),
+        decision: Decision::Sampled,
+        policy: Some("errors".into()),
+        trigger: DecisionTrigger::DecisionWait,
+        span_count: 3,
+        decided_at_ms: (base / 1_000_000) as i64,
+    };
+    exporter.decision_queue().push(decision.clone());
     stats.record(
-        SamplingDecision {
-            trace_id: TRACE_HEX.into(),
-            decision: Decision::Sampled,
-            policy: Some("errors".into()),
-            trigger: DecisionTrigger::DecisionWait,
-            span_count: 3,
-            decided_at_ms: (base / 1_000_000) as i64,
-        },
+        decision,
         &[PolicyVote {
             policy: 0,
             sampled: true,
@@ -250,23 +262,26 @@ async fn start() -> (Api, Arc<SamplingStats>) {
         .unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let samplers_for_server = samplers.clone();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(super::serve(
-        listener,
-        exporter.store(),
-        stats.clone(),
-        async {
+    let mut stores = StoreRegistry::default();
+    stores.insert("tracelab", exporter.store());
+    stores.insert("tracelab/empty", empty.store());
+    let stores = Arc::new(stores);
+    tokio::spawn(async move {
+        super::serve(listener, "tracelab", stores, samplers_for_server, async {
             let _ = rx.await;
-        },
-    ));
+        })
+        .await
+    });
     let api = Api {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
         stop: Some(tx),
-        _dir: dir,
+        _dirs: [dir, empty_dir],
     };
-    (api, stats)
+    (api, samplers)
 }
 
 #[tokio::test]
@@ -387,17 +402,22 @@ async fn dependencies_count_cross_service_calls() {
 
 #[tokio::test]
 async fn v1_routes_serve_sampling_windows_summaries_and_logs() {
-    let (api, stats) = start().await;
+    let (api, samplers) = start().await;
 
     let (st, body) = api.get("/api/v1/sampling").await;
     assert_eq!(st, 200);
     let s: SamplingStatsResponse = serde_json::from_value(body).unwrap();
-    assert_eq!(s, stats.snapshot(100));
+    assert_eq!(s, samplers.snapshot(100));
     assert_eq!(
         (s.policies[0].name.as_str(), s.policies[0].kept),
         ("errors", 1)
     );
     assert_eq!(s.recent[0].policy.as_deref(), Some("errors"));
+    assert_eq!(s.processors.len(), 1);
+    assert_eq!(
+        (s.processors[0].id.as_str(), s.processors[0].spans_sampled),
+        ("tail_sampling", 3)
+    );
 
     let (_, body) = api
         .get(&format!("/api/v1/sampling/decisions?traceID={TRACE_HEX}"))
