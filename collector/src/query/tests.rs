@@ -7,7 +7,7 @@ use std::sync::Arc;
 use collector_api::jaeger::{JaegerResponse, Trace};
 use collector_api::v1::{
     Decision, DecisionTrigger, LogsResponse, SamplingDecision, SamplingStatsResponse, SpanWindow,
-    TraceSummaries,
+    StoresResponse, TraceLookupResponse, TraceSummaries,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -146,6 +146,19 @@ impl Api {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: String) -> (u16, J) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .unwrap();
@@ -496,4 +509,131 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test]
+async fn stores_lists_every_store_and_lookup_answers_facts_per_store() {
+    let (api, _samplers) = start().await;
+
+    let (st, body) = api.get("/api/v1/stores").await;
+    assert_eq!(st, 200, "{body}");
+    let stores: StoresResponse = serde_json::from_value(body).unwrap();
+    let ids: Vec<&str> = stores.stores.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["tracelab", "tracelab/empty"], "in id order");
+    let own = &stores.stores[0];
+    assert_eq!((own.traces, own.spans, own.logs), (1, 3, 2));
+    assert!(
+        own.used_bytes > 0 && own.file_bytes >= own.used_bytes,
+        "{own:?}"
+    );
+    assert_eq!(
+        format!("http://{}", own.query_endpoint),
+        api.base,
+        "the bound address"
+    );
+    let empty = &stores.stores[1];
+    assert_eq!((empty.traces, empty.spans), (0, 0));
+    assert_eq!(empty.query_endpoint, "", "its query API was never bound");
+
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let body = format!(
+        r#"{{"trace_ids": ["{}", "{unknown}"]}}"#,
+        TRACE_HEX.to_uppercase()
+    );
+    let (st, body_json) = api.post("/api/v1/traces/lookup", body.clone()).await;
+    assert_eq!(st, 200, "{body_json}");
+    let r: TraceLookupResponse = serde_json::from_value(body_json).unwrap();
+    assert_eq!(r.missing, [unknown]);
+    assert_eq!(r.traces.len(), 1);
+    let t = &r.traces[0];
+    assert_eq!(t.trace_id, TRACE_HEX, "normalised");
+    assert_eq!((t.spans, t.error, t.duration_us), (3, true, 1_300_000));
+    assert_eq!(t.services, ["api-gateway", "payment-service"]);
+
+    let (st, body_json) = api
+        .post("/api/v1/traces/lookup?store=tracelab/empty", body.clone())
+        .await;
+    assert_eq!(st, 200, "{body_json}");
+    let r: TraceLookupResponse = serde_json::from_value(body_json).unwrap();
+    assert!(r.traces.is_empty());
+    assert_eq!(r.missing, [TRACE_HEX, unknown]);
+    let (st, _) = api
+        .post("/api/v1/traces/lookup?store=tracelab", body.clone())
+        .await;
+    assert_eq!(st, 200, "its own store by name");
+}
+
+#[tokio::test]
+async fn lookup_refuses_unknown_stores_malformed_ids_and_oversized_requests() {
+    let (api, _samplers) = start().await;
+
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup?store=tracelab/nope",
+            r#"{"trace_ids": []}"#.into(),
+        )
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("tracelab/nope") && msg.contains("tracelab, tracelab/empty"),
+        "{msg}"
+    );
+
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            format!(r#"{{"trace_ids": ["{TRACE_HEX}", "not-a-trace"]}}"#),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"not-a-trace\""),
+        "{body}"
+    );
+
+    let (st, body) = api
+        .post("/api/v1/traces/lookup", r#"{"ids": []}"#.into())
+        .await;
+    assert_eq!(st, 400, "wrong body shape");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trace_ids"),
+        "{body}"
+    );
+
+    let too_many: Vec<String> = (1..=collector_api::v1::MAX_LOOKUP_TRACE_IDS + 1)
+        .map(|n| format!("{n:032x}"))
+        .collect();
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            serde_json::to_string(&json!({ "trace_ids": too_many })).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 413);
+    assert_eq!(body["error"]["code"], "too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000"),
+        "{body}"
+    );
+    let just_enough = &too_many[..collector_api::v1::MAX_LOOKUP_TRACE_IDS];
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            serde_json::to_string(&json!({ "trace_ids": just_enough })).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 200, "the limit itself is accepted");
+    assert_eq!(body["missing"].as_array().unwrap().len(), 10_000);
 }
