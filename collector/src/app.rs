@@ -17,8 +17,8 @@ use crate::config::{ComponentId, ExporterConfig, ExtensionConfig, LoadedConfig, 
 use crate::exporters::tracelab::TracelabExporter;
 use crate::pipeline::build::{BuildOptions, Stop, build};
 use crate::pipeline::self_metrics::SelfMetrics;
+use crate::query::StoreRegistry;
 use crate::receivers::otlp::RunningReceiver;
-use crate::sampling::{DEFAULT_RECENT_CAPACITY, SamplingStats};
 
 pub use crate::pipeline::build::BuildOptions as StartOptions;
 
@@ -163,9 +163,9 @@ impl Collector {
     }
 
     pub async fn start_with(config: LoadedConfig, opts: BuildOptions) -> Result<Self, StartError> {
-        let sampling = Arc::new(SamplingStats::new(DEFAULT_RECENT_CAPACITY));
-        // Stores are opened before wiring; only those a pipeline uses.
-        let mut stores = std::collections::HashMap::new();
+        // Stores are opened before wiring; only those a pipeline uses. In id order, so `query`
+        // below names the same store every time.
+        let mut stores = BTreeMap::new();
         let used: std::collections::HashSet<&ComponentId> = config
             .pipelines
             .iter()
@@ -175,7 +175,7 @@ impl Collector {
             if let ExporterConfig::Tracelab(t) = ec
                 && used.contains(id)
             {
-                let exp = TracelabExporter::start(t, sampling.clone())
+                let exp = TracelabExporter::start(t)
                     .await
                     .map_err(|e| StartError::Build(format!("exporters.{id}: {e}")))?;
                 stores.insert(id.clone(), (Arc::new(exp), t.query.endpoint.clone()));
@@ -185,7 +185,13 @@ impl Collector {
             .iter()
             .map(|(k, (e, _))| (k.clone(), e.clone()))
             .collect();
-        let graph = build(&config, opts, sampling.clone(), tracelab).map_err(StartError::Build)?;
+        let mut registry = StoreRegistry::default();
+        for (id, (exp, _)) in &stores {
+            registry.insert(id.to_string(), exp.store());
+        }
+        let registry = Arc::new(registry);
+        let graph = build(&config, opts, tracelab).map_err(StartError::Build)?;
+        let sampling = graph.sampling.clone();
         let ready = Arc::new(AtomicBool::new(false));
         let mut c = Collector {
             receivers: Vec::new(),
@@ -197,11 +203,22 @@ impl Collector {
             self_metrics: graph.self_metrics.clone(),
         };
         let mut result = Ok(());
-        for (id, (exp, endpoint)) in &stores {
-            let router = crate::query::router(exp.store(), sampling.clone());
+        for (id, (_, endpoint)) in &stores {
+            let own = id.to_string();
+            let router = match crate::query::router(&own, registry.clone(), sampling.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(StartError::Build(e.to_string()));
+                    break;
+                }
+            };
             match serve(&format!("{id} query API"), endpoint, router).await {
                 Ok((addr, s)) => {
-                    c.addrs.insert("query".into(), addr);
+                    registry.set_query_endpoint(&own, addr);
+                    // `query`: the unnamed `tracelab` store's API, else the first in id order.
+                    if own == "tracelab" || !c.addrs.contains_key("query") {
+                        c.addrs.insert("query".into(), addr);
+                    }
                     c.addrs.insert(format!("{id}/query"), addr);
                     c.servers.push(s);
                 }
@@ -286,8 +303,9 @@ impl Collector {
     }
 
     /// Bound addresses by name: `otlp/grpc`, `otlp/http` (receiver id + protocol),
-    /// exporter ids (`prometheus`), extension ids (`health_check`), `telemetry`, and `query`
-    /// (the tracelab store's query API; also `tracelab/query`).
+    /// exporter ids (`prometheus`), extension ids (`health_check`), `telemetry`, `ID/query` for
+    /// each tracelab store's query API (`tracelab/query`, `tracelab/head/query`), and `query`
+    /// (the `tracelab` store's, or with only named stores the first's in id order).
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.get(name).copied()
     }

@@ -191,13 +191,18 @@ service:
         &trace_request("fan", [6; 16], &["one", "two"]),
     )
     .await;
-    eventually("both copies at B and one locally", async || {
-        let remote = spans_in(&read_lines(&out_b)).len();
-        let local = spans_in(&read_lines(&out_local)).len();
-        (remote == 4 && local == 2).then_some(())
-    })
-    .await;
     let sent = a.self_metrics().counters("otlp/b", "traces").unwrap();
+    // B writes its file before it answers; the exporter counts `sent` once the answer is in.
+    eventually(
+        "both copies at B, one locally, and B's answer counted",
+        async || {
+            let remote = spans_in(&read_lines(&out_b)).len();
+            let local = spans_in(&read_lines(&out_local)).len();
+            let counted = sent.sent.load(std::sync::atomic::Ordering::Relaxed);
+            (remote == 4 && local == 2 && counted >= 2).then_some(())
+        },
+    )
+    .await;
     assert_eq!(sent.sent.load(std::sync::atomic::Ordering::Relaxed), 2);
     a.shutdown().await;
     b.shutdown().await;

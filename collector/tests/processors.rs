@@ -174,7 +174,8 @@ async fn probabilistic_sampler_is_consistent_per_trace_and_near_the_rate() {
     };
     let cap = Arc::new(Capture::default());
     let counters = Arc::new(ComponentCounters::default());
-    let p = ProbabilisticSampler::new(cfg, cap.clone(), counters.clone());
+    let stats = Arc::new(collector::sampling::ProbabilisticStats::default());
+    let p = ProbabilisticSampler::new(cfg, cap.clone(), counters.clone(), stats.clone());
     let mut kept_traces = 0;
     for t in 0..2000u32 {
         let mut id = [0u8; 16];
@@ -206,4 +207,12 @@ async fn probabilistic_sampler_is_consistent_per_trace_and_near_the_rate() {
     assert!((0.18..0.32).contains(&share), "kept share {share}");
     let dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed) as usize;
     assert_eq!(dropped, (2000 - kept_traces) * 3);
+    let get =
+        |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert_eq!(
+        (get(&stats.spans_sampled), get(&stats.spans_not_sampled)),
+        (kept_traces * 3, (2000 - kept_traces) * 3),
+        "its own statistics count every span's decision"
+    );
+    assert_eq!(get(&stats.log_records_sampled), 0, "no logs went through");
 }

@@ -1,7 +1,13 @@
 //! tracelab's own endpoints under `/api/v1` — what Jaeger's API has no shape for:
 //!
-//! - `GET /api/v1/sampling` → [`SamplingStatsResponse`]: per-policy kept/dropped counts and recent decisions.
-//! - `GET /api/v1/sampling/decisions?traceID=` → [`DecisionsResponse`]: the persisted decision history.
+//! - `GET /api/v1/sampling` → [`SamplingStatsResponse`]: per-policy kept/dropped counts and recent
+//!   decisions over all tail samplers, and per sampling processor ([`ProcessorSampling`]).
+//! - `GET /api/v1/sampling/decisions?traceID=` → [`DecisionsResponse`]: the decision history persisted
+//!   in this query API's store (the decisions of the tail samplers upstream of it).
+//! - `GET /api/v1/stores` → [`StoresResponse`]: every trace store of the collector, with its query
+//!   API's address and its counts and sizes.
+//! - `POST /api/v1/traces/lookup?store=` with a [`TraceLookupRequest`] → [`TraceLookupResponse`]: what
+//!   one store holds of given traces (span count, error, duration, services), and which it lacks.
 //! - `GET /api/v1/traces/{id}/spans?offset=&limit=` → [`SpanWindow`]: a window of a huge trace's spans
 //!   ordered by start time, with the total, so a viewer never loads 100k spans at once.
 //! - `GET /api/v1/traces?<Jaeger search params>` → [`TraceSummaries`]: search results without the spans.
@@ -77,7 +83,9 @@ pub struct PolicyStats {
     pub not_sampled: u64,
 }
 
-/// `GET /api/v1/sampling`.
+/// `GET /api/v1/sampling`. The top-level fields aggregate every `tail_sampling` processor of the
+/// collector (counters summed, `policies` concatenated in component-id order, `recent` merged most
+/// recent first); `processors` has each sampling processor on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SamplingStatsResponse {
     pub policies: Vec<PolicyStats>,
@@ -94,6 +102,111 @@ pub struct SamplingStatsResponse {
     pub pending_traces: u64,
     /// Most recent first.
     pub recent: Vec<SamplingDecision>,
+    /// Every `tail_sampling` and `probabilistic_sampler` processor, in component-id order.
+    #[serde(default)]
+    pub processors: Vec<ProcessorSampling>,
+}
+
+/// The kind of a sampling processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerType {
+    /// Decides per trace after buffering it (`tail_sampling`).
+    #[default]
+    TailSampling,
+    /// Decides per span / log record from a hash of the trace id (`probabilistic_sampler`).
+    ProbabilisticSampler,
+}
+
+/// One sampling processor's counts, keyed by its component id. A processor listed in several
+/// pipelines runs one instance per pipeline; their counts are summed here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ProcessorSampling {
+    /// The component id, e.g. `tail_sampling/tail` or `probabilistic_sampler/head`.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub processor_type: SamplerType,
+    /// The pipelines it sits in, e.g. `["traces/tail"]`.
+    pub pipelines: Vec<String>,
+    /// Tail sampling only (zero for a probabilistic sampler, which decides per span): traces kept
+    /// and dropped.
+    pub traces_sampled: u64,
+    pub traces_not_sampled: u64,
+    pub traces_evicted_early: u64,
+    pub traces_span_capped: u64,
+    pub late_spans_forwarded: u64,
+    pub late_spans_dropped: u64,
+    pub pending_traces: u64,
+    /// Tail sampling only: its policies in config order.
+    pub policies: Vec<PolicyStats>,
+    /// Spans passed on with a keep decision (tail sampling: the spans of kept traces, late ones
+    /// included, counted when decided; spans still pending count in neither).
+    pub spans_sampled: u64,
+    /// Spans dropped by the decision.
+    pub spans_not_sampled: u64,
+    /// Probabilistic sampler in a logs pipeline: log records kept and dropped.
+    pub log_records_sampled: u64,
+    pub log_records_not_sampled: u64,
+}
+
+/// `GET /api/v1/stores`: the collector's trace stores (`tracelab[/NAME]` exporters), in id order.
+/// Every store's query API answers the same list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StoresResponse {
+    pub stores: Vec<StoreInfo>,
+}
+
+/// One trace store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StoreInfo {
+    /// The exporter's component id, e.g. `tracelab` or `tracelab/head`.
+    pub id: String,
+    /// The address its query API is bound to (`127.0.0.1:16686`); empty while it is not bound yet.
+    pub query_endpoint: String,
+    /// Distinct traces with at least one stored span.
+    pub traces: u64,
+    pub spans: u64,
+    /// OTLP log records.
+    pub logs: u64,
+    /// Bytes of database pages holding data.
+    pub used_bytes: u64,
+    /// Size of the database file (without its write-ahead log).
+    pub file_bytes: u64,
+}
+
+/// Most trace ids one `POST /api/v1/traces/lookup` accepts.
+pub const MAX_LOOKUP_TRACE_IDS: usize = 10_000;
+
+/// The body of `POST /api/v1/traces/lookup`: at most [`MAX_LOOKUP_TRACE_IDS`] trace ids (hex; like
+/// everywhere in the API, any case and left-padded when shorter than 32 digits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TraceLookupRequest {
+    pub trace_ids: Vec<String>,
+}
+
+/// `POST /api/v1/traces/lookup?store=`: the requested traces the store holds, in request order,
+/// and those it does not. Ids are answered normalised (32 lowercase hex digits), each once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TraceLookupResponse {
+    pub traces: Vec<TraceFacts>,
+    /// Requested ids with no stored span.
+    pub missing: Vec<String>,
+}
+
+/// What a store holds of one trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TraceFacts {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// Spans stored.
+    pub spans: u64,
+    /// Whether any stored span has status ERROR.
+    pub error: bool,
+    /// µs: latest span end minus earliest span start.
+    pub duration_us: u64,
+    /// Services of its spans, sorted.
+    pub services: Vec<String>,
 }
 
 /// `GET /api/v1/traces/{id}/spans?offset=&limit=`: spans ordered by (start time, duration, arrival).
@@ -222,5 +335,35 @@ mod tests {
         assert_eq!(v["recent"][0]["trigger"], "evicted_early");
         let back: SamplingStatsResponse = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn sampling_stats_without_processors_still_parse() {
+        let old = serde_json::json!({
+            "policies": [], "traces_sampled": 2, "traces_not_sampled": 1, "traces_evicted_early": 0,
+            "traces_span_capped": 0, "late_spans_forwarded": 0, "late_spans_dropped": 0,
+            "pending_traces": 0, "recent": []
+        });
+        let r: SamplingStatsResponse = serde_json::from_value(old).unwrap();
+        assert_eq!((r.traces_sampled, r.processors.len()), (2, 0));
+    }
+
+    #[test]
+    fn processor_sampling_names_its_type_in_snake_case() {
+        let p = ProcessorSampling {
+            id: "probabilistic_sampler/head".into(),
+            processor_type: SamplerType::ProbabilisticSampler,
+            pipelines: vec!["traces/head".into()],
+            spans_sampled: 3,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "probabilistic_sampler");
+        assert_eq!(v["spans_sampled"], 3);
+        let partial: ProcessorSampling = serde_json::from_value(
+            serde_json::json!({"id": "tail_sampling", "type": "tail_sampling"}),
+        )
+        .unwrap();
+        assert_eq!(partial.processor_type, SamplerType::TailSampling);
     }
 }

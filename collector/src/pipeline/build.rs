@@ -5,9 +5,20 @@
 //! Pipelines are built downstream first (a pipeline fed by a connector before the one feeding
 //! it). The resulting [`Graph`] knows the shutdown order: every pipeline's processors from
 //! upstream to downstream, connectors after the pipelines that feed them, exporters last.
+//!
+//! Processors are built once per pipeline (like the OpenTelemetry Collector): a processor id in
+//! two pipelines is two instances. Sampling processors report into the [`SamplingRegistry`] under
+//! their component id, so those instances share one set of statistics (summed).
+//!
+//! Sampling decisions go to the stores they concern: each tail sampler queues its decisions into
+//! the [`DecisionQueue`] of every `tracelab` store downstream of its pipeline ([`stores_fed_by`]):
+//! the pipeline's own `tracelab` exporters, and through each connector it exports to, the stores
+//! fed by the pipelines that connector feeds (of the signal the connector emits), transitively.
+//! A store therefore persists only the decisions of tail samplers upstream of it; a store fed by
+//! two tail samplers in a row (one before a `forward` connector, one after) persists both.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
@@ -34,7 +45,7 @@ use crate::processors::memory_limiter::{MemoryGauge, MemoryLimiter, MemoryProbe}
 use crate::processors::probabilistic_sampler::ProbabilisticSampler;
 use crate::processors::tail_sampling::TailSamplingProcessor;
 use crate::receivers::otlp::SignalConsumers;
-use crate::sampling::SamplingStats;
+use crate::sampling::{DecisionQueue, SamplingRegistry};
 
 /// Something the collector stops at shutdown, in order.
 #[async_trait::async_trait]
@@ -76,8 +87,8 @@ pub struct Graph {
     /// Prometheus exporters whose HTTP servers the collector starts.
     pub prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
     pub self_metrics: Arc<SelfMetrics>,
-    /// Shared by the tail sampler(s), the trace store and the query API.
-    pub sampling: Arc<SamplingStats>,
+    /// Every sampling processor's statistics, for the query API.
+    pub sampling: Arc<SamplingRegistry>,
 }
 
 /// Type-erased storage keyed by (component, signal): holds `Arc<dyn Consumer<T>>` or
@@ -97,7 +108,7 @@ struct Builder<'c> {
     pipeline_stops: Vec<Vec<Box<dyn Stop>>>,
     stop_last: Vec<Box<dyn Stop>>,
     prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
-    sampling: Arc<SamplingStats>,
+    sampling: SamplingRegistry,
     /// Started before wiring (opening the store is async); shared by traces and logs pipelines.
     tracelab: HashMap<ComponentId, Arc<TracelabExporter>>,
 }
@@ -288,10 +299,12 @@ impl Builder<'_> {
         Ok(wrapped)
     }
 
+    /// Processor `id` of `pipeline`, whose pipeline feeds the stores `stores`.
     fn processor<T: Wire>(
         &mut self,
         id: &ComponentId,
         pipeline: &str,
+        stores: &BTreeSet<ComponentId>,
         next: Arc<dyn Consumer<T>>,
     ) -> Result<Arc<dyn Consumer<T>>, String> {
         let cfg = self.cfg;
@@ -319,11 +332,28 @@ impl Builder<'_> {
             }
             ProcessorConfig::Attributes(a) => Arc::new(AttributesProcessor::new(a.clone(), next)),
             ProcessorConfig::ProbabilisticSampler(p) => {
-                Arc::new(ProbabilisticSampler::new(p.clone(), next, counters.clone()))
+                let stats = self
+                    .sampling
+                    .probabilistic(&id.to_string(), pipeline)
+                    .ok_or_else(|| format!("processor {id}: id registered twice"))?;
+                Arc::new(ProbabilisticSampler::new(
+                    p.clone(),
+                    next,
+                    counters.clone(),
+                    stats,
+                ))
             }
             ProcessorConfig::TailSampling(t) => {
                 let next = same::<T, ResourceSpans>(next, "tail_sampling")?;
-                let p = TailSamplingProcessor::new(t.clone(), next, self.sampling.clone())
+                let stats = self
+                    .sampling
+                    .tail_sampling(&id.to_string(), pipeline)
+                    .ok_or_else(|| format!("processor {id}: id registered twice"))?;
+                let persist: Vec<Arc<DecisionQueue>> = stores
+                    .iter()
+                    .filter_map(|s| self.tracelab.get(s).map(|e| e.decision_queue()))
+                    .collect();
+                let p = TailSamplingProcessor::new(t.clone(), next, stats, persist)
                     .map_err(|e| format!("processors.{id}.{e}"))?;
                 let p: Arc<dyn Consumer<ResourceSpans>> = Arc::new(p);
                 same::<ResourceSpans, T>(p, "tail_sampling")?
@@ -346,8 +376,9 @@ impl Builder<'_> {
         }
         let mut next = Self::fanout(exporters);
         let mut chain = Vec::new();
+        let stores = stores_fed_by(self.cfg, index);
         for proc_id in p.processors.iter().rev() {
-            next = self.processor::<T>(proc_id, &p.id, next)?;
+            next = self.processor::<T>(proc_id, &p.id, &stores, next)?;
             chain.push(StopConsumer {
                 name: format!("processor {proc_id} ({})", p.id),
                 consumer: next.clone(),
@@ -388,12 +419,46 @@ impl Builder<'_> {
     }
 }
 
+/// The `tracelab` stores that data of pipeline `index` reaches: its own `tracelab` exporters and,
+/// through each connector it exports to, the stores of the pipelines that connector feeds with
+/// the signal it emits (`forward`: the same signal; `spanmetrics`: metrics), transitively.
+pub fn stores_fed_by(cfg: &LoadedConfig, index: usize) -> BTreeSet<ComponentId> {
+    let mut out = BTreeSet::new();
+    collect_stores(cfg, index, 0, &mut out);
+    out
+}
+
+fn collect_stores(cfg: &LoadedConfig, index: usize, depth: usize, out: &mut BTreeSet<ComponentId>) {
+    // Validated configs have no connector cycles; the depth bound only guards unvalidated ones.
+    let Some(p) = cfg
+        .pipelines
+        .get(index)
+        .filter(|_| depth <= cfg.pipelines.len())
+    else {
+        return;
+    };
+    for e in &p.exporters {
+        if let Some(c) = cfg.connectors.get(e) {
+            let emits = match c {
+                ConnectorConfig::Forward => p.signal,
+                ConnectorConfig::SpanMetrics(_) => SignalKind::Metrics,
+            };
+            for (j, q) in cfg.pipelines.iter().enumerate() {
+                if q.signal == emits && q.receivers.contains(e) {
+                    collect_stores(cfg, j, depth + 1, out);
+                }
+            }
+        } else if matches!(cfg.exporters.get(e), Some(ExporterConfig::Tracelab(_))) {
+            out.insert(e.clone());
+        }
+    }
+}
+
 /// Wires every pipeline of `cfg`. Must run inside a tokio runtime (processors start timers).
-/// `sampling` is shared with the tail samplers; `tracelab` holds the already opened stores.
+/// `tracelab` holds the already opened stores.
 pub fn build(
     cfg: &LoadedConfig,
     opts: BuildOptions,
-    sampling: Arc<SamplingStats>,
     tracelab: HashMap<ComponentId, Arc<TracelabExporter>>,
 ) -> Result<Graph, String> {
     let order = pipeline_order(&cfg.pipelines, &cfg.connectors)?;
@@ -407,7 +472,7 @@ pub fn build(
         pipeline_stops: Vec::new(),
         stop_last: Vec::new(),
         prometheus: Vec::new(),
-        sampling,
+        sampling: SamplingRegistry::default(),
         tracelab,
     };
     for i in order {
@@ -439,6 +504,58 @@ pub fn build(
         stop_last: b.stop_last,
         prometheus: b.prometheus,
         self_metrics: b.metrics,
-        sampling: b.sampling,
+        sampling: Arc::new(b.sampling),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &BTreeSet<ComponentId>) -> Vec<String> {
+        s.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn stores_are_traced_through_forward_connectors_but_not_across_signals() {
+        let cfg = crate::config::load_str(
+            "receivers:
+  otlp: {protocols: {http: {endpoint: 127.0.0.1:0}}}
+processors:
+  tail_sampling/a: {policies: [{name: all, type: always_sample}]}
+connectors:
+  forward:
+  spanmetrics:
+exporters:
+  tracelab/direct: {storage: {directory: /tmp/a}, query: {endpoint: 127.0.0.1:0}}
+  tracelab/behind: {storage: {directory: /tmp/b}, query: {endpoint: 127.0.0.1:0}}
+  tracelab/logs: {storage: {directory: /tmp/c}, query: {endpoint: 127.0.0.1:0}}
+  nop:
+service:
+  pipelines:
+    traces/in: {receivers: [otlp], processors: [tail_sampling/a], exporters: [tracelab/direct, forward, spanmetrics]}
+    traces/out: {receivers: [forward], exporters: [tracelab/behind]}
+    logs/out: {receivers: [forward], exporters: [tracelab/logs]}
+    logs/in: {receivers: [otlp], exporters: [forward]}
+    metrics: {receivers: [spanmetrics], exporters: [nop]}
+",
+            "t.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let index = |id: &str| cfg.pipelines.iter().position(|p| p.id == id).unwrap();
+        assert_eq!(
+            ids(&stores_fed_by(&cfg, index("traces/in"))),
+            ["tracelab/behind", "tracelab/direct"],
+            "its own store and the one behind the forward connector, not the logs store"
+        );
+        assert_eq!(
+            ids(&stores_fed_by(&cfg, index("traces/out"))),
+            ["tracelab/behind"]
+        );
+        assert_eq!(
+            ids(&stores_fed_by(&cfg, index("logs/in"))),
+            ["tracelab/logs"]
+        );
+        assert!(stores_fed_by(&cfg, index("metrics")).is_empty());
+    }
 }

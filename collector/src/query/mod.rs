@@ -1,6 +1,11 @@
 //! The query API on 16686: the Jaeger HTTP JSON API (so Grafana's Jaeger data source and Jaeger
 //! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
-//! windowed span reads of huge traces, trace summaries, logs of a span).
+//! windowed span reads of huge traces, trace summaries, logs of a span, the collector's stores and
+//! trace lookups in any of them).
+//!
+//! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
+//! also knows all the stores ([`StoreRegistry`]: `/api/v1/stores`, `/api/v1/traces/lookup?store=`)
+//! and all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`).
 //!
 //! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
 //! `/api/v1` routes answer `{"error": {"code", "message"}}`.
@@ -9,22 +14,26 @@ mod params;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use collector_api::jaeger::{DependencyLink, JaegerResponse, Operation, Trace};
 use collector_api::v1::{
-    ApiError, DecisionsResponse, LogsResponse, SamplingStatsResponse, SpanWindow, TraceSummaries,
+    ApiError, DecisionsResponse, LogsResponse, MAX_LOOKUP_TRACE_IDS, SamplingStatsResponse,
+    SpanWindow, StoreInfo, StoresResponse, TraceLookupRequest, TraceLookupResponse, TraceSummaries,
 };
 use serde::Deserialize;
 
 use crate::config::FieldError;
-use crate::sampling::SamplingStats;
+use crate::sampling::SamplingRegistry;
 use crate::store::{StoreError, TraceStore};
 
 pub use params::{parse_search, parse_span_id, parse_trace_id};
@@ -69,6 +78,8 @@ pub enum QueryError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -78,6 +89,7 @@ impl QueryError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +137,7 @@ impl IntoResponse for V1Failure {
         let code = match &self.0 {
             QueryError::BadRequest(_) => "bad_request",
             QueryError::NotFound(_) => "not_found",
+            QueryError::TooLarge(_) => "too_large",
             QueryError::Store(_) => "internal",
         };
         (
@@ -135,17 +148,117 @@ impl IntoResponse for V1Failure {
     }
 }
 
+/// One registered store and the address its query API is bound to (set once bound).
+#[derive(Debug)]
+struct RegisteredStore {
+    store: Arc<TraceStore>,
+    query_endpoint: OnceLock<SocketAddr>,
+}
+
+/// Every trace store of the collector by exporter id (`tracelab`, `tracelab/head`, …). Filled
+/// when the stores open, before any query API is bound; addresses are set as each one binds.
+#[derive(Debug, Default)]
+pub struct StoreRegistry {
+    stores: BTreeMap<String, RegisteredStore>,
+}
+
+impl StoreRegistry {
+    pub fn insert(&mut self, id: impl Into<String>, store: Arc<TraceStore>) {
+        self.stores.insert(
+            id.into(),
+            RegisteredStore {
+                store,
+                query_endpoint: OnceLock::new(),
+            },
+        );
+    }
+
+    /// Records where store `id`'s query API listens (the first address set stays).
+    pub fn set_query_endpoint(&self, id: &str, addr: SocketAddr) {
+        if let Some(s) = self.stores.get(id) {
+            let _ = s.query_endpoint.set(addr);
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<TraceStore>> {
+        self.stores.get(id).map(|s| s.store.clone())
+    }
+
+    /// Store ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+
+    /// The store named `id`, or a not-found error naming the known ids.
+    fn resolve(&self, id: &str) -> Result<Arc<TraceStore>, QueryError> {
+        self.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.ids().collect();
+            QueryError::NotFound(format!(
+                "no store {id:?}; the stores are: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// `/api/v1/stores`: every store in id order with its query address, counts and sizes.
+    pub async fn infos(&self) -> Result<Vec<StoreInfo>, StoreError> {
+        let mut out = Vec::with_capacity(self.stores.len());
+        for (id, s) in &self.stores {
+            let st = s.store.stats().await?;
+            out.push(StoreInfo {
+                id: id.clone(),
+                query_endpoint: s
+                    .query_endpoint
+                    .get()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                traces: st.traces,
+                spans: st.spans,
+                logs: st.logs,
+                used_bytes: st.used_bytes,
+                file_bytes: st.file_bytes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `own` is not in the registry the router was given.
+#[derive(Debug, thiserror::Error)]
+#[error("query API of {own}: no such store (registered: {known})")]
+pub struct UnknownStore {
+    pub own: String,
+    pub known: String,
+}
+
 #[derive(Clone)]
 struct AppState {
+    /// This query API's own store (Jaeger routes, summaries, windows, logs, decisions).
     store: Arc<TraceStore>,
-    stats: Arc<SamplingStats>,
+    own_id: Arc<str>,
+    stores: Arc<StoreRegistry>,
+    sampling: Arc<SamplingRegistry>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
 
-/// The query API's routes.
-pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
-    Router::new()
+/// The routes of store `own`'s query API. `stores` must hold `own`.
+pub fn router(
+    own: &str,
+    registry: Arc<StoreRegistry>,
+    samplers: Arc<SamplingRegistry>,
+) -> Result<Router, UnknownStore> {
+    let store = registry.get(own).ok_or_else(|| UnknownStore {
+        own: own.to_string(),
+        known: registry.ids().collect::<Vec<_>>().join(", "),
+    })?;
+    let state = AppState {
+        store,
+        own_id: own.into(),
+        stores: registry,
+        sampling: samplers,
+    };
+    Ok(Router::new()
         .route("/api/services", get(services))
         .route(
             "/api/services/{service}/operations",
@@ -157,7 +270,9 @@ pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
         .route("/api/dependencies", get(dependencies))
         .route("/api/v1/sampling", get(sampling))
         .route("/api/v1/sampling/decisions", get(decisions))
+        .route("/api/v1/stores", get(stores))
         .route("/api/v1/traces", get(search_summaries))
+        .route("/api/v1/traces/lookup", post(lookup))
         .route("/api/v1/traces/{trace_id}/spans", get(span_window))
         .route("/api/v1/traces/{trace_id}/logs", get(logs))
         .fallback(|| async {
@@ -171,17 +286,21 @@ pub fn router(store: Arc<TraceStore>, stats: Arc<SamplingStats>) -> Router {
         })
         // Read-only JSON: any origin may read it (the viewer and Grafana run on other ports).
         .layer(tower_http::cors::CorsLayer::permissive())
-        .with_state(AppState { store, stats })
+        .with_state(state))
 }
 
-/// Serves the query API on `listener` until `shutdown` resolves.
+/// Serves store `own`'s query API on `listener` until `shutdown` resolves, recording the bound
+/// address in `stores`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<TraceStore>,
-    stats: Arc<SamplingStats>,
+    own: &str,
+    stores: Arc<StoreRegistry>,
+    sampling: Arc<SamplingRegistry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, stats))
+    let r = router(own, stores.clone(), sampling).map_err(std::io::Error::other)?;
+    stores.set_query_endpoint(own, listener.local_addr()?);
+    axum::serve(listener, r)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -289,7 +408,50 @@ async fn sampling(
     Query(q): Pairs,
 ) -> Result<Json<SamplingStatsResponse>, V1Failure> {
     let limit = params::opt_u64(&q, "limit")?.unwrap_or(100).min(10_000) as usize;
-    Ok(Json(s.stats.snapshot(limit)))
+    Ok(Json(s.sampling.snapshot(limit)))
+}
+
+async fn stores(State(s): State<AppState>) -> Result<Json<StoresResponse>, V1Failure> {
+    Ok(Json(StoresResponse {
+        stores: s.stores.infos().await?,
+    }))
+}
+
+/// The trace ids of a lookup body, parsed; a body over [`MAX_LOOKUP_TRACE_IDS`] ids is refused.
+fn lookup_ids(req: &TraceLookupRequest) -> Result<Vec<crate::store::TraceId>, QueryError> {
+    if req.trace_ids.len() > MAX_LOOKUP_TRACE_IDS {
+        return Err(QueryError::TooLarge(format!(
+            "{} trace ids in one lookup; at most {MAX_LOOKUP_TRACE_IDS} (send several requests)",
+            req.trace_ids.len()
+        )));
+    }
+    req.trace_ids.iter().map(|t| parse_trace_id(t)).collect()
+}
+
+async fn lookup(
+    State(s): State<AppState>,
+    Query(q): Pairs,
+    body: Result<Json<TraceLookupRequest>, JsonRejection>,
+) -> Result<Json<TraceLookupResponse>, V1Failure> {
+    let store = match params::get(&q, "store").filter(|v| !v.is_empty()) {
+        Some(id) if id != &*s.own_id => s.stores.resolve(id)?,
+        _ => s.store.clone(),
+    };
+    let Json(req) = body.map_err(|e| {
+        QueryError::BadRequest(format!(
+            "expected a JSON body {{\"trace_ids\": [\"<32 hex>\", ...]}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let ids = lookup_ids(&req)?;
+    let (traces, missing) = store.trace_facts(&ids).await?;
+    Ok(Json(TraceLookupResponse {
+        traces,
+        missing: missing
+            .iter()
+            .map(|t| collector_api::ids::hex_id(t))
+            .collect(),
+    }))
 }
 
 async fn decisions(

@@ -1,13 +1,13 @@
 //! The query API served for real on 127.0.0.1:0 over a temp-dir store filled through the
 //! `tracelab` exporter, hit with reqwest: Jaeger routes compared to the shape of a Jaeger answer,
-//! `/api/v1` routes, and the error shapes.
+//! `/api/v1` routes (a second, empty store registered beside it), and the error shapes.
 
 use std::sync::Arc;
 
 use collector_api::jaeger::{JaegerResponse, Trace};
 use collector_api::v1::{
     Decision, DecisionTrigger, LogsResponse, SamplingDecision, SamplingStatsResponse, SpanWindow,
-    TraceSummaries,
+    StoresResponse, TraceLookupResponse, TraceSummaries,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -18,7 +18,8 @@ use serde_json::{Value as J, json};
 
 use crate::exporters::tracelab::{TracelabExporter, TracelabExporterConfig};
 use crate::pipeline::Consumer;
-use crate::sampling::{PolicyVote, SamplingStats};
+use crate::query::StoreRegistry;
+use crate::sampling::{PolicyVote, SamplingRegistry};
 use crate::store::StoreConfig;
 
 /// The answer of Jaeger 1.x's query service to `GET /api/traces/{id}` (HotROD trace, trimmed):
@@ -137,7 +138,7 @@ struct Api {
     base: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    _dirs: [tempfile::TempDir; 2],
 }
 
 impl Api {
@@ -145,6 +146,19 @@ impl Api {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: String) -> (u16, J) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .unwrap();
@@ -161,18 +175,27 @@ impl Drop for Api {
     }
 }
 
-/// Exporter + query API over a temp dir, with the payment.declined-like checkout trace stored.
-async fn start() -> (Api, Arc<SamplingStats>) {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(SamplingStats::default());
+async fn exporter_in(dir: &std::path::Path) -> TracelabExporter {
     let cfg = TracelabExporterConfig {
         storage: StoreConfig {
-            directory: dir.path().to_path_buf(),
+            directory: dir.to_path_buf(),
             ..Default::default()
         },
         ..Default::default()
     };
-    let exporter = TracelabExporter::start(&cfg, stats.clone()).await.unwrap();
+    TracelabExporter::start(&cfg).await.unwrap()
+}
+
+/// Exporter + query API of store `tracelab` over a temp dir, with the payment.declined-like
+/// checkout trace stored, and an empty store `tracelab/empty` registered beside it.
+async fn start() -> (Api, Arc<SamplingRegistry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_dir = tempfile::tempdir().unwrap();
+    let mut samplers = SamplingRegistry::default();
+    let stats = samplers.tail_sampling("tail_sampling", "traces").unwrap();
+    let samplers = Arc::new(samplers);
+    let exporter = exporter_in(dir.path()).await;
+    let empty = exporter_in(empty_dir.path()).await;
     let base = now_ns();
     let mut root = span(1, 0, "POST /orders", 2, 0, 1300, base);
     root.attributes = vec![kv("http.response.status_code", Value::IntValue(402))];
@@ -229,15 +252,17 @@ async fn start() -> (Api, Arc<SamplingStats>) {
     .await
     .unwrap();
     stats.register_policies(&[("errors".into(), "status_code".into())]);
+    let decision = SamplingDecision {
+        trace_id: TRACE_HEX.into(),
+        decision: Decision::Sampled,
+        policy: Some("errors".into()),
+        trigger: DecisionTrigger::DecisionWait,
+        span_count: 3,
+        decided_at_ms: (base / 1_000_000) as i64,
+    };
+    exporter.decision_queue().push(decision.clone());
     stats.record(
-        SamplingDecision {
-            trace_id: TRACE_HEX.into(),
-            decision: Decision::Sampled,
-            policy: Some("errors".into()),
-            trigger: DecisionTrigger::DecisionWait,
-            span_count: 3,
-            decided_at_ms: (base / 1_000_000) as i64,
-        },
+        decision,
         &[PolicyVote {
             policy: 0,
             sampled: true,
@@ -250,23 +275,26 @@ async fn start() -> (Api, Arc<SamplingStats>) {
         .unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let samplers_for_server = samplers.clone();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(super::serve(
-        listener,
-        exporter.store(),
-        stats.clone(),
-        async {
+    let mut stores = StoreRegistry::default();
+    stores.insert("tracelab", exporter.store());
+    stores.insert("tracelab/empty", empty.store());
+    let stores = Arc::new(stores);
+    tokio::spawn(async move {
+        super::serve(listener, "tracelab", stores, samplers_for_server, async {
             let _ = rx.await;
-        },
-    ));
+        })
+        .await
+    });
     let api = Api {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
         stop: Some(tx),
-        _dir: dir,
+        _dirs: [dir, empty_dir],
     };
-    (api, stats)
+    (api, samplers)
 }
 
 #[tokio::test]
@@ -387,17 +415,22 @@ async fn dependencies_count_cross_service_calls() {
 
 #[tokio::test]
 async fn v1_routes_serve_sampling_windows_summaries_and_logs() {
-    let (api, stats) = start().await;
+    let (api, samplers) = start().await;
 
     let (st, body) = api.get("/api/v1/sampling").await;
     assert_eq!(st, 200);
     let s: SamplingStatsResponse = serde_json::from_value(body).unwrap();
-    assert_eq!(s, stats.snapshot(100));
+    assert_eq!(s, samplers.snapshot(100));
     assert_eq!(
         (s.policies[0].name.as_str(), s.policies[0].kept),
         ("errors", 1)
     );
     assert_eq!(s.recent[0].policy.as_deref(), Some("errors"));
+    assert_eq!(s.processors.len(), 1);
+    assert_eq!(
+        (s.processors[0].id.as_str(), s.processors[0].spans_sampled),
+        ("tail_sampling", 3)
+    );
 
     let (_, body) = api
         .get(&format!("/api/v1/sampling/decisions?traceID={TRACE_HEX}"))
@@ -476,4 +509,131 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test]
+async fn stores_lists_every_store_and_lookup_answers_facts_per_store() {
+    let (api, _samplers) = start().await;
+
+    let (st, body) = api.get("/api/v1/stores").await;
+    assert_eq!(st, 200, "{body}");
+    let stores: StoresResponse = serde_json::from_value(body).unwrap();
+    let ids: Vec<&str> = stores.stores.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["tracelab", "tracelab/empty"], "in id order");
+    let own = &stores.stores[0];
+    assert_eq!((own.traces, own.spans, own.logs), (1, 3, 2));
+    assert!(
+        own.used_bytes > 0 && own.file_bytes >= own.used_bytes,
+        "{own:?}"
+    );
+    assert_eq!(
+        format!("http://{}", own.query_endpoint),
+        api.base,
+        "the bound address"
+    );
+    let empty = &stores.stores[1];
+    assert_eq!((empty.traces, empty.spans), (0, 0));
+    assert_eq!(empty.query_endpoint, "", "its query API was never bound");
+
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let body = format!(
+        r#"{{"trace_ids": ["{}", "{unknown}"]}}"#,
+        TRACE_HEX.to_uppercase()
+    );
+    let (st, body_json) = api.post("/api/v1/traces/lookup", body.clone()).await;
+    assert_eq!(st, 200, "{body_json}");
+    let r: TraceLookupResponse = serde_json::from_value(body_json).unwrap();
+    assert_eq!(r.missing, [unknown]);
+    assert_eq!(r.traces.len(), 1);
+    let t = &r.traces[0];
+    assert_eq!(t.trace_id, TRACE_HEX, "normalised");
+    assert_eq!((t.spans, t.error, t.duration_us), (3, true, 1_300_000));
+    assert_eq!(t.services, ["api-gateway", "payment-service"]);
+
+    let (st, body_json) = api
+        .post("/api/v1/traces/lookup?store=tracelab/empty", body.clone())
+        .await;
+    assert_eq!(st, 200, "{body_json}");
+    let r: TraceLookupResponse = serde_json::from_value(body_json).unwrap();
+    assert!(r.traces.is_empty());
+    assert_eq!(r.missing, [TRACE_HEX, unknown]);
+    let (st, _) = api
+        .post("/api/v1/traces/lookup?store=tracelab", body.clone())
+        .await;
+    assert_eq!(st, 200, "its own store by name");
+}
+
+#[tokio::test]
+async fn lookup_refuses_unknown_stores_malformed_ids_and_oversized_requests() {
+    let (api, _samplers) = start().await;
+
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup?store=tracelab/nope",
+            r#"{"trace_ids": []}"#.into(),
+        )
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("tracelab/nope") && msg.contains("tracelab, tracelab/empty"),
+        "{msg}"
+    );
+
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            format!(r#"{{"trace_ids": ["{TRACE_HEX}", "not-a-trace"]}}"#),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"not-a-trace\""),
+        "{body}"
+    );
+
+    let (st, body) = api
+        .post("/api/v1/traces/lookup", r#"{"ids": []}"#.into())
+        .await;
+    assert_eq!(st, 400, "wrong body shape");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trace_ids"),
+        "{body}"
+    );
+
+    let too_many: Vec<String> = (1..=collector_api::v1::MAX_LOOKUP_TRACE_IDS + 1)
+        .map(|n| format!("{n:032x}"))
+        .collect();
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            serde_json::to_string(&json!({ "trace_ids": too_many })).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 413);
+    assert_eq!(body["error"]["code"], "too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000"),
+        "{body}"
+    );
+    let just_enough = &too_many[..collector_api::v1::MAX_LOOKUP_TRACE_IDS];
+    let (st, body) = api
+        .post(
+            "/api/v1/traces/lookup",
+            serde_json::to_string(&json!({ "trace_ids": just_enough })).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 200, "the limit itself is accepted");
+    assert_eq!(body["missing"].as_array().unwrap().len(), 10_000);
 }

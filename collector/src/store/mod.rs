@@ -1,7 +1,8 @@
 //! The embedded trace store behind the `tracelab` exporter and the query API: SQLite (through the
 //! workspace's sqlx) in WAL mode in a data directory. Spans, OTLP log records and sampling decisions
 //! are written in batched transactions; reads serve the Jaeger API (whole traces, search, services,
-//! operations, dependencies) and tracelab's `/api/v1` (windowed span reads, summaries, logs).
+//! operations, dependencies) and tracelab's `/api/v1` (windowed span reads, summaries, logs, facts
+//! about many traces at once for comparing stores).
 //! Bounded by span count, database size and age; pruning removes whole traces, oldest first.
 //! Why SQLite: see `collector/README.md`.
 
@@ -23,7 +24,7 @@ use collector_api::ids::hex_id;
 use collector_api::jaeger::{DependencyLink, KeyValue, Operation, Process, Span, Trace};
 use collector_api::v1::{
     Decision, DecisionTrigger, LogRecord, SamplingDecision, ServiceSpanCount, SpanWindow,
-    TraceSummary,
+    TraceFacts, TraceSummary,
 };
 use futures::TryStreamExt;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
@@ -136,6 +137,8 @@ pub struct PruneReport {
 /// Size figures for `/metrics` and the bench.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Distinct traces with at least one stored span.
+    pub traces: u64,
     pub spans: u64,
     pub logs: u64,
     pub used_bytes: u64,
@@ -150,6 +153,18 @@ const INSERT_CHUNK: usize = 1000;
 const SELECTIVE_TAG_TRACES: usize = 5000;
 /// Attribute values longer than this are not indexed for tag search (payloads, SQL text).
 const MAX_INDEXED_VALUE: usize = 256;
+/// Trace ids per `IN (...)` list (one bind each).
+const ID_CHUNK: usize = 500;
+
+/// Appends `(?, ?, …)` binding each id.
+fn push_id_list(qb: &mut QueryBuilder<Sqlite>, ids: impl IntoIterator<Item = Vec<u8>>) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    qb.push(")");
+}
 
 #[derive(Debug, Default)]
 struct ResourceCache {
@@ -164,6 +179,9 @@ pub struct TraceStore {
     read: SqlitePool,
     /// One connection: SQLite has one writer; queuing in the pool beats SQLITE_BUSY retries.
     write: SqlitePool,
+    /// Distinct traces stored: counted when a batch brings a trace the store did not hold, and when
+    /// a trace is removed (both inside the single writer's transactions, so exact).
+    traces: AtomicU64,
     spans: AtomicU64,
     logs: AtomicU64,
     resources: Mutex<ResourceCache>,
@@ -265,6 +283,11 @@ impl TraceStore {
         let spans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spans")
             .fetch_one(&read)
             .await?;
+        // A walk of the (trace_id, …) index, once at open.
+        let traces: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT DISTINCT trace_id FROM spans)")
+                .fetch_one(&read)
+                .await?;
         let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
             .fetch_one(&read)
             .await?;
@@ -276,6 +299,7 @@ impl TraceStore {
             cfg,
             read,
             write,
+            traces: AtomicU64::new(traces as u64),
             spans: AtomicU64::new(spans as u64),
             logs: AtomicU64::new(logs as u64),
             resources: Mutex::new(ResourceCache::default()),
@@ -290,6 +314,27 @@ impl TraceStore {
     /// Spans stored (kept in memory, exact).
     pub fn span_count(&self) -> u64 {
         self.spans.load(Ordering::Relaxed)
+    }
+
+    /// Distinct traces stored (kept in memory, exact).
+    pub fn trace_count(&self) -> u64 {
+        self.traces.load(Ordering::Relaxed)
+    }
+
+    /// How many of `ids` have at least one span, read within `tx`.
+    async fn count_stored_traces(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        ids: &[Vec<u8>],
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT COUNT(DISTINCT trace_id) FROM spans WHERE trace_id IN ");
+            push_id_list(&mut qb, chunk.iter().cloned());
+            let c: i64 = qb.build_query_scalar().fetch_one(&mut **tx).await?;
+            n += c as u64;
+        }
+        Ok(n)
     }
 
     /// Closes the pools (checkpointing the WAL).
@@ -421,6 +466,15 @@ impl TraceStore {
                 }
             }
         }
+        let batch_traces: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.trace_id)
+            .collect::<HashSet<TraceId>>()
+            .into_iter()
+            .map(|t| t.to_vec())
+            .collect();
+        let known = Self::count_stored_traces(&mut tx, &batch_traces).await?;
+        let new_traces = batch_traces.len() as u64 - known.min(batch_traces.len() as u64);
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
@@ -465,6 +519,7 @@ impl TraceStore {
             .await?;
         }
         tx.commit().await?;
+        self.traces.fetch_add(new_traces, Ordering::Relaxed);
         lock(&self.operations).extend(new_ops);
         let n = rows.len() as u64;
         let total = self.spans.fetch_add(n, Ordering::Relaxed) + n;
@@ -867,6 +922,71 @@ impl TraceStore {
         Ok(out)
     }
 
+    /// Facts about each of `ids` this store holds (span count, any ERROR span, duration, services),
+    /// in the order of `ids`, and the ids it holds no span of. Duplicate ids are answered once.
+    /// One grouped query per [`ID_CHUNK`] ids over the `(trace_id, …)` index; rows are one per
+    /// (trace, service), so the answer is bounded by the ids asked, not by the traces' sizes.
+    pub async fn trace_facts(
+        &self,
+        ids: &[TraceId],
+    ) -> Result<(Vec<TraceFacts>, Vec<TraceId>), StoreError> {
+        let mut unique: Vec<TraceId> = Vec::with_capacity(ids.len());
+        let mut seen: HashSet<TraceId> = HashSet::with_capacity(ids.len());
+        for id in ids {
+            if seen.insert(*id) {
+                unique.push(*id);
+            }
+        }
+        #[derive(Default)]
+        struct Acc {
+            spans: u64,
+            error: bool,
+            start: i64,
+            end: i64,
+            services: Vec<String>,
+        }
+        let mut found: HashMap<TraceId, Acc> = HashMap::new();
+        for chunk in unique.chunks(ID_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT trace_id, service, COUNT(*), MAX(status = 2), MIN(start_us), \
+                 MAX(start_us + duration_us) FROM spans WHERE trace_id IN ",
+            );
+            push_id_list(&mut qb, chunk.iter().map(|t| t.to_vec()));
+            qb.push(" GROUP BY trace_id, service");
+            for r in qb.build().fetch_all(&self.read).await? {
+                let t = trace_id_of(r.get::<&[u8], _>(0));
+                let a = found.entry(t).or_insert_with(|| Acc {
+                    start: i64::MAX,
+                    end: i64::MIN,
+                    ..Default::default()
+                });
+                a.services.push(r.get(1));
+                a.spans += r.get::<i64, _>(2) as u64;
+                a.error |= r.get::<i64, _>(3) != 0;
+                a.start = a.start.min(r.get(4));
+                a.end = a.end.max(r.get(5));
+            }
+        }
+        let mut facts = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        for id in unique {
+            match found.remove(&id) {
+                Some(mut a) => {
+                    a.services.sort();
+                    facts.push(TraceFacts {
+                        trace_id: hex_id(&id),
+                        spans: a.spans,
+                        error: a.error,
+                        duration_us: (a.end - a.start).max(0) as u64,
+                        services: a.services,
+                    });
+                }
+                None => missing.push(id),
+            }
+        }
+        Ok((facts, missing))
+    }
+
     /// Service names, sorted.
     pub async fn services(&self) -> Result<Vec<String>, StoreError> {
         Ok(
@@ -995,15 +1115,13 @@ impl TraceStore {
     async fn delete_traces(&self, ids: &[Vec<u8>]) -> Result<PruneReport, StoreError> {
         let mut tx = self.write.begin().await?;
         let mut spans = 0;
-        for chunk in ids.chunks(500) {
+        // Counted inside the transaction: a concurrent prune may have removed some already.
+        let traces = Self::count_stored_traces(&mut tx, ids).await?;
+        for chunk in ids.chunks(ID_CHUNK) {
             for table in ["attrs", "spans"] {
                 let mut qb: QueryBuilder<Sqlite> =
-                    QueryBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN ("));
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.clone());
-                }
-                qb.push(")");
+                    QueryBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
+                push_id_list(&mut qb, chunk.iter().cloned());
                 let n = qb.build().execute(&mut *tx).await?.rows_affected();
                 if table == "spans" {
                     spans += n;
@@ -1015,8 +1133,12 @@ impl TraceStore {
             spans.min(self.spans.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+        self.traces.fetch_sub(
+            traces.min(self.traces.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         Ok(PruneReport {
-            traces: ids.len() as u64,
+            traces,
             spans,
             ..Default::default()
         })
@@ -1107,6 +1229,7 @@ impl TraceStore {
             .fetch_one(&self.write)
             .await?;
         Ok(StoreStats {
+            traces: self.trace_count(),
             spans: self.span_count(),
             logs: self.logs.load(Ordering::Relaxed),
             used_bytes: ((pages - free).max(0) * page_size) as u64,

@@ -492,6 +492,11 @@ async fn span_count_bound_removes_whole_oldest_traces() {
         .await
         .unwrap();
     assert_eq!(kept.len() as u64 * 5, n, "only whole traces remain");
+    assert_eq!(
+        store.trace_count(),
+        kept.len() as u64,
+        "trace count follows pruning"
+    );
     assert!(
         store.get_trace(&tid(0)).await.unwrap().is_none(),
         "the oldest went first"
@@ -550,6 +555,7 @@ async fn retention_and_size_bounds_prune() {
     let later = base / 1000 + 2 * 3600 * 1_000_000;
     store.prune_at(later).await.unwrap();
     assert_eq!(store.span_count(), 0);
+    assert_eq!(store.trace_count(), 0);
     assert!(
         store.services().await.unwrap().is_empty(),
         "operations of removed spans leave the lists"
@@ -578,6 +584,7 @@ async fn a_reopened_store_keeps_what_was_stored() {
     }
     let store = TraceStore::open(cfg(dir.path())).await.unwrap();
     assert_eq!(store.span_count(), 6);
+    assert_eq!(store.trace_count(), 1, "counted again at open");
     let t = store
         .get_trace(&tid(3))
         .await
@@ -594,6 +601,55 @@ async fn a_reopened_store_keeps_what_was_stored() {
     // New writes after the reopen work and reuse the stored resources.
     checkout(&store, base, 4, false).await;
     assert_eq!(store.span_count(), 12);
+    assert_eq!(store.trace_count(), 2);
+}
+
+#[tokio::test]
+async fn trace_facts_answer_many_ids_at_once_and_name_the_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    checkout(&store, base, 1, true).await;
+    checkout(&store, base, 2, false).await;
+    // A late span of trace 1 in another batch: counted in the same trace, stretching it.
+    store
+        .insert_spans(&[batch(
+            "refund-service",
+            vec![otlp(base, &spec(1, 9, Some(0), "refund", 1400, 100))],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.trace_count(), 2, "a known trace is not counted again");
+    // Many unknown ids around the two known ones: more than one IN (...) chunk.
+    let mut ids: Vec<[u8; 16]> = (100..1300u32).map(tid).collect();
+    ids.insert(0, tid(2));
+    ids.push(tid(1));
+    ids.push(tid(2));
+    let (facts, missing) = store.trace_facts(&ids).await.unwrap();
+    assert_eq!(missing.len(), 1200, "every unknown id, once");
+    assert_eq!(missing[0], tid(100), "in request order");
+    let hex = |n| collector_api::ids::hex_id(&tid(n));
+    assert_eq!(
+        facts.iter().map(|f| f.trace_id.clone()).collect::<Vec<_>>(),
+        [hex(2), hex(1)],
+        "in request order, duplicates once"
+    );
+    let (two, one) = (&facts[0], &facts[1]);
+    assert_eq!(
+        (two.spans, two.error, two.duration_us),
+        (6, false, 1_300_000)
+    );
+    assert_eq!(
+        two.services,
+        ["api-gateway", "order-service", "payment-service"]
+    );
+    assert_eq!(
+        (one.spans, one.error, one.duration_us),
+        (7, true, 1_500_000)
+    );
+    assert_eq!(one.services.len(), 4);
+    let (facts, missing) = store.trace_facts(&[]).await.unwrap();
+    assert!(facts.is_empty() && missing.is_empty());
 }
 
 #[tokio::test]

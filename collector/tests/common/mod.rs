@@ -107,6 +107,11 @@ pub fn resource_spans(
             ..Default::default()
         })
         .collect();
+    service_spans(service, spans)
+}
+
+/// `spans` under one resource with `service.name` = `service`.
+pub fn service_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
     ResourceSpans {
         resource: Some(Resource {
             attributes: vec![kv("service.name", service)],

@@ -1,6 +1,7 @@
 //! `tracelab` exporter: writes spans and log records into the embedded [`TraceStore`], persists
-//! the tail sampler's decisions for the sampling dashboard, and prunes the store to its bounds.
-//! The query API ([`crate::query::serve`]) reads the same store.
+//! the sampling decisions queued in its [`DecisionQueue`] (by the tail samplers upstream of it, see
+//! `pipeline::build`) every second, and prunes the store to its bounds. The query API
+//! ([`crate::query::serve`]) reads the same store.
 //!
 //! ```yaml
 //! exporters:
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::FieldError;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 use crate::query::QueryConfig;
-use crate::sampling::SamplingStats;
+use crate::sampling::DecisionQueue;
 use crate::store::{StoreConfig, StoreError, TraceStore};
 
 /// `exporters.tracelab`.
@@ -66,7 +67,7 @@ impl TracelabExporterConfig {
 /// pipelines; give [`store`](Self::store) to the query API.
 pub struct TracelabExporter {
     store: Arc<TraceStore>,
-    stats: Arc<SamplingStats>,
+    decisions: Arc<DecisionQueue>,
     spans: ComponentCounters,
     logs: ComponentCounters,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -82,15 +83,13 @@ impl std::fmt::Debug for TracelabExporter {
 
 impl TracelabExporter {
     /// Opens the store and starts the background task (decision persistence, pruning).
-    pub async fn start(
-        cfg: &TracelabExporterConfig,
-        stats: Arc<SamplingStats>,
-    ) -> Result<Self, StoreError> {
+    pub async fn start(cfg: &TracelabExporterConfig) -> Result<Self, StoreError> {
         let store = Arc::new(TraceStore::open(cfg.storage.clone()).await?);
         // Bounds may have shrunk since the last run.
         store.prune().await?;
+        let decisions = Arc::new(DecisionQueue::default());
         let task = {
-            let (store, stats) = (store.clone(), stats.clone());
+            let (store, decisions) = (store.clone(), decisions.clone());
             let prune_every = cfg.prune_interval;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -98,7 +97,7 @@ impl TracelabExporter {
                 let mut last_prune = tokio::time::Instant::now();
                 loop {
                     tick.tick().await;
-                    persist_decisions(&store, &stats).await;
+                    persist_decisions(&store, &decisions).await;
                     if last_prune.elapsed() >= prune_every {
                         last_prune = tokio::time::Instant::now();
                         if let Err(e) = store.prune().await {
@@ -110,7 +109,7 @@ impl TracelabExporter {
         };
         Ok(Self {
             store,
-            stats,
+            decisions,
             spans: ComponentCounters::default(),
             logs: ComponentCounters::default(),
             background: Mutex::new(Some(task)),
@@ -120,6 +119,11 @@ impl TracelabExporter {
     /// The store, for the query API.
     pub fn store(&self) -> Arc<TraceStore> {
         self.store.clone()
+    }
+
+    /// Where tail samplers queue the decisions this store persists.
+    pub fn decision_queue(&self) -> Arc<DecisionQueue> {
+        self.decisions.clone()
     }
 
     /// Span counters (received / sent = stored / refused).
@@ -140,7 +144,7 @@ impl TracelabExporter {
             .take();
         if let Some(t) = task {
             t.abort();
-            persist_decisions(&self.store, &self.stats).await;
+            persist_decisions(&self.store, &self.decisions).await;
         }
     }
 }
@@ -158,8 +162,8 @@ impl Drop for TracelabExporter {
     }
 }
 
-async fn persist_decisions(store: &TraceStore, stats: &SamplingStats) {
-    let d = stats.drain_unpersisted();
+async fn persist_decisions(store: &TraceStore, queue: &DecisionQueue) {
+    let d = queue.drain();
     if let Err(e) = store.insert_decisions(&d).await {
         tracing::warn!(error = %e, decisions = d.len(), "tracelab exporter: persisting sampling decisions failed");
     }

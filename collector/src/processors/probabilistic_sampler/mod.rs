@@ -1,14 +1,16 @@
 //! `probabilistic_sampler` processor: keeps `sampling_percentage` % of traces, deciding by a
 //! seeded FNV-1a hash of the trace id so every span (and log record) of a trace gets the
-//! same decision, in every collector configured with the same `hash_seed`.
+//! same decision, in every collector configured with the same `hash_seed`. What it keeps and drops
+//! is counted per item in its [`ProbabilisticStats`] (spans, or log records in a logs pipeline).
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::config::{FieldError, SignalKind};
 use crate::pipeline::signal::Signal;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
+use crate::sampling::{ComponentCounter, ProbabilisticStats};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +72,7 @@ pub struct ProbabilisticSampler<T> {
     cfg: ProbabilisticSamplerConfig,
     next: Arc<dyn Consumer<T>>,
     counters: Arc<ComponentCounters>,
+    stats: Arc<ProbabilisticStats>,
 }
 
 impl<T: Signal> ProbabilisticSampler<T> {
@@ -77,12 +80,28 @@ impl<T: Signal> ProbabilisticSampler<T> {
         cfg: ProbabilisticSamplerConfig,
         next: Arc<dyn Consumer<T>>,
         counters: Arc<ComponentCounters>,
+        stats: Arc<ProbabilisticStats>,
     ) -> Self {
         Self {
             cfg,
             next,
             counters,
+            stats,
         }
+    }
+
+    /// Counts kept and dropped items of this signal (metrics carry no trace id and are not counted).
+    fn count(&self, kept: u64, dropped: u64) {
+        let (k, d) = match T::KIND {
+            SignalKind::Traces => (&self.stats.spans_sampled, &self.stats.spans_not_sampled),
+            SignalKind::Logs => (
+                &self.stats.log_records_sampled,
+                &self.stats.log_records_not_sampled,
+            ),
+            SignalKind::Metrics => return,
+        };
+        ComponentCounter::inc(k, kept);
+        ComponentCounter::inc(d, dropped);
     }
 }
 
@@ -94,6 +113,7 @@ impl<T: Signal> Consumer<T> for ProbabilisticSampler<T> {
             self.cfg.sampling_percentage,
             self.cfg.fail_closed,
         );
+        let before = crate::pipeline::signal::count(&batch);
         let mut removed = 0;
         for item in &mut batch {
             removed += item.retain_by_trace_id(&mut |id| {
@@ -105,6 +125,7 @@ impl<T: Signal> Consumer<T> for ProbabilisticSampler<T> {
             });
         }
         ComponentCounters::add(&self.counters.dropped, removed as u64);
+        self.count((before - removed) as u64, removed as u64);
         batch.retain(|i| i.item_count() > 0);
         if batch.is_empty() {
             return Ok(());

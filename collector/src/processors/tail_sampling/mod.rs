@@ -19,7 +19,7 @@ pub use sampler::{Clock, ManualClock, POLICY_ATTRIBUTE, SystemClock, TailSampler
 
 use crate::config::FieldError;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
-use crate::sampling::SamplingStats;
+use crate::sampling::{DecisionQueue, SamplingStats};
 
 struct Inner {
     core: Mutex<TailSampler>,
@@ -75,12 +75,14 @@ impl std::fmt::Debug for TailSamplingProcessor {
 
 impl TailSamplingProcessor {
     /// Builds the processor with the system clock and starts its ticker on the current tokio runtime.
+    /// Decisions are counted in `stats` and queued into each of `persist` (the stores downstream).
     pub fn new(
         cfg: TailSamplingConfig,
         next: Arc<dyn Consumer<ResourceSpans>>,
         stats: Arc<SamplingStats>,
+        persist: Vec<Arc<DecisionQueue>>,
     ) -> Result<Self, FieldError> {
-        Self::with_clock(cfg, next, stats, Arc::new(SystemClock))
+        Self::with_clock(cfg, next, stats, persist, Arc::new(SystemClock))
     }
 
     /// As [`new`](Self::new) with an injected clock (the ticker still polls in real time; it only
@@ -89,9 +91,10 @@ impl TailSamplingProcessor {
         cfg: TailSamplingConfig,
         next: Arc<dyn Consumer<ResourceSpans>>,
         stats: Arc<SamplingStats>,
+        persist: Vec<Arc<DecisionQueue>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, FieldError> {
-        let core = TailSampler::new(&cfg, stats, clock)?;
+        let core = TailSampler::new(&cfg, stats, persist, clock)?;
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
             next,

@@ -1,7 +1,8 @@
 //! The pure tail-sampling core: buffers spans per trace, decides each trace `decision_wait` after
 //! its first span (or earlier when `num_traces` or the per-trace span cap is reached), remembers
-//! decisions so late spans follow them, and reports every decision to [`SamplingStats`]. No I/O, no
-//! timers: time comes from an injected [`Clock`], so tests drive it without sleeping.
+//! decisions so late spans follow them, reports every decision to [`SamplingStats`] and queues it
+//! for the stores downstream ([`DecisionQueue`]). No I/O, no timers: time comes from an injected
+//! [`Clock`], so tests drive it without sleeping.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use super::config::TailSamplingConfig;
 use super::policy::{EvalContext, Evaluator, TraceView, Vote, combine, second_of};
 use crate::config::FieldError;
-use crate::sampling::{ComponentCounter, PolicyVote, SamplingStats};
+use crate::sampling::{ComponentCounter, DecisionQueue, PolicyVote, SamplingStats};
 
 /// The attribute set on the root span of a kept trace, naming the policy that kept it.
 pub const POLICY_ATTRIBUTE: &str = "tracelab.sampling.policy";
@@ -146,6 +147,10 @@ pub struct TailSampler {
     sampled: IdCache,
     not_sampled: IdCache,
     stats: Arc<SamplingStats>,
+    /// The decision queues of the stores this sampler feeds.
+    persist: Vec<Arc<DecisionQueue>>,
+    /// Pending traces this instance has added to `stats.pending_traces` (instances may share stats).
+    published_pending: u64,
     clock: Arc<dyn Clock>,
     origin: Instant,
 }
@@ -159,9 +164,11 @@ impl std::fmt::Debug for TailSampler {
 }
 
 impl TailSampler {
+    /// A sampler reporting to `stats` and queueing every decision into each of `persist`.
     pub fn new(
         cfg: &TailSamplingConfig,
         stats: Arc<SamplingStats>,
+        persist: Vec<Arc<DecisionQueue>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, FieldError> {
         cfg.validate()?;
@@ -195,6 +202,8 @@ impl TailSampler {
             sampled: IdCache::new(cfg.decision_cache.sampled_cache_size),
             not_sampled: IdCache::new(cfg.decision_cache.non_sampled_cache_size),
             stats,
+            persist,
+            published_pending: 0,
             clock,
             origin,
         })
@@ -216,11 +225,11 @@ impl TailSampler {
                     p.fragments.push(frag);
                     p.span_count += n;
                 } else if self.sampled.contains(&id) {
-                    ComponentCounter::inc(&self.stats.late_spans_forwarded, n);
+                    self.stats.record_late_spans(n, true);
                     out.push(frag);
                     continue;
                 } else if self.not_sampled.contains(&id) {
-                    ComponentCounter::inc(&self.stats.late_spans_dropped, n);
+                    self.stats.record_late_spans(n, false);
                     continue;
                 } else {
                     if self.pending.len() >= self.num_traces {
@@ -287,11 +296,20 @@ impl TailSampler {
         self.pending.get(id).is_some_and(|p| p.seq == seq)
     }
 
-    fn publish_pending(&self) {
-        self.stats.pending_traces.store(
-            self.pending.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+    /// Adds this instance's change in pending traces to the (possibly shared) gauge.
+    fn publish_pending(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.pending.len() as u64;
+        if now > self.published_pending {
+            self.stats
+                .pending_traces
+                .fetch_add(now - self.published_pending, Relaxed);
+        } else if now < self.published_pending {
+            self.stats
+                .pending_traces
+                .fetch_sub(self.published_pending - now, Relaxed);
+        }
+        self.published_pending = now;
     }
 
     fn evict_oldest(&mut self, out: &mut Vec<ResourceSpans>) {
@@ -348,6 +366,9 @@ impl TailSampler {
                 sampled: v.is_sampled() && *v != Vote::Dropped,
             })
             .collect();
+        for q in &self.persist {
+            q.push(decision.clone());
+        }
         self.stats.record(decision, &policy_votes, decider);
         if keep {
             self.sampled.insert(id);

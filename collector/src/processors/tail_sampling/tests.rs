@@ -78,7 +78,8 @@ fn cfg(json: serde_json::Value) -> TailSamplingConfig {
 fn sampler(c: &TailSamplingConfig) -> (TailSampler, Arc<ManualClock>, Arc<SamplingStats>) {
     let clock = Arc::new(ManualClock::default());
     let stats = Arc::new(SamplingStats::default());
-    let s = TailSampler::new(c, stats.clone(), Arc::new(clock.clone())).expect("sampler builds");
+    let s = TailSampler::new(c, stats.clone(), Vec::new(), Arc::new(clock.clone()))
+        .expect("sampler builds");
     (s, clock, stats)
 }
 
@@ -525,6 +526,65 @@ fn late_spans_follow_the_traces_decision() {
         2,
         "each trace decided once"
     );
+    let spans = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (spans(&stats.spans_sampled), spans(&stats.spans_not_sampled)),
+        (1 + 2, 1 + 1),
+        "decided spans plus late ones, kept and dropped"
+    );
+}
+
+#[test]
+fn instances_sharing_statistics_sum_pending_traces_and_queue_decisions_for_their_own_stores() {
+    let c = cfg(serde_json::json!({"decision_wait": "5s", "policies": [
+        {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}]}));
+    let clock = Arc::new(ManualClock::default());
+    let stats = Arc::new(SamplingStats::default());
+    let (store_a, store_b) = (
+        Arc::new(crate::sampling::DecisionQueue::default()),
+        Arc::new(crate::sampling::DecisionQueue::default()),
+    );
+    let mut a = TailSampler::new(
+        &c,
+        stats.clone(),
+        vec![store_a.clone()],
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let mut b = TailSampler::new(
+        &c,
+        stats.clone(),
+        vec![store_b.clone()],
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    a.ingest(vec![rs(vec![with_status(span(1, 1, 0, 0, 5), 2)])]);
+    b.ingest(vec![rs(vec![span(2, 1, 0, 0, 5), span(3, 1, 0, 0, 5)])]);
+    assert_eq!(stats.snapshot(0).pending_traces, 3, "1 + 2 pending");
+    clock.advance(Duration::from_secs(5));
+    a.tick();
+    assert_eq!(stats.snapshot(0).pending_traces, 2);
+    b.tick();
+    assert_eq!(stats.snapshot(0).pending_traces, 0);
+    let ids = |q: &crate::sampling::DecisionQueue| {
+        q.drain()
+            .into_iter()
+            .map(|d| (d.trace_id[30..].to_string(), d.decision))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&store_a), [("01".to_string(), Decision::Sampled)]);
+    assert_eq!(
+        ids(&store_b),
+        [
+            ("02".to_string(), Decision::NotSampled),
+            ("03".to_string(), Decision::NotSampled)
+        ]
+    );
+    assert_eq!(
+        stats.snapshot(0).traces_not_sampled,
+        2,
+        "counted once, shared"
+    );
 }
 
 #[test]
@@ -674,6 +734,7 @@ async fn the_processor_ticker_decides_due_traces_and_shutdown_flushes_the_rest()
         c,
         sink.clone(),
         stats.clone(),
+        Vec::new(),
         Arc::new(clock.clone()),
     )
     .unwrap();
