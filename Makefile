@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Debug info for tests costs minutes on 2 cores; line tables keep backtraces readable.
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help
+.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab
 
 help:
 	@echo "make demo   - build (release) and run the whole platform locally, no Docker"
@@ -12,6 +12,8 @@ help:
 	@echo "make lint   - rustfmt check + clippy with warnings denied"
 	@echo "make viewer - build the trace viewer's browser bundle (wasm, JS, CSS) into target/site"
 	@echo "make screenshots - regenerate docs/images/*.png from the viewer in headless Chromium"
+	@echo "make load   - checkout load against a running stack (RATE=50 DURATION=60s MIX=... SEED=7 TARGET=...)"
+	@echo "make sampling-lab - start the stack with every sampling strategy side by side, load it, compare what each kept"
 
 ## Runs the whole platform: collector, four services, embedded Kafka (MockCluster), SQLite.
 demo: viewer
@@ -25,6 +27,25 @@ test: viewer
 
 build:
 	$(CARGO) build --workspace --bins
+
+RATE ?= 50
+DURATION ?= 60s
+MIX ?= checkout=90,payment.slow=5,payment.declined=5
+SEED ?= 7
+TARGET ?= http://127.0.0.1:8080
+
+## Checkout load against a running stack (`make demo` in another terminal): summary and latency
+## histogram in target/loadgen/.
+load:
+	$(CARGO) build --release -p loadgen
+	./target/release/loadgen run --target $(TARGET) --rate $(RATE) --duration $(DURATION) \
+		--mix $(MIX) --seed $(SEED) --summary target/loadgen/run.json
+
+## The sampling lab (docs/sampling-lab.md): starts the stack with collector/config/sampling-lab.yaml,
+## runs `loadgen sampling-lab`, prints what each strategy kept, stops the stack.
+sampling-lab: viewer
+	$(CARGO) build --release --workspace --bins
+	RATE=$(RATE) DURATION=$(DURATION) MIX=$(MIX) SEED=$(SEED) ./load-tests/scripts/sampling-lab.sh
 
 ## The viewer's browser side: wasm32 build + wasm-bindgen into target/site (served by `viewer`).
 viewer:

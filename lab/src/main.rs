@@ -54,7 +54,9 @@ struct UpArgs {
     #[arg(long, value_enum, env = "TRACELAB_PORTS", default_value = "default")]
     ports: PortMode,
     /// `all` keeps every trace (collector/config/default.yaml); `tail` runs seed 000's tail
-    /// sampling (collector/config/tail-sampling.yaml: errors, > 2 s, 10 % of the rest).
+    /// sampling (collector/config/tail-sampling.yaml: errors, > 2 s, 10 % of the rest); `lab` keeps
+    /// everything and runs four strategies side by side for `loadgen sampling-lab`
+    /// (collector/config/sampling-lab.yaml).
     #[arg(long, value_enum, env = "TRACELAB_SAMPLING", default_value = "all")]
     sampling: Sampling,
     /// Run this collector config instead.
@@ -226,6 +228,8 @@ async fn up(args: UpArgs) -> ExitCode {
             Sampling::All => "keep every trace (--sampling tail for seed 000's tail sampling)",
             Sampling::Tail =>
                 "tail: errors, > 2 s, 10 % of the rest (decided ~10 s after a trace starts)",
+            Sampling::Lab =>
+                "lab: keep every trace, plus head 10 %, tail, rate-limited and errors-only stores side by side (loadgen sampling-lab)",
         }
     );
     for (name, pid) in stack.processes() {

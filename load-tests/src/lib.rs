@@ -4,6 +4,7 @@
 //! - [`runner`] sends them at their due times (an open model with a concurrency cap);
 //! - [`record`] tallies answers in HdrHistograms; [`report`] and [`plot`] turn them into the JSON
 //!   summary, the terminal table and the SVG latency histogram;
+//! - [`sampling`] is the sampling lab: one run, and what each strategy's store kept of it;
 //! - [`cli`] holds the flags `loadgen run` and `loadgen sampling-lab` share.
 
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod plot;
 pub mod record;
 pub mod report;
 pub mod runner;
+pub mod sampling;
 
 pub use mix::Mix;
 pub use report::RunSummary;

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use loadgen::cli::{LoadArgs, OutputArgs};
-use loadgen::plot::write_latency_svg;
+use loadgen::cli::{LoadArgs, OutputArgs, parse_duration};
+use loadgen::plot::{KeptBars, sampling_svg, write_latency_svg, write_svg};
+use loadgen::sampling::{LabConfig, sampling_lab};
 use loadgen::{RunSummary, run};
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,24 @@ enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Send the same kind of load to a collector running every sampling strategy side by side
+    /// (`tracelab up --sampling lab`), then show what each kept: traces, spans, error and slow
+    /// traces, bytes stored and storage per million requests.
+    SamplingLab {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+        /// The collector's query API.
+        #[arg(long, env = "LOADGEN_QUERY", default_value = "http://127.0.0.1:16686")]
+        query: String,
+        /// A trace at least this long counts as slow (the lab's tail policy keeps traces over 1 s).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        slow: std::time::Duration,
+        /// How long to wait, after the last answer, for every tail sampler to decide.
+        #[arg(long, default_value = "90s", value_parser = parse_duration)]
+        settle_timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,21 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { load, out } => rt.block_on(run_cmd(load, out)),
+        Command::SamplingLab {
+            load,
+            out,
+            query,
+            slow,
+            settle_timeout,
+        } => rt.block_on(lab_cmd(
+            LabConfig {
+                run: load.config(),
+                query,
+                slow,
+                settle_timeout,
+            },
+            out,
+        )),
     }
 }
 
@@ -60,13 +94,7 @@ async fn run_cmd(load: LoadArgs, out: OutputArgs) -> ExitCode {
     print!("{}", summary.table());
     let mut ok = true;
     if let Some(path) = &out.summary {
-        match write_json(path, &summary) {
-            Ok(()) => println!("summary: {}", path.display()),
-            Err(e) => {
-                eprintln!("loadgen: {e}");
-                ok = false;
-            }
-        }
+        ok &= report("summary", path, write_json(path, &summary));
     }
     let plot = out.plot_path("loadgen-latency.svg");
     let series: Vec<(String, &hdrhistogram::Histogram<u64>)> = output
@@ -79,13 +107,64 @@ async fn run_cmd(load: LoadArgs, out: OutputArgs) -> ExitCode {
         "loadgen: {} requests at {}/s, seed {}",
         summary.completed, summary.rate, summary.seed
     );
-    match write_latency_svg(&plot, &title, &series) {
-        Ok(()) => println!("latency histogram: {}", plot.display()),
+    ok &= report(
+        "latency histogram",
+        &plot,
+        write_latency_svg(&plot, &title, &series),
+    );
+    exit(ok)
+}
+
+async fn lab_cmd(cfg: LabConfig, out: OutputArgs) -> ExitCode {
+    let (summary, _) = match sampling_lab(&cfg).await {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("loadgen: writing the plot: {e}");
-            ok = false;
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", summary.run.table());
+    println!();
+    print!("{}", summary.table());
+    let mut ok = true;
+    if let Some(path) = &out.summary {
+        ok &= report("summary", path, write_json(path, &summary));
+    }
+    let bars: Vec<KeptBars> = summary
+        .strategies
+        .iter()
+        .map(|s| KeptBars {
+            name: s.name.clone(),
+            traces_pct: s.traces_kept_pct,
+            error_traces_pct: s.error_traces_kept_pct,
+            slow_traces_pct: s.slow_traces_kept_pct,
+        })
+        .collect();
+    let title = format!(
+        "sampling lab: {} requests at {}/s, seed {}: what each strategy kept",
+        summary.requests, summary.run.rate, summary.run.seed
+    );
+    let plot = out.plot_path("sampling-lab.svg");
+    let written = sampling_svg(&title, &bars).and_then(|svg| write_svg(&plot, &svg));
+    ok &= report("chart", &plot, written);
+    exit(ok)
+}
+
+/// Says where a file went, or why it did not; true when written.
+fn report(what: &str, path: &std::path::Path, written: Result<(), String>) -> bool {
+    match written {
+        Ok(()) => {
+            println!("{what}: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("loadgen: writing the {what}: {e}");
+            false
         }
     }
+}
+
+fn exit(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {

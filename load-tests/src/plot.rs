@@ -6,9 +6,25 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Buckets per factor of ten.
 const PER_DECADE: f64 = 10.0;
+
+/// Okabe–Ito: distinguishable with every common colour-vision deficiency.
+const COLORS: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
+}
 
 /// `(start ms, end ms, count)`.
 pub type Bucket = (f64, f64, u64);
@@ -80,7 +96,7 @@ pub fn latency_svg(title: &str, series: &[(String, &Histogram<u64>)]) -> Result<
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (name, b)) in binned.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = color(i);
             // A step line: flat across each bucket.
             let pts: Vec<(f64, u64)> = b
                 .iter()
@@ -106,13 +122,116 @@ pub fn latency_svg(title: &str, series: &[(String, &Histogram<u64>)]) -> Result<
     Ok(svg)
 }
 
+/// One strategy's bars on the sampling-lab chart: name and the percentages kept.
+pub struct KeptBars {
+    pub name: String,
+    pub traces_pct: f64,
+    pub error_traces_pct: f64,
+    pub slow_traces_pct: f64,
+}
+
+/// Reads one share out of a strategy's bars.
+type Share = fn(&KeptBars) -> f64;
+
+/// The sampling lab's chart: per strategy, the share of all, error and slow traces it kept.
+pub fn sampling_svg(title: &str, bars: &[KeptBars]) -> Result<String, String> {
+    let groups = bars.len().max(1);
+    let kinds: [(&str, Share); 3] = [
+        ("all traces", |b| b.traces_pct),
+        ("error traces", |b| b.error_traces_pct),
+        ("slow traces", |b| b.slow_traces_pct),
+    ];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let root = root
+            .titled(title, ("sans-serif", 20))
+            .map_err(|e| e.to_string())?;
+        // The legend gets its own column, so it never covers a bar.
+        let (plot_area, legend_area) = root.split_horizontally(850);
+        let mut chart = ChartBuilder::on(&plot_area)
+            .margin(16)
+            .x_label_area_size(12)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..(groups * 4) as f64, 0f64..118f64)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_labels(12)
+            .y_label_formatter(&|y| {
+                if *y <= 100.0 {
+                    format!("{y:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("% of the run's traces of that kind kept")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        // Strategy names above their group (the area under the x axis has no room for them).
+        let centered = Pos::new(HPos::Center, VPos::Center);
+        let name_style = ("sans-serif", 18).into_font().color(&BLACK).pos(centered);
+        chart
+            .draw_series(bars.iter().enumerate().map(|(g, b)| {
+                Text::new(
+                    b.name.clone(),
+                    (g as f64 * 4.0 + 2.0, 111.0),
+                    name_style.clone(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        let value_style = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        for (k, (_, value)) in kinds.iter().enumerate() {
+            let c = color(k);
+            chart
+                .draw_series(bars.iter().enumerate().map(|(g, b)| {
+                    let x0 = g as f64 * 4.0 + 0.5 + k as f64;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.9, value(b))], c.filled())
+                }))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(bars.iter().enumerate().map(|(g, b)| {
+                    let x = g as f64 * 4.0 + 0.95 + k as f64;
+                    Text::new(
+                        format!("{:.0}", value(b)),
+                        (x, value(b) + 1.0),
+                        value_style.clone(),
+                    )
+                }))
+                .map_err(|e| e.to_string())?;
+        }
+        let label_style = ("sans-serif", 15).into_font().color(&BLACK);
+        for (k, (label, _)) in kinds.iter().enumerate() {
+            let y = 40 + 26 * k as i32;
+            legend_area
+                .draw(&Rectangle::new([(8, y), (24, y + 14)], color(k).filled()))
+                .map_err(|e| e.to_string())?;
+            legend_area
+                .draw(&Text::new(*label, (32, y), label_style.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
 /// Writes [`latency_svg`] to `path`, creating its directory.
 pub fn write_latency_svg(
     path: &Path,
     title: &str,
     series: &[(String, &Histogram<u64>)],
 ) -> Result<(), String> {
-    let svg = latency_svg(title, series)?;
+    write_svg(path, &latency_svg(title, series)?)
+}
+
+/// Writes an SVG document to `path`, creating its directory.
+pub fn write_svg(path: &Path, svg: &str) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -156,5 +275,34 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
         assert!(svg.contains("checkout") && svg.contains("payment.slow"));
         assert!(svg.contains("<polyline") || svg.contains("<path"));
+    }
+
+    #[test]
+    fn the_sampling_chart_names_each_strategy_and_its_shares() {
+        let bars = [
+            KeptBars {
+                name: "head".into(),
+                traces_pct: 10.0,
+                error_traces_pct: 0.0,
+                slow_traces_pct: 5.0,
+            },
+            KeptBars {
+                name: "tail".into(),
+                traces_pct: 21.0,
+                error_traces_pct: 100.0,
+                slow_traces_pct: 100.0,
+            },
+        ];
+        let svg = sampling_svg("lab", &bars).unwrap();
+        for text in [
+            "head",
+            "tail",
+            ">\n21\n<",
+            ">\n100\n<",
+            "error traces",
+            "slow traces",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
     }
 }

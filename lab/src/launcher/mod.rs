@@ -32,6 +32,10 @@ pub enum Sampling {
     /// `collector/config/tail-sampling.yaml`: seed 000's policy — keep errors, keep traces over
     /// 2 s, 10 % of the rest.
     Tail,
+    /// `collector/config/sampling-lab.yaml`: keep everything, and fan the same traces out to four
+    /// strategies (head 10 %, seed 000's tail policy, rate-limited, errors only), each into its
+    /// own store, for `loadgen sampling-lab`.
+    Lab,
 }
 
 impl Sampling {
@@ -39,6 +43,7 @@ impl Sampling {
         match self {
             Sampling::All => "default.yaml",
             Sampling::Tail => "tail-sampling.yaml",
+            Sampling::Lab => "sampling-lab.yaml",
         }
     }
 }
@@ -821,7 +826,7 @@ mod tests {
     #[test]
     fn shipped_configs_exist_where_the_launcher_looks() {
         let dir = default_collector_config_dir();
-        for s in [Sampling::All, Sampling::Tail] {
+        for s in [Sampling::All, Sampling::Tail, Sampling::Lab] {
             assert!(dir.join(s.config_file()).is_file(), "{}", dir.display());
         }
     }
