@@ -138,28 +138,18 @@ pub async fn preflight(client: &reqwest::Client, target: &str) -> Result<(), Run
         Ok(_) => Ok(()),
         Err(e) => Err(RunError::Unreachable {
             target: target.to_string(),
-            cause: e
-                .source_chain()
-                .last()
-                .map_or_else(|| e.to_string(), |s| s.to_string()),
+            cause: root_cause(&e),
         }),
     }
 }
 
-trait SourceChain {
-    fn source_chain(&self) -> Vec<String>;
-}
-
-impl SourceChain for reqwest::Error {
-    fn source_chain(&self) -> Vec<String> {
-        let mut out = vec![self.to_string()];
-        let mut cur = std::error::Error::source(self);
-        while let Some(s) = cur {
-            out.push(s.to_string());
-            cur = s.source();
-        }
-        out
+/// The innermost error of a chain (`Connection refused` rather than reqwest's outer message).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
     }
+    cur.to_string()
 }
 
 /// Runs the plan of `cfg` (see the module header).
