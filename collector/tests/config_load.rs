@@ -274,3 +274,175 @@ fn invalid_yaml_is_reported_with_its_line() {
     assert!(e.issues[0].message.contains("invalid YAML"), "{e}");
     assert!(e.issues[0].line >= 2);
 }
+
+const LB_PIPELINES: &str = "service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [loadbalancing]}
+    logs: {receivers: [otlp], exporters: [loadbalancing]}
+";
+
+fn lb(exporter: &str) -> String {
+    format!(
+        "receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+{exporter}{LB_PIPELINES}"
+    )
+}
+
+#[test]
+fn loadbalancing_static_and_dns_configs_load() {
+    use collector::config::ExporterConfig;
+    use collector::exporters::loadbalancing::RoutingKey;
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    protocol:
+      otlp:
+        tls: {insecure: true}
+        timeout: 2s
+        sending_queue: {queue_size: 50}
+    resolver:
+      static:
+        hostnames: [\"127.0.0.1:14317\", gateway-1, \"[::1]:4317\"]
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    assert_eq!(c.routing_key(), RoutingKey::TraceId);
+    assert_eq!(c.protocol.otlp.sending_queue.queue_size, 50);
+    assert_eq!(
+        c.resolver.static_.as_ref().unwrap().hostnames,
+        ["127.0.0.1:14317", "gateway-1", "[::1]:4317"]
+    );
+
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    routing_key: service
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      dns:
+        hostname: tracelab-collector-gateway.tracelab.svc.cluster.local
+        port: 14317
+        interval: 2s
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    assert_eq!(c.routing_key(), RoutingKey::Service);
+    let dns = c.resolver.dns.as_ref().unwrap();
+    assert_eq!(dns.port, 14317);
+    assert_eq!(dns.interval, std::time::Duration::from_secs(2));
+    assert_eq!(dns.timeout, std::time::Duration::from_secs(1), "default");
+
+    // Defaults: port 4317, interval 5s.
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver: {dns: {hostname: gateways}}
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    let dns = c.resolver.dns.as_ref().unwrap();
+    assert_eq!(
+        (dns.port, dns.interval),
+        (4317, std::time::Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn loadbalancing_needs_exactly_one_resolver() {
+    let both = err(&lb("  loadbalancing/agents:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver:
+      static: {hostnames: [a]}
+      dns: {hostname: b}
+")
+    .replace("[loadbalancing]", "[loadbalancing/agents]"));
+    let i = &both.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing/agents.resolver");
+    assert!(i.message.contains("exactly one resolver"), "{}", i.message);
+    assert!(both.to_string().contains("bad.yaml:6:"), "{both}");
+
+    let neither = err(&lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+"));
+    let i = &neither.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing.resolver");
+    assert_eq!(i.line, 6, "the component's line");
+    assert!(i.message.contains("exactly one resolver"), "{}", i.message);
+    assert!(neither.to_string().contains("bad.yaml:6:"), "{neither}");
+
+    let endpoint = err(&lb("  loadbalancing:
+    protocol: {otlp: {endpoint: 'x:4317'}}
+    resolver: {static: {hostnames: [a]}}
+"));
+    assert_eq!(
+        endpoint.issues[0].path,
+        "exporters.loadbalancing.protocol.otlp.endpoint"
+    );
+}
+
+#[test]
+fn loadbalancing_unknown_key_names_file_and_line() {
+    let e = err(&lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver:
+      static:
+        hostnames: [a]
+        hostname: b
+"));
+    let i = &e.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing.resolver.static.hostname");
+    assert_eq!(i.line, 11);
+    assert!(i.message.contains("unknown field"), "{}", i.message);
+    assert!(e.to_string().contains("bad.yaml:11:"), "{e}");
+
+    let k8s = err(&lb("  loadbalancing:
+    resolver:
+      k8s: {service: gw}
+"));
+    assert_eq!(k8s.issues[0].path, "exporters.loadbalancing.resolver.k8s");
+    assert!(
+        k8s.issues[0].message.contains("dns"),
+        "{}",
+        k8s.issues[0].message
+    );
+}
+
+#[test]
+fn loadbalancing_refuses_metrics_pipelines_naming_the_component() {
+    let e = err("receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver: {static: {hostnames: [a]}}
+service:
+  pipelines:
+    metrics: {receivers: [otlp], exporters: [loadbalancing]}
+");
+    let i = &e.issues[0];
+    assert_eq!(i.path, "service.pipelines.metrics.exporters[0]");
+    assert!(
+        i.message.contains("`loadbalancing`") && i.message.contains("metrics"),
+        "{}",
+        i.message
+    );
+}
