@@ -376,7 +376,7 @@ fn loadbalancing_needs_exactly_one_resolver() {
     let i = &both.issues[0];
     assert_eq!(i.path, "exporters.loadbalancing/agents.resolver");
     assert!(i.message.contains("exactly one resolver"), "{}", i.message);
-    assert!(both.to_string().contains("bad.yaml:6:"), "{both}");
+    assert!(both.to_string().contains("bad.yaml:8:"), "{both}");
 
     let neither = err(&lb("  loadbalancing:
     protocol: {otlp: {tls: {insecure: true}}}
