@@ -446,3 +446,115 @@ service:
         i.message
     );
 }
+
+fn print_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_collector"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for v in [
+        "COLLECTOR_CONFIG",
+        "COLLECTOR_OTLP_GRPC_ENDPOINT",
+        "COLLECTOR_QUERY_ENDPOINT",
+        "RUST_LOG",
+        "OTEL_SERVICE_NAME",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the collector binary runs")
+}
+
+fn setting<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env"] == name)
+        .unwrap_or_else(|| panic!("{name} not in settings: {doc}"))
+}
+
+#[test]
+fn print_config_lists_every_variable_with_its_source() {
+    let out = print_config(
+        &["--print-config", "--config", "config/default.yaml"],
+        &[
+            ("COLLECTOR_QUERY_ENDPOINT", "127.0.0.1:26686"),
+            ("OTEL_SERVICE_NAME", "collector-under-test"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(doc["binary"], "collector");
+    assert_eq!(doc["config_file"], "config/default.yaml");
+    let cfg = setting(&doc, "COLLECTOR_CONFIG");
+    assert_eq!(
+        (&cfg["value"], &cfg["source"]),
+        (&"config/default.yaml".into(), &"flag".into())
+    );
+    let q = setting(&doc, "COLLECTOR_QUERY_ENDPOINT");
+    assert_eq!(q["value"], "127.0.0.1:26686");
+    assert_eq!(q["source"], "env");
+    let g = setting(&doc, "COLLECTOR_OTLP_GRPC_ENDPOINT");
+    assert_eq!(g["value"], "0.0.0.0:4317");
+    assert_eq!(g["source"], "default");
+    assert_eq!(setting(&doc, "OTEL_SERVICE_NAME")["source"], "env");
+    assert_eq!(
+        setting(&doc, "OTEL_SERVICE_NAME")["value"],
+        "collector-under-test"
+    );
+    assert_eq!(setting(&doc, "RUST_LOG")["source"], "unset");
+    assert!(setting(&doc, "RUST_LOG")["value"].is_null());
+    assert_eq!(
+        doc["config"]["exporters"]["tracelab"]["query"]["endpoint"], "127.0.0.1:26686",
+        "the effective config, after substitution"
+    );
+    // Every `${env:...}` of the file is listed, once.
+    let text = std::fs::read_to_string(format!(
+        "{}/config/default.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let names: Vec<&str> = doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["env"].as_str().unwrap())
+        .collect();
+    for part in text.split("${env:").skip(1) {
+        let name = part.split([':', '}']).next().unwrap();
+        assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name}");
+    }
+}
+
+#[test]
+fn print_config_takes_the_config_from_the_environment_and_fails_on_a_bad_one() {
+    let out = print_config(
+        &["--print-config"],
+        &[("COLLECTOR_CONFIG", "config/default.yaml")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(setting(&doc, "COLLECTOR_CONFIG")["source"], "env");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "receivers:\n  otlp:\n    protocols: {grpc: {bogus: 1}}\n",
+    )
+    .unwrap();
+    let out = print_config(&["--print-config", "-c", bad.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing printed on stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:3:"), "{stderr}");
+}
