@@ -38,6 +38,11 @@ fn hex(id: &[u8; 16]) -> String {
 }
 
 async fn gateway(dir: &std::path::Path) -> Collector {
+    gateway_for(dir, "").await
+}
+
+/// A gateway; `extra` adds pipelines (e.g. logs into the same store).
+async fn gateway_for(dir: &std::path::Path, extra: &str) -> Collector {
     start(&format!(
         "receivers:
   otlp:
@@ -50,7 +55,7 @@ exporters:
 service:
   pipelines:
     traces: {{receivers: [otlp], exporters: [tracelab]}}
-",
+{extra}",
         dir.display()
     ))
     .await
@@ -238,4 +243,128 @@ service:
     assert_eq!(c.refused.load(Ordering::Relaxed), 1);
     assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
     agent.shutdown().await;
+}
+
+async fn logs_of(query: std::net::SocketAddr, id: &str) -> u64 {
+    let r = reqwest::get(format!("http://{query}/api/v1/traces/{id}/logs"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: collector_api::v1::LogsResponse = r.json().await.unwrap();
+    body.total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_their_trace_and_shutdown_drains_every_backend() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    const N: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = "    logs: {receivers: [otlp], exporters: [tracelab]}\n";
+    let gw1 = gateway_for(&dir.path().join("gw1"), logs).await;
+    let gw2 = gateway_for(&dir.path().join("gw2"), logs).await;
+    let agent = start(&format!(
+        "receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: 127.0.0.1:0}}
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        sending_queue: {{num_consumers: 2, queue_size: 500}}
+    resolver:
+      static:
+        hostnames: [\"{}\", \"{}\"]
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [loadbalancing]}}
+    logs: {{receivers: [otlp], exporters: [loadbalancing]}}
+",
+        gw1.addr("otlp/grpc").unwrap(),
+        gw2.addr("otlp/grpc").unwrap()
+    ))
+    .await;
+    let base = format!("http://{}", agent.addr("otlp/http").unwrap());
+    let http = reqwest::Client::new();
+    let post = async |path: &str, body: Vec<u8>| {
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    for n in 0..N {
+        post(
+            "/v1/traces",
+            trace_request("svc", trace_id(n), &["root"]).encode_to_vec(),
+        )
+        .await;
+    }
+    // Two log records per trace, all traces mixed in each request.
+    for round in 0..2u8 {
+        let records = (0..N)
+            .map(|n| LogRecord {
+                trace_id: trace_id(n).to_vec(),
+                span_id: [1; 8].to_vec(),
+                time_unix_nano: 1_700_000_000_000_000_000 + u64::from(round),
+                severity_text: "INFO".into(),
+                body: opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            format!("log {round}"),
+                        ),
+                    ),
+                }
+                .into(),
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: service_spans("svc", Vec::new()).resource,
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        post("/v1/logs", req.encode_to_vec()).await;
+    }
+    // No waiting: shutdown must drain what is still queued for either backend.
+    agent.shutdown().await;
+
+    let ids: Vec<String> = (0..N).map(|n| hex(&trace_id(n))).collect();
+    let (q1, q2) = (gw1.addr("query").unwrap(), gw2.addr("query").unwrap());
+    let (on1, on2) = eventually("every span at the gateways", async || {
+        let (a, b) = (stored(q1, &ids).await, stored(q2, &ids).await);
+        let total: u64 = a.values().chain(b.values()).sum();
+        (total == N as u64).then_some((a, b))
+    })
+    .await;
+    assert!(!on1.is_empty() && !on2.is_empty(), "both gateways used");
+    for id in &ids {
+        let (with, without) = if on1.contains_key(id) {
+            (q1, q2)
+        } else {
+            (q2, q1)
+        };
+        eventually("the trace's logs beside its spans", async || {
+            (logs_of(with, id).await == 2).then_some(())
+        })
+        .await;
+        assert_eq!(
+            logs_of(without, id).await,
+            0,
+            "trace {id}'s logs on one gateway"
+        );
+    }
+    gw1.shutdown().await;
+    gw2.shutdown().await;
 }
