@@ -6,7 +6,8 @@
 //! reference in a YAML comment is not one), not a text scan. The collector's own telemetry
 //! variables are listed from what `telemetry::TelemetryConfig::from_env` and the telemetry kit
 //! read ([`TELEMETRY_VARS`]), and the OpenTelemetry SDK knobs the exporter crates read once
-//! the collector's own export is on ([`TELEMETRY_SDK_VARS`]).
+//! the collector's own export is on ([`TELEMETRY_SDK_VARS`]), then what the runtime
+//! ([`RUNTIME_VARS`]) and the HTTP client's proxy support ([`HTTP_CLIENT_VARS`]) read.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -66,6 +67,28 @@ pub const TELEMETRY_SDK_VARS: &[&str] = &[
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
 ];
 
+/// Read by the runtime: tokio's multi-thread runtime (`TOKIO_WORKER_THREADS`) and the standard
+/// library's panic handler (`RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`).
+pub const RUNTIME_VARS: &[&str] = &[
+    "TOKIO_WORKER_THREADS",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+];
+
+/// Read by reqwest (through hyper-util's proxy matcher) whenever an HTTP client is built: the
+/// `otlphttp` exporter's, and the telemetry kit's for OTLP/HTTP self-export.
+pub const HTTP_CLIENT_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUEST_METHOD",
+];
+
 /// One environment variable the process reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
@@ -75,7 +98,7 @@ pub struct Setting {
     /// `flag` / `env` / `default` for `COLLECTOR_CONFIG`; `env` / `default` for config
     /// references; `env` / `unset` for telemetry variables.
     pub source: &'static str,
-    /// Who reads it: `cli`, `config`, `telemetry` or `telemetry-sdk`.
+    /// Who reads it: `cli`, `config`, `telemetry`, `telemetry-sdk`, `runtime` or `http-client`.
     pub read_by: &'static str,
 }
 
@@ -174,6 +197,8 @@ pub fn print_config(
     for (vars, read_by) in [
         (TELEMETRY_VARS, "telemetry"),
         (TELEMETRY_SDK_VARS, "telemetry-sdk"),
+        (RUNTIME_VARS, "runtime"),
+        (HTTP_CLIENT_VARS, "http-client"),
     ] {
         for var in vars {
             if settings.iter().any(|s| s.env == *var) {
@@ -242,6 +267,18 @@ mod tests {
         assert!(get("IN_A_COMMENT").is_none(), "comments are not read");
         assert_eq!(get("RUST_LOG").unwrap().source, "env");
         assert_eq!(get("OTEL_SERVICE_NAME").unwrap().source, "unset");
+        for v in [
+            "OTEL_BSP_SCHEDULE_DELAY",
+            "TOKIO_WORKER_THREADS",
+            "HTTPS_PROXY",
+        ] {
+            assert_eq!(get(v).unwrap().source, "unset", "{v}");
+        }
+        let mut names: Vec<&str> = p.settings.iter().map(|s| s.env.as_str()).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "each variable once");
         assert_eq!(
             p.config["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
             "127.0.0.1:9999"
