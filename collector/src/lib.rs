@@ -4,7 +4,7 @@
 //! Code tour: [`config`] (YAML schema, env substitution, validation with file/line/key path),
 //! [`pipeline`] (consumer contract, fan-out, graph wiring, self-metrics), [`receivers`],
 //! [`processors`], [`exporters`], [`connectors`], [`extensions`], and [`Collector`] (start,
-//! bound addresses, ordered shutdown).
+//! bound addresses, ordered shutdown); [`settings`] backs `--print-config`.
 pub mod app;
 pub mod config;
 pub mod connectors;
@@ -15,6 +15,7 @@ pub mod processors;
 pub mod query;
 pub mod receivers;
 pub mod sampling;
+pub mod settings;
 pub mod store;
 
 pub use app::{Collector, StartError, StartOptions};

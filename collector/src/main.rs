@@ -1,10 +1,12 @@
 //! The `collector` binary: `collector --config FILE` runs, `collector validate --config FILE`
-//! checks a config and exits non-zero with every problem found.
+//! checks a config and exits non-zero with every problem found, `collector --print-config`
+//! prints the validated config and every environment variable the process reads as JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,10 @@ struct Cli {
         global = true
     )]
     config: PathBuf,
+    /// Load and validate the config as a run would, print it and every environment variable the
+    /// collector reads as JSON, and exit (non-zero on an invalid config).
+    #[arg(long, global = true)]
+    print_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,7 +39,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if cli.print_config {
+        let source = match matches.value_source("config") {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "env",
+            _ => "default",
+        };
+        return print_config(&cli.config, source);
+    }
     let cfg = match collector::load_file(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +83,25 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(run(cfg))
+}
+
+fn print_config(path: &std::path::Path, source: &'static str) -> ExitCode {
+    match collector::settings::print_config(path, source, &|k| std::env::var(k).ok()) {
+        Ok(p) => match serde_json::to_string_pretty(&p) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot encode the config as JSON: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn run(cfg: collector::LoadedConfig) -> ExitCode {

@@ -274,3 +274,287 @@ fn invalid_yaml_is_reported_with_its_line() {
     assert!(e.issues[0].message.contains("invalid YAML"), "{e}");
     assert!(e.issues[0].line >= 2);
 }
+
+const LB_PIPELINES: &str = "service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [loadbalancing]}
+    logs: {receivers: [otlp], exporters: [loadbalancing]}
+";
+
+fn lb(exporter: &str) -> String {
+    format!(
+        "receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+{exporter}{LB_PIPELINES}"
+    )
+}
+
+#[test]
+fn loadbalancing_static_and_dns_configs_load() {
+    use collector::config::ExporterConfig;
+    use collector::exporters::loadbalancing::RoutingKey;
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    protocol:
+      otlp:
+        tls: {insecure: true}
+        timeout: 2s
+        sending_queue: {queue_size: 50}
+    resolver:
+      static:
+        hostnames: [\"127.0.0.1:14317\", gateway-1, \"[::1]:4317\"]
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    assert_eq!(c.routing_key(), RoutingKey::TraceId);
+    assert_eq!(c.protocol.otlp.sending_queue.queue_size, 50);
+    assert_eq!(
+        c.resolver.static_.as_ref().unwrap().hostnames,
+        ["127.0.0.1:14317", "gateway-1", "[::1]:4317"]
+    );
+
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    routing_key: service
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      dns:
+        hostname: tracelab-collector-gateway.tracelab.svc.cluster.local
+        port: 14317
+        interval: 2s
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    assert_eq!(c.routing_key(), RoutingKey::Service);
+    let dns = c.resolver.dns.as_ref().unwrap();
+    assert_eq!(dns.port, 14317);
+    assert_eq!(dns.interval, std::time::Duration::from_secs(2));
+    assert_eq!(dns.timeout, std::time::Duration::from_secs(1), "default");
+
+    // Defaults: port 4317, interval 5s.
+    let cfg = load_str(
+        &lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver: {dns: {hostname: gateways}}
+"),
+        "lb.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ExporterConfig::LoadBalancing(c) = cfg.exporters.values().next().unwrap() else {
+        panic!("not a loadbalancing exporter")
+    };
+    let dns = c.resolver.dns.as_ref().unwrap();
+    assert_eq!(
+        (dns.port, dns.interval),
+        (4317, std::time::Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn loadbalancing_needs_exactly_one_resolver() {
+    let both = err(&lb("  loadbalancing/agents:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver:
+      static: {hostnames: [a]}
+      dns: {hostname: b}
+")
+    .replace("[loadbalancing]", "[loadbalancing/agents]"));
+    let i = &both.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing/agents.resolver");
+    assert!(i.message.contains("exactly one resolver"), "{}", i.message);
+    assert!(both.to_string().contains("bad.yaml:8:"), "{both}");
+
+    let neither = err(&lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+"));
+    let i = &neither.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing.resolver");
+    assert_eq!(i.line, 6, "the component's line");
+    assert!(i.message.contains("exactly one resolver"), "{}", i.message);
+    assert!(neither.to_string().contains("bad.yaml:6:"), "{neither}");
+
+    let endpoint = err(&lb("  loadbalancing:
+    protocol: {otlp: {endpoint: 'x:4317'}}
+    resolver: {static: {hostnames: [a]}}
+"));
+    assert_eq!(
+        endpoint.issues[0].path,
+        "exporters.loadbalancing.protocol.otlp.endpoint"
+    );
+}
+
+#[test]
+fn loadbalancing_unknown_key_names_file_and_line() {
+    let e = err(&lb("  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver:
+      static:
+        hostnames: [a]
+        hostname: b
+"));
+    let i = &e.issues[0];
+    assert_eq!(i.path, "exporters.loadbalancing.resolver.static.hostname");
+    assert_eq!(i.line, 11);
+    assert!(i.message.contains("unknown field"), "{}", i.message);
+    assert!(e.to_string().contains("bad.yaml:11:"), "{e}");
+
+    let k8s = err(&lb("  loadbalancing:
+    resolver:
+      k8s: {service: gw}
+"));
+    assert_eq!(k8s.issues[0].path, "exporters.loadbalancing.resolver.k8s");
+    assert!(
+        k8s.issues[0].message.contains("dns"),
+        "{}",
+        k8s.issues[0].message
+    );
+}
+
+#[test]
+fn loadbalancing_refuses_metrics_pipelines_naming_the_component() {
+    let e = err("receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  loadbalancing:
+    protocol: {otlp: {tls: {insecure: true}}}
+    resolver: {static: {hostnames: [a]}}
+service:
+  pipelines:
+    metrics: {receivers: [otlp], exporters: [loadbalancing]}
+");
+    let i = &e.issues[0];
+    assert_eq!(i.path, "service.pipelines.metrics.exporters[0]");
+    assert!(
+        i.message.contains("`loadbalancing`") && i.message.contains("metrics"),
+        "{}",
+        i.message
+    );
+}
+
+fn print_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_collector"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for v in [
+        "COLLECTOR_CONFIG",
+        "COLLECTOR_OTLP_GRPC_ENDPOINT",
+        "COLLECTOR_QUERY_ENDPOINT",
+        "RUST_LOG",
+        "OTEL_SERVICE_NAME",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the collector binary runs")
+}
+
+fn setting<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env"] == name)
+        .unwrap_or_else(|| panic!("{name} not in settings: {doc}"))
+}
+
+#[test]
+fn print_config_lists_every_variable_with_its_source() {
+    let out = print_config(
+        &["--print-config", "--config", "config/default.yaml"],
+        &[
+            ("COLLECTOR_QUERY_ENDPOINT", "127.0.0.1:26686"),
+            ("OTEL_SERVICE_NAME", "collector-under-test"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(doc["binary"], "collector");
+    assert_eq!(doc["config_file"], "config/default.yaml");
+    let cfg = setting(&doc, "COLLECTOR_CONFIG");
+    assert_eq!(
+        (&cfg["value"], &cfg["source"]),
+        (&"config/default.yaml".into(), &"flag".into())
+    );
+    let q = setting(&doc, "COLLECTOR_QUERY_ENDPOINT");
+    assert_eq!(q["value"], "127.0.0.1:26686");
+    assert_eq!(q["source"], "env");
+    let g = setting(&doc, "COLLECTOR_OTLP_GRPC_ENDPOINT");
+    assert_eq!(g["value"], "0.0.0.0:4317");
+    assert_eq!(g["source"], "default");
+    assert_eq!(setting(&doc, "OTEL_SERVICE_NAME")["source"], "env");
+    assert_eq!(
+        setting(&doc, "OTEL_SERVICE_NAME")["value"],
+        "collector-under-test"
+    );
+    assert_eq!(setting(&doc, "RUST_LOG")["source"], "unset");
+    assert!(setting(&doc, "RUST_LOG")["value"].is_null());
+    assert_eq!(
+        doc["config"]["exporters"]["tracelab"]["query"]["endpoint"], "127.0.0.1:26686",
+        "the effective config, after substitution"
+    );
+    // Every `${env:...}` of the file is listed, once.
+    let text = std::fs::read_to_string(format!(
+        "{}/config/default.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let names: Vec<&str> = doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["env"].as_str().unwrap())
+        .collect();
+    for part in text.split("${env:").skip(1) {
+        let name = part.split([':', '}']).next().unwrap();
+        assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name}");
+    }
+}
+
+#[test]
+fn print_config_takes_the_config_from_the_environment_and_fails_on_a_bad_one() {
+    let out = print_config(
+        &["--print-config"],
+        &[("COLLECTOR_CONFIG", "config/default.yaml")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(setting(&doc, "COLLECTOR_CONFIG")["source"], "env");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "receivers:\n  otlp:\n    protocols: {grpc: {bogus: 1}}\n",
+    )
+    .unwrap();
+    let out = print_config(&["--print-config", "-c", bad.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing printed on stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:3:"), "{stderr}");
+}

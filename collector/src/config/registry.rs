@@ -7,6 +7,7 @@ use super::{FieldError, SignalKind, parse_component};
 use crate::connectors::spanmetrics::SpanMetricsConfig;
 use crate::exporters::debug::DebugExporterConfig;
 use crate::exporters::file::FileExporterConfig;
+use crate::exporters::loadbalancing::LoadBalancingExporterConfig;
 use crate::exporters::otlp::{OtlpExporterConfig, OtlpHttpExporterConfig};
 use crate::exporters::prometheus::PrometheusExporterConfig;
 use crate::exporters::tracelab::TracelabExporterConfig;
@@ -90,6 +91,8 @@ pub enum ExporterConfig {
     /// `debug`, or its old name `logging`.
     Debug(DebugExporterConfig),
     File(FileExporterConfig),
+    /// Routes by trace id (or service) to backends found by a resolver (traces and logs).
+    LoadBalancing(LoadBalancingExporterConfig),
     Otlp(OtlpExporterConfig),
     OtlpHttp(OtlpHttpExporterConfig),
     Prometheus(PrometheusExporterConfig),
@@ -103,7 +106,7 @@ impl ExporterConfig {
     pub fn supports(&self, signal: SignalKind) -> bool {
         match self {
             Self::Prometheus(_) => signal == SignalKind::Metrics,
-            Self::Tracelab(_) => signal != SignalKind::Metrics,
+            Self::Tracelab(_) | Self::LoadBalancing(_) => signal != SignalKind::Metrics,
             _ => true,
         }
     }
@@ -117,6 +120,10 @@ pub(crate) fn parse_exporter(ty: &str, v: Value) -> Result<ExporterConfig, Parse
                 .map(DebugExporterConfig::from_logging)?,
         ),
         "file" => ExporterConfig::File(parse_component(v, FileExporterConfig::validate)?),
+        "loadbalancing" => ExporterConfig::LoadBalancing(parse_component(
+            v,
+            LoadBalancingExporterConfig::validate,
+        )?),
         "otlp" | "otlp_grpc" => {
             ExporterConfig::Otlp(parse_component(v, OtlpExporterConfig::validate)?)
         }
@@ -135,7 +142,7 @@ pub(crate) fn parse_exporter(ty: &str, v: Value) -> Result<ExporterConfig, Parse
         }
         _ => {
             return Err(ParseError::UnknownType(
-                "debug, file, logging, nop, otlp, otlphttp, prometheus, tracelab",
+                "debug, file, loadbalancing, logging, nop, otlp, otlphttp, prometheus, tracelab",
             ));
         }
     })

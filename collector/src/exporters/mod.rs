@@ -2,6 +2,7 @@
 
 pub mod debug;
 pub mod file;
+pub mod loadbalancing;
 pub mod otlp;
 pub mod prometheus;
 pub mod tracelab;

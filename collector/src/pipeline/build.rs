@@ -36,6 +36,7 @@ use crate::connectors::spanmetrics::{SpanMetricsConnector, SpanMetricsInput};
 use crate::exporters::NopExporter;
 use crate::exporters::debug::DebugExporter;
 use crate::exporters::file::FileExporter;
+use crate::exporters::loadbalancing::LoadBalancer;
 use crate::exporters::otlp::{GrpcTransport, HttpTransport, OtlpGrpcSignal, QueuedSender};
 use crate::exporters::prometheus::{PrometheusConsumer, PrometheusExporter};
 use crate::exporters::tracelab::TracelabExporter;
@@ -256,6 +257,32 @@ impl Builder<'_> {
                 );
                 self.metrics.register_queue(labels, s.gauge.clone());
                 (s, true)
+            }
+            ExporterConfig::LoadBalancing(lb) => {
+                let c = match T::KIND {
+                    SignalKind::Traces => {
+                        let l = LoadBalancer::<ResourceSpans>::start(
+                            id.to_string(),
+                            lb,
+                            counters.clone(),
+                        )?;
+                        self.metrics.register_loadbalancer(labels, l.stats.clone());
+                        same::<ResourceSpans, T>(l, "loadbalancing")?
+                    }
+                    SignalKind::Logs => {
+                        let l = LoadBalancer::<ResourceLogs>::start(
+                            id.to_string(),
+                            lb,
+                            counters.clone(),
+                        )?;
+                        self.metrics.register_loadbalancer(labels, l.stats.clone());
+                        same::<ResourceLogs, T>(l, "loadbalancing")?
+                    }
+                    SignalKind::Metrics => {
+                        return Err(format!("exporter {id} does not take metrics"));
+                    }
+                };
+                (c, true)
             }
             ExporterConfig::Prometheus(p) => {
                 let exp = PrometheusExporter::new(p.clone());

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::ComponentCounters;
+use crate::exporters::loadbalancing::LbStats;
 use crate::exporters::otlp::QueueGauge;
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,7 @@ type Series = (&'static str, &'static str, fn(&ComponentCounters) -> u64);
 pub struct SelfMetrics {
     components: Mutex<Vec<(ComponentLabels, Arc<ComponentCounters>)>>,
     queues: Mutex<Vec<(ComponentLabels, Arc<QueueGauge>)>>,
+    loadbalancers: Mutex<Vec<(ComponentLabels, Arc<LbStats>)>>,
 }
 
 impl SelfMetrics {
@@ -41,6 +43,23 @@ impl SelfMetrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((labels, q));
+    }
+
+    pub fn register_loadbalancer(&self, labels: ComponentLabels, s: Arc<LbStats>) {
+        self.loadbalancers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((labels, s));
+    }
+
+    /// Statistics of the loadbalancing exporter with this id and signal (tests, lab).
+    pub fn loadbalancer(&self, id: &str, signal: &str) -> Option<Arc<LbStats>> {
+        self.loadbalancers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(l, _)| l.id == id && l.signal == signal)
+            .map(|(_, s)| s.clone())
     }
 
     /// Counters of the first component with this id and signal (tests, lab).
@@ -118,6 +137,81 @@ impl SelfMetrics {
                 );
             }
         }
+        self.render_loadbalancers(&mut out);
         out
+    }
+
+    fn render_loadbalancers(&self, out: &mut String) {
+        let lbs = self.loadbalancers.lock().unwrap_or_else(|p| p.into_inner());
+        if lbs.is_empty() {
+            return;
+        }
+        let name = "tracelab_collector_loadbalancer_num_backends";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Backends the loadbalancing exporter currently routes to"
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (l, s) in lbs.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{component=\"{}\",signal=\"{}\"}} {}",
+                l.id,
+                l.signal,
+                s.backends.load(Ordering::Relaxed)
+            );
+        }
+        let name = "tracelab_collector_loadbalancer_num_resolutions_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} DNS resolutions of the loadbalancing exporter's resolver, by outcome"
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (l, s) in lbs.iter() {
+            for (outcome, n) in [
+                ("success", &s.resolutions.success),
+                ("failure", &s.resolutions.failure),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{component=\"{}\",signal=\"{}\",outcome=\"{outcome}\"}} {}",
+                    l.id,
+                    l.signal,
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let per: Vec<_> = lbs.iter().map(|(l, s)| (l, s.per_backend())).collect();
+        for (name, help, kind) in [
+            (
+                "tracelab_collector_loadbalancer_backend_items_total",
+                "Items the loadbalancing exporter queued for each backend",
+                "counter",
+            ),
+            (
+                "tracelab_collector_loadbalancer_backend_queue_size",
+                "Batches waiting in each current backend's sending queue",
+                "gauge",
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (l, backends) in &per {
+                for (endpoint, items, queue) in backends {
+                    let v = if kind == "counter" {
+                        Some(*items)
+                    } else {
+                        *queue
+                    };
+                    if let Some(v) = v {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{component=\"{}\",signal=\"{}\",endpoint=\"{endpoint}\"}} {v}",
+                            l.id, l.signal
+                        );
+                    }
+                }
+            }
+        }
     }
 }
