@@ -366,3 +366,30 @@ fn the_image_ships_every_binary_and_path_the_files_use() {
     }
     assert_eq!(stage.user.as_deref(), Some("10001:10001"), "the runtime runs as non-root");
 }
+
+#[test]
+fn prometheus_and_grafana_point_at_services_and_ports_compose_has() {
+    let c = Compose::load(&[]);
+    let exposed = |host: &str, port: u16| {
+        c.services
+            .iter()
+            .any(|s| s.name == host && s.expose.contains(&port))
+    };
+    let re = regex::Regex::new(r"(?:https?://)?([a-z][a-z0-9-]*):(\d+)").unwrap();
+    for file in [
+        "deploy/prometheus/prometheus.yml",
+        "deploy/grafana/provisioning/datasources/datasources.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let mut found = 0;
+        for cap in re.captures_iter(&text) {
+            let (host, port) = (&cap[1], cap[2].parse::<u16>().unwrap());
+            assert!(exposed(host, port), "{file} points at {host}:{port}, which no compose service exposes");
+            found += 1;
+        }
+        assert!(found >= 1, "{file}: no address found");
+    }
+    // The Grafana data source named after tracelab reads tracelab's query API.
+    let ds = std::fs::read_to_string(repo().join("deploy/grafana/provisioning/datasources/datasources.yaml")).unwrap();
+    assert!(ds.contains("url: http://tracelab-collector:16686"), "{ds}");
+}
