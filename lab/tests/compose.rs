@@ -1,7 +1,7 @@
 //! `docker-compose.yml` run as local processes. There is no Docker engine on our machines, so this
 //! test does what compose would, with the file's own words: each tracelab service's `command:` and
 //! `environment:` (on top of the Dockerfile's `ENV`), started in `depends_on` order, each waited
-//! for by running its own `healthcheck:` command within the retries the file allows; then seed
+//! for by running its own `healthcheck:` command until it succeeds (at most 3 minutes); then seed
 //! 000's checkout spec must pass through the gateway, the viewer must answer, and the `load`
 //! profile's loadgen command must run. A wrong variable, port, host name or path in the file fails
 //! here.
@@ -120,8 +120,7 @@ async fn wait_healthy(svc: &ComposeService, map: &Mapping, env: &[(String, Strin
         .iter()
         .map(|a| map.value(&svc.name, a))
         .collect();
-    // start_period + retries × interval, the most compose waits before calling it unhealthy;
-    // the file's values (5 s, 12 retries, ...), read loosely: 3 minutes caps every service.
+    // Longer than any start_period + retries × interval in the file (inventory's: 30 s + 24 × 5 s).
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last = String::new();
     while Instant::now() < deadline {
