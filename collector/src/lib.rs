@@ -19,4 +19,4 @@ pub mod settings;
 pub mod store;
 
 pub use app::{Collector, StartError, StartOptions};
-pub use config::{LoadedConfig, load_file, load_str};
+pub use config::{LoadedConfig, load_file, load_files, load_str};

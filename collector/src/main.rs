@@ -1,12 +1,12 @@
-//! The `collector` binary: `collector --config FILE` runs, `collector validate --config FILE`
-//! checks a config and exits non-zero with every problem found, `collector --print-config`
+//! The `collector` binary: `collector --config FILE` runs (`--config` may be repeated: the files
+//! are merged in order), `collector validate --config FILE` checks a config and exits non-zero with every problem found, `collector --print-config`
 //! prints the validated config and every environment variable the process reads as JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -15,15 +15,18 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "tracelab's OpenTelemetry-compatible collector"
 )]
 struct Cli {
-    /// Collector config (OpenTelemetry Collector YAML schema).
+    /// Collector config (OpenTelemetry Collector YAML schema). Repeat to merge several files in
+    /// order, as the OpenTelemetry Collector does: mappings merge key by key, a later file's
+    /// scalar or list replaces the earlier value. COLLECTOR_CONFIG holds one file (no list).
     #[arg(
         long,
         short,
         env = "COLLECTOR_CONFIG",
         default_value = "collector/config/default.yaml",
+        action = ArgAction::Append,
         global = true
     )]
-    config: PathBuf,
+    config: Vec<PathBuf>,
     /// Load and validate the config as a run would, print it and every environment variable the
     /// collector reads as JSON, and exit (non-zero on an invalid config).
     #[arg(long, global = true)]
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
         };
         return print_config(&cli.config, source);
     }
-    let cfg = match collector::load_file(&cli.config) {
+    let cfg = match collector::load_files(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -85,8 +88,8 @@ fn main() -> ExitCode {
     rt.block_on(run(cfg))
 }
 
-fn print_config(path: &std::path::Path, source: &'static str) -> ExitCode {
-    match collector::settings::print_config(path, source, &|k| std::env::var(k).ok()) {
+fn print_config(paths: &[PathBuf], source: &'static str) -> ExitCode {
+    match collector::settings::print_config(paths, source, &|k| std::env::var(k).ok()) {
         Ok(p) => match serde_json::to_string_pretty(&p) {
             Ok(json) => {
                 println!("{json}");

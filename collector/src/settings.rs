@@ -10,12 +10,12 @@
 //! ([`RUNTIME_VARS`]) and the HTTP client's proxy support ([`HTTP_CLIENT_VARS`]) read.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, ConfigIssue, yaml};
+use crate::config::ConfigError;
 
 /// The variable naming the config file (the `--config` flag's environment fallback).
 pub const CONFIG_VAR: &str = "COLLECTOR_CONFIG";
@@ -105,7 +105,10 @@ pub struct Setting {
 #[derive(Debug, Clone, Serialize)]
 pub struct PrintedConfig {
     pub binary: &'static str,
+    /// The config file; several merged files are joined with ` + ` (as in `validate`'s output).
     pub config_file: String,
+    /// Every config file, in merge order.
+    pub config_files: Vec<String>,
     pub settings: Vec<Setting>,
     pub config: Value,
 }
@@ -136,22 +139,19 @@ fn defaults_in(text: &str) -> Vec<(String, Option<String>)> {
     out
 }
 
-/// Loads and validates `path` as a run would (same loader, same environment), then describes
-/// it. `config_source` says where the path came from (`flag`, `env` or `default`).
+/// Loads and validates `paths` (merged in order) as a run would (same loader, same
+/// environment), then describes them. `config_source` says where the paths came from (`flag`,
+/// `env` or `default`).
 pub fn print_config(
-    path: &Path,
+    paths: &[PathBuf],
     config_source: &'static str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PrintedConfig, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        issues: vec![ConfigIssue {
-            file: name.clone(),
-            line: 0,
-            path: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        }],
-    })?;
+    let sources = crate::config::read_files(paths)?;
+    let sources: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let asked: RefCell<Vec<String>> = RefCell::new(Vec::new());
     let recording = |k: &str| {
         let mut a = asked.borrow_mut();
@@ -160,22 +160,16 @@ pub fn print_config(
         }
         env(k)
     };
-    crate::config::load_str_with_env(&text, &name, &recording)?;
-    let doc = yaml::parse(&text, env).map_err(|e| ConfigError {
-        issues: vec![ConfigIssue {
-            file: name.clone(),
-            line: e.line,
-            path: e.path,
-            message: e.message,
-        }],
-    })?;
+    crate::config::load_sources_with_env(&sources, &recording)?;
+    let doc = crate::config::merge_sources(&sources, env)?;
+    let names: Vec<String> = sources.iter().map(|(n, _)| n.to_string()).collect();
     let mut settings = vec![Setting {
         env: CONFIG_VAR.into(),
-        value: Some(name.clone()),
+        value: Some(names.join(",")),
         source: config_source,
         read_by: "cli",
     }];
-    let defaults = defaults_in(&text);
+    let defaults: Vec<_> = sources.iter().flat_map(|(_, t)| defaults_in(t)).collect();
     for var in asked.into_inner() {
         let default = defaults
             .iter()
@@ -215,7 +209,8 @@ pub fn print_config(
     }
     Ok(PrintedConfig {
         binary: "collector",
-        config_file: name,
+        config_file: names.join(" + "),
+        config_files: names,
         settings,
         config: doc.value,
     })
@@ -251,7 +246,7 @@ mod tests {
             "RUST_LOG" => Some("debug".to_string()),
             _ => None,
         };
-        let p = print_config(&path, "flag", &env).unwrap();
+        let p = print_config(&[path], "flag", &env).unwrap();
         let get = |n: &str| p.settings.iter().find(|s| s.env == n).cloned();
         assert_eq!(get("COLLECTOR_CONFIG").unwrap().source, "flag");
         let grpc = get("GRPC").unwrap();

@@ -1,8 +1,10 @@
 //! Collector configuration: the OpenTelemetry-Collector YAML schema, env substitution and validation.
 //!
-//! `load_file` / `load_str` parse the YAML (with a line for every key path, see [`yaml`]),
-//! substitute `${env:VAR}`, deserialize every component into its typed config (each one
-//! `deny_unknown_fields`, through `serde_path_to_error`), run each component's `validate()` and
+//! `load_file` / `load_files` / `load_str` parse the YAML (with a line for every key path, see
+//! [`yaml`]), substitute `${env:VAR}`, merge several files in order as the OpenTelemetry
+//! Collector does ([`merge_sources`]: every key path remembers its file and line), deserialize
+//! every component into its typed config (each one `deny_unknown_fields`, through
+//! `serde_path_to_error`), run each component's `validate()` and
 //! check the `service.pipelines` graph. Every problem becomes a [`ConfigIssue`] naming the file,
 //! the line, the full key path and what was expected; all issues are collected, not just the first.
 
@@ -12,7 +14,7 @@ pub mod yaml;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -201,7 +203,8 @@ struct ServiceSection {
 /// A config that loaded and validated: typed components and the pipeline graph.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
-    /// The file name (or the name given to `load_str`), used in messages.
+    /// The file name (or the name given to `load_str`), used in messages; several merged files
+    /// are joined with ` + ` (`gateway.yaml + tail-sampling.yaml`).
     pub source: String,
     pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
     pub processors: BTreeMap<ComponentId, ProcessorConfig>,
@@ -216,17 +219,49 @@ pub struct LoadedConfig {
 
 /// Reads and validates a config file.
 pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedConfig, ConfigError> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        issues: vec![ConfigIssue {
-            file: name.clone(),
+    load_files(&[path.as_ref().to_path_buf()])
+}
+
+/// Reads several config files, merges them in order (see [`merge_sources`]) and validates the
+/// result. Every issue names the file and line its key came from.
+pub fn load_files(paths: &[PathBuf]) -> Result<LoadedConfig, ConfigError> {
+    let sources = read_files(paths)?;
+    let refs: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    load_sources_with_env(&refs, &|k| std::env::var(k).ok())
+}
+
+/// The text of every file, as `(name, text)`; every file that cannot be read is an issue.
+pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut sources = Vec::new();
+    let mut issues = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((name, text)),
+            Err(e) => issues.push(ConfigIssue {
+                file: name,
+                line: 0,
+                path: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }),
+        }
+    }
+    if paths.is_empty() {
+        issues.push(ConfigIssue {
+            file: String::new(),
             line: 0,
             path: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        }],
-    })?;
-    load_str(&text, &name)
+            message: "no config file given".into(),
+        });
+    }
+    if issues.is_empty() {
+        Ok(sources)
+    } else {
+        Err(ConfigError { issues })
+    }
 }
 
 /// Validates a config given as text; `name` stands for the file in messages.
@@ -240,16 +275,51 @@ pub fn load_str_with_env(
     name: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, ConfigError> {
-    let doc = yaml::parse(yaml, env).map_err(|e| ConfigError {
-        issues: vec![ConfigIssue {
-            file: name.to_string(),
-            line: e.line,
-            path: e.path,
-            message: e.message,
-        }],
-    })?;
+    load_sources_with_env(&[(name, yaml)], env)
+}
+
+/// Parses every `(name, text)` source (each with its own `${env:...}` substitution) and merges
+/// them in order as the OpenTelemetry Collector's confmap does: mappings merge key by key,
+/// recursively; a later scalar, sequence or null replaces the earlier value. The document
+/// records, for every key path, the file (index into `sources`) and line it came from. Parse
+/// errors of every file are reported.
+pub fn merge_sources(
+    sources: &[(&str, &str)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<yaml::Document, ConfigError> {
+    let mut docs = Vec::new();
+    let mut issues = Vec::new();
+    for (name, text) in sources {
+        match yaml::parse(text, env) {
+            Ok(doc) => docs.push(doc),
+            Err(e) => issues.push(ConfigIssue {
+                file: name.to_string(),
+                line: e.line,
+                path: e.path,
+                message: e.message,
+            }),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ConfigError { issues });
+    }
+    let mut docs = docs.into_iter().enumerate();
+    let mut merged = docs.next().map(|(_, d)| d).unwrap_or_default();
+    for (i, doc) in docs {
+        merged.merge(doc, i);
+    }
+    Ok(merged)
+}
+
+/// Merges and validates several `(name, text)` sources with an explicit environment.
+pub fn load_sources_with_env(
+    sources: &[(&str, &str)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, ConfigError> {
+    let doc = merge_sources(sources, env)?;
+    let files: Vec<String> = sources.iter().map(|(n, _)| n.to_string()).collect();
     let mut l = Loader {
-        file: name.to_string(),
+        files: &files,
         doc: &doc,
         issues: Vec::new(),
         broken: HashSet::new(),
@@ -258,13 +328,15 @@ pub fn load_str_with_env(
     if l.issues.is_empty() {
         Ok(cfg)
     } else {
-        l.issues.sort_by_key(|i| i.line);
-        Err(ConfigError { issues: l.issues })
+        let mut issues = l.issues;
+        issues.sort_by_key(|i| (files.iter().position(|f| *f == i.file), i.line));
+        Err(ConfigError { issues })
     }
 }
 
 struct Loader<'d> {
-    file: String,
+    /// The files merged, in order (their names, for messages).
+    files: &'d [String],
     doc: &'d yaml::Document,
     issues: Vec<ConfigIssue>,
     /// Component ids that are present but failed to parse: already reported, so pipelines
@@ -298,9 +370,9 @@ pub(crate) fn parse_component<T: DeserializeOwned>(
 
 impl Loader<'_> {
     fn issue(&mut self, path: String, message: impl Into<String>) {
-        let line = self.doc.line_of(&path);
+        let (file, line) = self.doc.locate(&path);
         self.issues.push(ConfigIssue {
-            file: self.file.clone(),
+            file: self.files.get(file).cloned().unwrap_or_default(),
             line,
             path,
             message: message.into(),
@@ -309,7 +381,7 @@ impl Loader<'_> {
 
     fn load(&mut self) -> LoadedConfig {
         let mut cfg = LoadedConfig {
-            source: self.file.clone(),
+            source: self.files.join(" + "),
             receivers: BTreeMap::new(),
             processors: BTreeMap::new(),
             exporters: BTreeMap::new(),

@@ -19,25 +19,106 @@ pub struct YamlError {
 }
 
 /// The parsed document: its JSON value and the line of every key path in it.
+///
+/// A document merged from several files ([`Document::merge`]) also records which file every
+/// key path came from (`files`: index of the file, in merge order; a path not in `files` came
+/// from the first file).
 #[derive(Debug, Default)]
 pub struct Document {
     pub value: Value,
     pub lines: HashMap<String, usize>,
+    pub files: HashMap<String, usize>,
 }
 
 impl Document {
     /// The line of `path`, or of its nearest ancestor that exists in the file (a missing
     /// field is reported at the line of the mapping that lacks it).
     pub fn line_of(&self, path: &str) -> usize {
+        self.locate(path).1
+    }
+
+    /// `(file index, line)` of `path`, or of its nearest ancestor present in the document.
+    pub fn locate(&self, path: &str) -> (usize, usize) {
         let mut p = path.to_string();
         loop {
             if let Some(l) = self.lines.get(&p) {
-                return *l;
+                return (self.files.get(&p).copied().unwrap_or(0), *l);
             }
             match parent_path(&p) {
                 Some(parent) => p = parent,
-                None => return self.lines.get("").copied().unwrap_or(1),
+                None => {
+                    return (
+                        self.files.get("").copied().unwrap_or(0),
+                        self.lines.get("").copied().unwrap_or(1),
+                    );
+                }
             }
+        }
+    }
+
+    /// Merges `later` (file number `file`) over `self` as the OpenTelemetry Collector's confmap
+    /// does: mappings merge key by key, recursively; any other value of `later` (scalar,
+    /// sequence, null) replaces the earlier one, and the earlier file's lines under it are
+    /// dropped. An empty `later` document changes nothing.
+    pub fn merge(&mut self, later: Document, file: usize) {
+        if later.value.is_null() {
+            return;
+        }
+        let mut at = Locations {
+            lines: &mut self.lines,
+            files: &mut self.files,
+            later: &later.lines,
+            file,
+        };
+        merge_value(&mut self.value, later.value, "", &mut at);
+    }
+}
+
+/// Where the merged document's locations are kept, and those of the file being merged in.
+struct Locations<'a> {
+    lines: &'a mut HashMap<String, usize>,
+    files: &'a mut HashMap<String, usize>,
+    later: &'a HashMap<String, usize>,
+    file: usize,
+}
+
+impl Locations<'_> {
+    /// `path` and everything under it now come from the later file.
+    fn take_from_later(&mut self, path: &str) {
+        self.lines.retain(|p, _| !is_under(p, path));
+        self.files.retain(|p, _| !is_under(p, path));
+        for (p, line) in self.later.iter().filter(|(p, _)| is_under(p, path)) {
+            self.lines.insert(p.clone(), *line);
+            self.files.insert(p.clone(), self.file);
+        }
+    }
+}
+
+/// Whether `p` is `path` or under it (`path.x`, `path[0]`; everything is under the root ``).
+fn is_under(p: &str, path: &str) -> bool {
+    path.is_empty()
+        || p.strip_prefix(path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+fn merge_value(base: &mut Value, later: Value, path: &str, at: &mut Locations<'_>) {
+    match (base, later) {
+        (Value::Object(b), Value::Object(l)) => {
+            for (key, v) in l {
+                let child = join_key(path, &key);
+                match b.get_mut(&key) {
+                    Some(existing) => merge_value(existing, v, &child, at),
+                    None => {
+                        at.take_from_later(&child);
+                        b.insert(key, v);
+                    }
+                }
+            }
+        }
+        (base, later) => {
+            // Replaced: the earlier file's lines under `path` no longer describe anything.
+            at.take_from_later(path);
+            *base = later;
         }
     }
 }
@@ -287,6 +368,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Documen
     Ok(Document {
         value: b.root.unwrap_or(Value::Null),
         lines: b.lines,
+        files: HashMap::new(),
     })
 }
 
@@ -424,5 +506,55 @@ mod tests {
         let err = parse("a:\n  b: ${env:MISSING}\n", &no_env).unwrap_err();
         assert_eq!(err.line, 2);
         assert_eq!(err.path, "a.b");
+    }
+
+    #[test]
+    fn merge_maps_key_by_key_and_later_scalars_and_sequences_win() {
+        let mut doc = parse(
+            "a:\n  keep: 1\n  over: 2\n  list:\n    - x: 1\n    - x: 2\n    - x: 3\n  map: {m: 1}\nonly_first: true\n",
+            &no_env,
+        )
+        .unwrap();
+        let later = parse(
+            "# second file\na:\n  over: 20\n  list: [9]\n  map:\n    n: 2\n  new: {deep: 1}\n",
+            &no_env,
+        )
+        .unwrap();
+        doc.merge(later, 1);
+        assert_eq!(
+            doc.value,
+            serde_json::json!({
+                "a": {"keep": 1, "over": 20, "list": [9], "map": {"m": 1, "n": 2}, "new": {"deep": 1}},
+                "only_first": true
+            })
+        );
+        // Merged mappings keep the first file's line; everything else says where it came from.
+        assert_eq!(doc.locate("a"), (0, 1));
+        assert_eq!(doc.locate("a.keep"), (0, 2));
+        assert_eq!(doc.locate("a.over"), (1, 3));
+        assert_eq!(doc.locate("a.map.m"), (0, 8));
+        assert_eq!(doc.locate("a.map.n"), (1, 6));
+        assert_eq!(doc.locate("a.new.deep.missing"), (1, 7));
+        assert_eq!(doc.locate("only_first"), (0, 9));
+        // The replaced sequence: the first file's items are gone, not reported at stale lines.
+        assert_eq!(doc.locate("a.list"), (1, 4));
+        assert_eq!(doc.locate("a.list[0]"), (1, 4));
+        assert_eq!(doc.locate("a.list[2].x"), (1, 4));
+        assert!(!doc.lines.contains_key("a.list[1].x"));
+    }
+
+    #[test]
+    fn merge_null_replaces_and_an_empty_file_changes_nothing() {
+        let mut doc = parse("e:\n  debug: {verbosity: detailed}\n", &no_env).unwrap();
+        doc.merge(parse("# nothing\n", &no_env).unwrap(), 1);
+        assert_eq!(doc.value["e"]["debug"]["verbosity"], "detailed");
+        doc.merge(parse("e:\n  debug:\n", &no_env).unwrap(), 2);
+        assert_eq!(doc.value, serde_json::json!({"e": {"debug": null}}));
+        assert_eq!(doc.locate("e.debug.verbosity"), (2, 2));
+        // A first file that is empty takes everything from the next.
+        let mut doc = parse("", &no_env).unwrap();
+        doc.merge(parse("\nx: 1\n", &no_env).unwrap(), 1);
+        assert_eq!(doc.value, serde_json::json!({"x": 1}));
+        assert_eq!(doc.locate("x"), (1, 2));
     }
 }
