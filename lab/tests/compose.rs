@@ -56,7 +56,10 @@ impl Mapping {
             v = "127.0.0.1".into();
         }
         for (db, local) in &self.databases {
-            v = v.replace(&format!("127.0.0.1:5432/{db}"), &format!("127.0.0.1:5432/{local}"));
+            v = v.replace(
+                &format!("127.0.0.1:5432/{db}"),
+                &format!("127.0.0.1:5432/{local}"),
+            );
         }
         self.path(&v)
     }
@@ -112,7 +115,12 @@ fn start_order<'a>(services: &[&'a ComposeService]) -> Vec<&'a ComposeService> {
 }
 
 /// Runs `svc`'s healthcheck command until it succeeds, for at most what the file allows.
-async fn wait_healthy(svc: &ComposeService, map: &Mapping, env: &[(String, String)], started: &[Supervised]) {
+async fn wait_healthy(
+    svc: &ComposeService,
+    map: &Mapping,
+    env: &[(String, String)],
+    started: &[Supervised],
+) {
     let argv: Vec<String> = svc
         .healthcheck
         .as_ref()
@@ -125,7 +133,12 @@ async fn wait_healthy(svc: &ComposeService, map: &Mapping, env: &[(String, Strin
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Some(dead) = started.iter().find(|c| c.has_exited()) {
-            panic!("{} exited while {} started:\n{}", dead.name, svc.name, dead.tail().join("\n"));
+            panic!(
+                "{} exited while {} started:\n{}",
+                dead.name,
+                svc.name,
+                dead.tail().join("\n")
+            );
         }
         let out = tokio::process::Command::new(map.program(&argv[0]))
             .args(&argv[1..])
@@ -145,12 +158,18 @@ async fn wait_healthy(svc: &ComposeService, map: &Mapping, env: &[(String, Strin
         .find(|c| c.name == svc.name)
         .map(|c| c.tail().join("\n"))
         .unwrap_or_default();
-    panic!("{} never became healthy ({argv:?}: {last}); its last lines:\n{tail}", svc.name);
+    panic!(
+        "{} never became healthy ({argv:?}: {last}); its last lines:\n{tail}",
+        svc.name
+    );
 }
 
 /// Creates the compose file's PostgreSQL role and, per `DATABASE_URL`, a database of this run on the
 /// local server; returns file database → local database.
-async fn local_databases(compose: &Compose, admin: &mut sqlx::postgres::PgConnection) -> HashMap<String, String> {
+async fn local_databases(
+    compose: &Compose,
+    admin: &mut sqlx::postgres::PgConnection,
+) -> HashMap<String, String> {
     let pg = compose.service("postgres");
     let user = pg
         .environment
@@ -228,7 +247,8 @@ impl Run {
             for &p in &s.expose {
                 let f = free_port();
                 own.insert(p, f);
-                map.addrs.push((format!("{}:{p}", s.name), format!("127.0.0.1:{f}")));
+                map.addrs
+                    .push((format!("{}:{p}", s.name), format!("127.0.0.1:{f}")));
             }
             map.own.insert(s.name.clone(), own);
         }
@@ -237,7 +257,9 @@ impl Run {
         for (from, src, dst) in &image.copies {
             let host = match from.as_deref() {
                 Some("builder") => {
-                    let rel = src.strip_prefix("/src/").expect("builder paths are under /src");
+                    let rel = src
+                        .strip_prefix("/src/")
+                        .expect("builder paths are under /src");
                     match rel.strip_prefix("target/release/") {
                         Some(b) => bin.join(b),
                         None => target.join(rel.strip_prefix("target/").unwrap_or(rel)),
@@ -348,7 +370,10 @@ async fn compose_services_run_as_processes_and_produce_a_complete_checkout_trace
         .await
         .expect("PostgreSQL admin connection");
     let databases = local_databases(&compose, &mut admin).await;
-    let names: Vec<&str> = compose.tracelab_services().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = compose
+        .tracelab_services()
+        .map(|s| s.name.as_str())
+        .collect();
     let run = Run::start(
         &compose,
         &names,
@@ -359,12 +384,19 @@ async fn compose_services_run_as_processes_and_produce_a_complete_checkout_trace
     )
     .await;
 
-    let spec = lab::Spec::from_file(&repo().join("lab/specs/checkout.yaml")).expect("checkout spec");
-    let outcome = lab::SpecRunner::new(run.url("api-gateway", 8080), run.url("tracelab-collector", 16686))
-        .run(&spec)
-        .await;
+    let spec =
+        lab::Spec::from_file(&repo().join("lab/specs/checkout.yaml")).expect("checkout spec");
+    let outcome = lab::SpecRunner::new(
+        run.url("api-gateway", 8080),
+        run.url("tracelab-collector", 16686),
+    )
+    .run(&spec)
+    .await;
     if let Err(e) = &outcome.result {
-        panic!("the checkout spec failed on the compose stack:\n{e}\n{}", run.tails());
+        panic!(
+            "the checkout spec failed on the compose stack:\n{e}\n{}",
+            run.tails()
+        );
     }
     let page = reqwest::get(run.url("viewer", 3000)).await.expect("viewer");
     assert!(page.status().is_success(), "viewer: {}", page.status());
@@ -395,8 +427,15 @@ async fn compose_services_run_as_processes_and_produce_a_complete_checkout_trace
         serde_json::from_str(&std::fs::read_to_string(summary_path).expect("loadgen summary"))
             .expect("summary JSON");
     // 5 req/s for 3 s: 15 planned, every one answered as its scenario expects.
-    assert!(summary["sent"].as_u64() >= Some(10), "loadgen sent too little: {summary}");
-    assert_eq!(summary["errors"].as_u64(), Some(0), "loadgen saw errors: {summary}");
+    assert!(
+        summary["sent"].as_u64() >= Some(10),
+        "loadgen sent too little: {summary}"
+    );
+    assert_eq!(
+        summary["errors"].as_u64(),
+        Some(0),
+        "loadgen saw errors: {summary}"
+    );
 
     run.stop().await;
     for local in databases.values() {
@@ -481,10 +520,16 @@ async fn backends_profile_exports_to_jaeger_and_serves_what_the_dashboard_querie
     assert!(resp.status().is_success(), "{}", resp.status());
 
     // Both stores have the trace: tracelab's and the one standing in for Jaeger.
-    for base in [run.url("tracelab-collector", 16686), format!("http://127.0.0.1:{query}")] {
+    for base in [
+        run.url("tracelab-collector", 16686),
+        format!("http://127.0.0.1:{query}"),
+    ] {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let r = http.get(format!("{base}/api/traces/{trace_id}")).send().await;
+            let r = http
+                .get(format!("{base}/api/traces/{trace_id}"))
+                .send()
+                .await;
             if r.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
@@ -500,7 +545,8 @@ async fn backends_profile_exports_to_jaeger_and_serves_what_the_dashboard_querie
 
     // The dashboard's metrics, as Prometheus 3 asks for them (OpenMetrics first).
     let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("deploy/grafana/dashboards/tracelab-red.json")).unwrap(),
+        &std::fs::read_to_string(repo().join("deploy/grafana/dashboards/tracelab-red.json"))
+            .unwrap(),
     )
     .unwrap();
     let exprs: Vec<String> = dashboard["panels"]
@@ -521,7 +567,10 @@ async fn backends_profile_exports_to_jaeger_and_serves_what_the_dashboard_querie
     let text = loop {
         let text = http
             .get(format!("{}/metrics", run.url("tracelab-collector", 8889)))
-            .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
             .send()
             .await
             .expect("metrics")
@@ -531,10 +580,17 @@ async fn backends_profile_exports_to_jaeger_and_serves_what_the_dashboard_querie
         if wanted.iter().all(|m| text.contains(&format!("{m}{{"))) {
             break text;
         }
-        assert!(Instant::now() < deadline, "the dashboard queries {wanted:?}; :8889 serves:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard queries {wanted:?}; :8889 serves:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    for label in ["service_name=\"api-gateway\"", "span_kind=\"SPAN_KIND_SERVER\"", "span_name=\"POST /orders\""] {
+    for label in [
+        "service_name=\"api-gateway\"",
+        "span_kind=\"SPAN_KIND_SERVER\"",
+        "span_name=\"POST /orders\"",
+    ] {
         assert!(text.contains(label), "no {label} in:\n{text}");
     }
     run.stop().await;

@@ -61,10 +61,18 @@ fn compose_pins_every_image_limits_memory_and_waits_for_health() {
         for (dep, cond) in &s.depends_on {
             let d = c.service(dep);
             if cond == "service_healthy" {
-                assert!(d.healthcheck.is_some(), "{} waits for {dep}'s health, which has no healthcheck", s.name);
+                assert!(
+                    d.healthcheck.is_some(),
+                    "{} waits for {dep}'s health, which has no healthcheck",
+                    s.name
+                );
             }
             if c.tracelab_services().any(|t| t.name == s.name) && d.profiles.is_empty() {
-                assert_eq!(cond, "service_healthy", "{} → {dep}: wait for health, not start", s.name);
+                assert_eq!(
+                    cond, "service_healthy",
+                    "{} → {dep}: wait for health, not start",
+                    s.name
+                );
             }
         }
     }
@@ -106,7 +114,10 @@ fn databases_are_the_ones_init_sql_creates() {
         .filter(|(k, _)| k == "DATABASE_URL")
         .map(|(_, v)| db_of(&v))
         .collect();
-    assert_eq!(compose, created, "docker-compose.yml's DATABASE_URLs vs init.sql");
+    assert_eq!(
+        compose, created,
+        "docker-compose.yml's DATABASE_URLs vs init.sql"
+    );
     for overlay in OVERLAYS {
         let k8s: BTreeSet<String> = containers(&kustomize(overlay))
             .iter()
@@ -126,7 +137,9 @@ fn kustomize_renders_every_overlay_and_the_kubernetes_schemas_accept_it() {
             .arg("kustomize")
             .arg(repo().join(overlay)))
         .unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.path().join(format!("{}.yaml", overlay.replace('/', "_")));
+        let file = dir
+            .path()
+            .join(format!("{}.yaml", overlay.replace('/', "_")));
         std::fs::write(&file, out).unwrap();
         run(Command::new(tool("kubernetes-validate"))
             .args(["--strict", "--quiet"])
@@ -156,7 +169,10 @@ fn k8s_workloads_have_probes_limits_and_a_locked_down_security_context() {
                 for probe in ["readinessProbe", "livenessProbe"] {
                     assert!(!c[probe].is_badvalue(), "{id}: no {probe}");
                 }
-                assert!(!c["resources"]["limits"]["memory"].is_badvalue(), "{id}: no memory limit");
+                assert!(
+                    !c["resources"]["limits"]["memory"].is_badvalue(),
+                    "{id}: no memory limit"
+                );
                 assert_eq!(
                     c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
                     Some(false),
@@ -166,7 +182,11 @@ fn k8s_workloads_have_probes_limits_and_a_locked_down_security_context() {
         }
         for c in containers(&docs) {
             if c.image.contains("tracelab") {
-                assert!(c.read_only_root, "{overlay} {}: readOnlyRootFilesystem", c.id);
+                assert!(
+                    c.read_only_root,
+                    "{overlay} {}: readOnlyRootFilesystem",
+                    c.id
+                );
             }
         }
     }
@@ -176,7 +196,10 @@ fn k8s_workloads_have_probes_limits_and_a_locked_down_security_context() {
 fn host_path(path: &str, mounts: &[(String, PathBuf)]) -> String {
     for (dir, host) in mounts {
         if let Some(rest) = path.strip_prefix(dir.as_str()) {
-            return host.join(rest.trim_start_matches('/')).display().to_string();
+            return host
+                .join(rest.trim_start_matches('/'))
+                .display()
+                .to_string();
         }
     }
     path.to_string()
@@ -184,7 +207,10 @@ fn host_path(path: &str, mounts: &[(String, PathBuf)]) -> String {
 
 /// A compose service's argv and environment as its container gets them (the image's ENV, then the
 /// service's `environment:`), container paths of bind mounts mapped to the repository.
-fn compose_process(s: &ComposeService, image_env: &[(String, String)]) -> (Vec<String>, Vec<(String, String)>) {
+fn compose_process(
+    s: &ComposeService,
+    image_env: &[(String, String)],
+) -> (Vec<String>, Vec<(String, String)>) {
     let mounts: Vec<(String, PathBuf)> = s
         .volumes
         .iter()
@@ -271,7 +297,10 @@ fn every_variable_compose_and_k8s_set_is_one_its_binary_reads() {
         let (argv, env) = compose_process(s, &image_env);
         let printed = print_config(&bin, &argv, &env);
         for v in unread(&printed, &env, &[]) {
-            problems.push(format!("docker-compose.yml {}: {v} is set but {} does not read it", s.name, argv[0]));
+            problems.push(format!(
+                "docker-compose.yml {}: {v} is set but {} does not read it",
+                s.name, argv[0]
+            ));
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -288,7 +317,10 @@ fn every_variable_compose_and_k8s_set_is_one_its_binary_reads() {
                 .collect();
             let printed = print_config(&bin, &argv, &env);
             for v in unread(&printed, &env, &c.referenced_only) {
-                problems.push(format!("{overlay} {}: {v} is set but {} does not read it", c.id, argv[0]));
+                problems.push(format!(
+                    "{overlay} {}: {v} is set but {} does not read it",
+                    c.id, argv[0]
+                ));
             }
         }
     }
@@ -308,14 +340,21 @@ fn the_collectors_memory_limiter_fits_inside_its_container() {
     let c = Compose::load(&[]);
     let s = c.service("tracelab-collector");
     let limit = env_mib(&s.environment, "COLLECTOR_MEMORY_LIMIT_MIB") << 20;
-    assert!(limit < s.mem_limit.unwrap(), "compose: memory_limiter {limit} ≥ mem_limit");
+    assert!(
+        limit < s.mem_limit.unwrap(),
+        "compose: memory_limiter {limit} ≥ mem_limit"
+    );
     for overlay in OVERLAYS {
         for k in containers(&kustomize(overlay)) {
             if k.argv.first().map(String::as_str) == Some("collector") {
                 let l = env_mib(&k.env, "COLLECTOR_MEMORY_LIMIT_MIB") << 20;
                 let spike = env_mib(&k.env, "COLLECTOR_MEMORY_SPIKE_MIB") << 20;
                 assert!(spike < l, "{overlay} {}: spike ≥ limit", k.id);
-                assert!(l < k.memory_limit.unwrap(), "{overlay} {}: memory_limiter {l} ≥ the container's limit", k.id);
+                assert!(
+                    l < k.memory_limit.unwrap(),
+                    "{overlay} {}: memory_limiter {l} ≥ the container's limit",
+                    k.id
+                );
             }
         }
     }
@@ -339,12 +378,19 @@ fn the_image_ships_every_binary_and_path_the_files_use() {
         for (src, dst) in &s.volumes {
             if !src.starts_with("./") {
                 let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-                assert!(dockerfile.contains(dst.as_str()), "{}: volume target {dst} is not created (owned by the image's user) in the Dockerfile", s.name);
+                assert!(
+                    dockerfile.contains(dst.as_str()),
+                    "{}: volume target {dst} is not created (owned by the image's user) in the Dockerfile",
+                    s.name
+                );
             }
         }
         for (k, v) in &s.environment {
             if k == "LEPTOS_SITE_ROOT" {
-                assert!(stage.copies.iter().any(|(_, _, d)| d == v), "{v} is not in the image");
+                assert!(
+                    stage.copies.iter().any(|(_, _, d)| d == v),
+                    "{v} is not in the image"
+                );
             }
         }
     }
@@ -356,15 +402,26 @@ fn the_image_ships_every_binary_and_path_the_files_use() {
         }
     }
     let missing: Vec<&String> = used.difference(&bins).collect();
-    assert!(missing.is_empty(), "the Dockerfile does not copy {missing:?} into /usr/local/bin");
+    assert!(
+        missing.is_empty(),
+        "the Dockerfile does not copy {missing:?} into /usr/local/bin"
+    );
     // Each is a binary the workspace builds.
     for b in &bins {
         assert!(
-            stage.copies.iter().any(|(from, src, _)| from.as_deref() == Some("builder") && src == &format!("/src/target/release/{b}")),
+            stage
+                .copies
+                .iter()
+                .any(|(from, src, _)| from.as_deref() == Some("builder")
+                    && src == &format!("/src/target/release/{b}")),
             "{b} does not come from the builder's release build"
         );
     }
-    assert_eq!(stage.user.as_deref(), Some("10001:10001"), "the runtime runs as non-root");
+    assert_eq!(
+        stage.user.as_deref(),
+        Some("10001:10001"),
+        "the runtime runs as non-root"
+    );
 }
 
 #[test]
@@ -384,12 +441,18 @@ fn prometheus_and_grafana_point_at_services_and_ports_compose_has() {
         let mut found = 0;
         for cap in re.captures_iter(&text) {
             let (host, port) = (&cap[1], cap[2].parse::<u16>().unwrap());
-            assert!(exposed(host, port), "{file} points at {host}:{port}, which no compose service exposes");
+            assert!(
+                exposed(host, port),
+                "{file} points at {host}:{port}, which no compose service exposes"
+            );
             found += 1;
         }
         assert!(found >= 1, "{file}: no address found");
     }
     // The Grafana data source named after tracelab reads tracelab's query API.
-    let ds = std::fs::read_to_string(repo().join("deploy/grafana/provisioning/datasources/datasources.yaml")).unwrap();
+    let ds = std::fs::read_to_string(
+        repo().join("deploy/grafana/provisioning/datasources/datasources.yaml"),
+    )
+    .unwrap();
     assert!(ds.contains("url: http://tracelab-collector:16686"), "{ds}");
 }

@@ -264,7 +264,9 @@ pub fn interpolate(s: &str, vars: &HashMap<String, String>) -> Result<String, St
                     .cloned()
                     .unwrap_or_else(|| default.to_string())
             } else if let Some((name, default)) = expr.split_once('-') {
-                vars.get(name).cloned().unwrap_or_else(|| default.to_string())
+                vars.get(name)
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
             } else {
                 vars.get(expr)
                     .cloned()
@@ -584,8 +586,9 @@ pub fn print_config(bin_dir: &Path, argv: &[String], env: &[(String, String)]) -
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)));
     let out = run(&mut cmd).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("{argv:?} --print-config printed no settings JSON ({e}):\n{out}"))
+    serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!("{argv:?} --print-config printed no settings JSON ({e}):\n{out}")
+    })
 }
 
 /// The variables of `env` that `printed` does not list as read from the environment.
