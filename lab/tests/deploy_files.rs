@@ -296,10 +296,37 @@ fn every_variable_compose_and_k8s_set_is_one_its_binary_reads() {
     for s in compose.tracelab_services() {
         let (argv, env) = compose_process(s, &image_env);
         let printed = print_config(&bin, &argv, &env);
-        for v in unread(&printed, &env, &[]) {
+        // What the file sets; the image's ENV is the Dockerfile's (checked below).
+        let set: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| s.environment.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        for v in unread(&printed, &set, &[]) {
             problems.push(format!(
                 "docker-compose.yml {}: {v} is set but {} does not read it",
                 s.name, argv[0]
+            ));
+        }
+    }
+    // The image's ENV: each variable is read by a binary of the image that the files run.
+    for (k, _) in &image_env {
+        let readers: Vec<&str> = compose
+            .tracelab_services()
+            .filter(|s| {
+                let (argv, env) = compose_process(s, &image_env);
+                unread(
+                    &print_config(&bin, &argv, &env),
+                    &[(k.clone(), String::new())],
+                    &[],
+                )
+                .is_empty()
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if readers.is_empty() {
+            problems.push(format!(
+                "Dockerfile: ENV {k} is read by none of the binaries compose runs"
             ));
         }
     }
