@@ -148,7 +148,7 @@ pub fn settings(
             let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
             let flag = arg.get_long().map(|l| format!("--{l}"));
             // A global argument appears in every subcommand too: once is enough.
-            let seen = out.iter().any(|s| s.env == env && s.flag == flag);
+            let seen = arg.is_global_set() && out.iter().any(|s| s.env == env && s.flag == flag);
             if matches!(id, "help" | "version" | PRINT_CONFIG) || seen {
                 continue;
             }
