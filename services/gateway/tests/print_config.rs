@@ -15,7 +15,11 @@ fn gateway(env: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn tokens_are_redacted() {
     let out = gateway(&[("API_TOKENS", "s3cret-token=alice")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.contains("s3cret"), "{stdout}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
