@@ -9,12 +9,14 @@
 //! - [`spec`]: YAML specs (a request + assertions), run by `tracelab assert`.
 //! - [`launcher`]: [`Stack::start`] runs the platform as local processes (`tracelab up`).
 //! - [`harness`]: one such stack per test binary, for the workspace's end-to-end tests.
+//! - [`probe`]: `tracelab probe URL`, the containers' health check.
 
 pub mod assertions;
 pub mod client;
 pub mod harness;
 pub mod launcher;
 pub mod matcher;
+pub mod probe;
 pub mod spec;
 pub mod view;
 

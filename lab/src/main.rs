@@ -38,6 +38,9 @@ enum Command {
     Up(UpArgs),
     /// Run YAML trace specs (a request + assertions on its trace) against a running stack.
     Assert(AssertArgs),
+    /// GET URL: exit 0 on a 2xx answer, 1 otherwise with the reason on stderr (the containers'
+    /// health check; redirects are not followed).
+    Probe(ProbeArgs),
     /// Internal: the watchdog that stops the stack's children if the launcher dies.
     #[command(hide = true)]
     Reap,
@@ -101,8 +104,20 @@ struct AssertArgs {
     query: String,
 }
 
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
+    url: String,
+    /// How long to wait for the answer: 2s, 500ms.
+    #[arg(long, default_value = "2s", value_parser = lab::probe::parse_timeout)]
+    timeout: Duration,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Probe(args) = &cli.command {
+        return probe(args);
+    }
     if let Command::Reap = cli.command {
         launcher::reaper::run(Duration::from_secs(10));
         return ExitCode::SUCCESS;
@@ -120,7 +135,28 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up(args) => rt.block_on(up(args)),
         Command::Assert(args) => rt.block_on(assert(args)),
-        Command::Reap => ExitCode::SUCCESS,
+        Command::Reap | Command::Probe(_) => ExitCode::SUCCESS,
+    }
+}
+
+/// One GET on a single-threaded runtime: a health check runs every few seconds.
+fn probe(args: &ProbeArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tracelab probe: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lab::probe::probe(&args.url, args.timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("tracelab probe {}: {reason}", args.url);
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -50,7 +50,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `loadgen run --print-config`: the flags and variables read, as the services print theirs.
+    let cli: Cli = service_kit::config::parse_with(&[]);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,6 +7,17 @@ use viewer::server::{Application, Config};
 
 #[tokio::main]
 async fn main() {
+    // The viewer takes no other arguments: its settings are environment variables.
+    if std::env::args().skip(1).any(|a| a == "--print-config") {
+        match Config::print_config() {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("viewer: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(

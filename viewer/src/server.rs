@@ -74,6 +74,59 @@ impl Config {
     }
 }
 
+/// Every variable the viewer reads, with its default: [`Config::from_env`]'s, and `RUST_LOG` (the
+/// log filter `main` installs). `--print-config` lists exactly these.
+pub fn env_vars() -> [(&'static str, String); 5] {
+    [
+        ("QUERY_API_URL", "http://127.0.0.1:16686".to_owned()),
+        ("BIND_ADDR", "0.0.0.0".to_owned()),
+        ("PORT", "3000".to_owned()),
+        (
+            "LEPTOS_SITE_ROOT",
+            default_site_root().display().to_string(),
+        ),
+        ("RUST_LOG", "info".to_owned()),
+    ]
+}
+
+/// One line of `--print-config`: the services' shape (service-kit's `print_config`), without flags.
+#[derive(Debug, serde::Serialize)]
+struct Setting {
+    env: &'static str,
+    flag: Option<&'static str>,
+    value: Option<String>,
+    source: &'static str,
+}
+
+impl Config {
+    /// `viewer --print-config`: checks the environment as a start would ([`Config::from_env`]'s
+    /// errors), then renders every variable of [`env_vars`] with its value and source (`env`, or
+    /// `default` when unset or empty, which the viewer treats alike) as the services' JSON.
+    pub fn print_config() -> Result<String, ConfigError> {
+        Self::from_env()?;
+        let lines: Vec<String> = env_vars()
+            .into_iter()
+            .map(|(env, default)| {
+                let set = std::env::var(env).ok().filter(|v| !v.is_empty());
+                let setting = Setting {
+                    env,
+                    flag: None,
+                    source: if set.is_some() { "env" } else { "default" },
+                    value: Some(set.unwrap_or(default)),
+                };
+                format!(
+                    "   {}",
+                    serde_json::to_string(&setting).expect("serializes")
+                )
+            })
+            .collect();
+        Ok(format!(
+            "{{\"binary\":\"viewer\",\n \"settings\":[\n{}\n ]}}",
+            lines.join(",\n")
+        ))
+    }
+}
+
 /// `target/site` for a binary in `target/<profile>/viewer`.
 fn default_site_root() -> PathBuf {
     std::env::current_exe()

@@ -12,7 +12,7 @@ use service_kit::ServerArgs;
     version,
     about = "tracelab api-gateway: authenticates callers, decides each request's scenario (runtime flags or \
              X-Tracelab-Scenario) and forwards orders to order-service",
-    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    after_help = service_kit::config::telemetry_env_help(),
     mut_arg("port", service_kit::config::default("8080"))
 )]
 pub struct Config {
@@ -34,6 +34,7 @@ pub struct Config {
     #[arg(
         long,
         env = "API_TOKENS",
+        hide_env_values = true,
         default_value = "demo-token-alice=alice,demo-token-bob=bob"
     )]
     pub api_tokens: String,
@@ -61,6 +62,14 @@ impl Config {
 
     pub fn downstream_timeout(&self) -> Duration {
         Duration::from_millis(self.downstream_timeout_ms)
+    }
+
+    /// What a start checks beyond clap (`SCENARIO_FLAGS` and `API_TOKENS` parse), for
+    /// `--print-config` (`service_kit::config::parse_checked`).
+    pub fn check(&self) -> anyhow::Result<()> {
+        crate::flags::ScenarioFlags::from_spec(&self.scenario_flags)?;
+        self.tokens()?;
+        Ok(())
     }
 
     /// `API_TOKENS` as token → user.

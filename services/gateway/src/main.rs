@@ -2,11 +2,10 @@
 //! SIGTERM.
 
 use api_gateway::{Application, Config};
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = service_kit::config::parse_checked(Config::check);
     let _telemetry = telemetry::init("api-gateway", env!("CARGO_PKG_VERSION"))?;
     let app = Application::build(config).await?;
     app.run_until_stopped(service_kit::shutdown_signal()).await

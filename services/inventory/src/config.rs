@@ -13,7 +13,7 @@ use service_kit::{DatabaseArgs, ServerArgs};
     version,
     about,
     long_about = None,
-    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    after_help = service_kit::config::telemetry_env_help(),
     mut_arg("port", service_kit::config::default("8083")),
     mut_arg("max_body_bytes", service_kit::config::default("16384")),
     mut_arg("database_url", service_kit::config::default("sqlite:data/inventory-service.db?mode=rwc"))

@@ -11,7 +11,7 @@ use service_kit::{DatabaseArgs, ServerArgs};
     version,
     about = "tracelab order-service: prices, stores and orchestrates checkouts (payment, inventory) and \
              publishes order.placed through a transactional outbox",
-    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    after_help = service_kit::config::telemetry_env_help(),
     mut_arg("port", service_kit::config::default("8081")),
     mut_arg("database_url", service_kit::config::default("sqlite:data/order-service.db?mode=rwc"))
 )]

@@ -13,7 +13,7 @@ use crate::provider::ProviderPolicy;
     version,
     about,
     long_about = None,
-    after_help = service_kit::config::TELEMETRY_ENV_HELP,
+    after_help = service_kit::config::telemetry_env_help(),
     mut_arg("port", service_kit::config::default("8082")),
     mut_arg("max_body_bytes", service_kit::config::default("16384")),
     mut_arg("database_url", service_kit::config::default("sqlite:data/payment-service.db?mode=rwc"))

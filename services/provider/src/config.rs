@@ -7,6 +7,10 @@ use std::time::Duration;
 use clap::Parser;
 use service_kit::ServerArgs;
 
+/// The variables card-provider reads outside clap (it does not use the telemetry kit): its
+/// `--help` and `--print-config` list them.
+pub const OTHER_ENV: &[(&str, &str)] = &[("RUST_LOG", "log filter for stdout (default: info)")];
+
 /// card-provider: a Stripe-like charges/refunds API and a mail API for tracelab's services to call
 /// over real HTTP. It emits no spans, like any third party.
 #[derive(Debug, Clone, Parser)]
@@ -15,6 +19,7 @@ use service_kit::ServerArgs;
     version,
     about,
     long_about = None,
+    after_help = service_kit::config::env_help("Also read:", OTHER_ENV),
     mut_arg("port", service_kit::config::default("8090")),
     mut_arg("max_body_bytes", service_kit::config::default("16384"))
 )]
@@ -125,6 +130,7 @@ mod tests {
             "PROVIDER_RATE_LIMITED_ATTEMPTS",
             "PROVIDER_MAIL_LATENCY_MS",
             "PROVIDER_MAIL_SLOW_LATENCY_MS",
+            "RUST_LOG",
         ] {
             assert!(help.contains(var), "--help misses {var}");
         }

@@ -2,11 +2,10 @@
 //! ours to see), serve until Ctrl-C or SIGTERM.
 
 use card_provider::{Application, Config};
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = service_kit::config::parse_with(card_provider::config::OTHER_ENV);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -4,7 +4,7 @@
 //! #[derive(clap::Parser)]
 //! #[command(
 //!     name = "order-service",
-//!     after_help = service_kit::config::TELEMETRY_ENV_HELP,
+//!     after_help = service_kit::config::telemetry_env_help(),
 //!     // Per-service defaults of the shared arguments:
 //!     mut_arg("port", service_kit::config::default("8081")),
 //!     mut_arg("database_url", service_kit::config::default("sqlite:data/order-service.db?mode=rwc")),
@@ -28,24 +28,34 @@ use std::path::PathBuf;
 use sqlx::AnyPool;
 use sqlx::migrate::Migrator;
 
-/// Variables read by the telemetry kit rather than by clap; a service's `after_help`, so
-/// `--help` lists every variable the process reads.
-pub const TELEMETRY_ENV_HELP: &str = "Telemetry (read by the telemetry kit):
-  OTEL_SERVICE_NAME                 service.name (default: the binary's name)
-  OTEL_RESOURCE_ATTRIBUTES          extra resource attributes, k=v,k=v (service.version defaults to the crate version)
-  OTEL_EXPORTER_OTLP_ENDPOINT       OTLP endpoint (default http://localhost:4318, grpc :4317)
-  OTEL_EXPORTER_OTLP_PROTOCOL       http/protobuf (default) | grpc | http/json
-  OTEL_TRACES_EXPORTER              otlp (default) | none
-  OTEL_METRICS_EXPORTER             otlp (default) | none
-  OTEL_LOGS_EXPORTER                otlp (default) | none
-  OTEL_TRACES_SAMPLER               e.g. parentbased_traceidratio
-  OTEL_TRACES_SAMPLER_ARG           sampler argument, e.g. 0.25
-  OTEL_SDK_DISABLED                 true disables all telemetry export
-  RUST_LOG                          log filter for stdout and OTLP logs (default: info)
-  TRACELAB_SPAN_FILTER              RUST_LOG-style filter for exported spans (default: info)";
+pub use crate::print_config::{parse, parse_checked, parse_with};
+
+/// The variables read by the telemetry kit (and the OpenTelemetry SDK through it) rather than by
+/// clap, one per line, for a service's `after_help`, so `--help` lists every variable the process
+/// reads. Generated from [`telemetry::config::ENV_VARS`], the list `--print-config` prints too.
+pub fn telemetry_env_help() -> String {
+    env_help(
+        "Telemetry (read by the telemetry kit and the OpenTelemetry SDK):",
+        telemetry::config::ENV_VARS,
+    )
+}
+
+/// `title`, then `  NAME  what` per variable (a long name gets its description on the next line).
+pub fn env_help(title: &str, vars: &[(&str, &str)]) -> String {
+    const WIDTH: usize = 36;
+    let mut help = title.to_owned();
+    for (name, what) in vars {
+        if name.len() + 2 <= WIDTH {
+            help.push_str(&format!("\n  {name:<WIDTH$}{what}"));
+        } else {
+            help.push_str(&format!("\n  {name}\n  {:WIDTH$}{what}", ""));
+        }
+    }
+    help
+}
 
 /// The variables every service's `--help` lists whatever else it reads: [`ServerArgs`]'s and, from
-/// [`TELEMETRY_ENV_HELP`], the two a reader looks for first.
+/// [`telemetry_env_help`], the two a reader looks for first.
 pub const SHARED_HELP_VARIABLES: [&str; 6] = [
     "BIND_ADDR",
     "PORT",
@@ -56,10 +66,12 @@ pub const SHARED_HELP_VARIABLES: [&str; 6] = [
 ];
 
 /// For each service's `--help` test: panics unless the long help of `command` names every one of
-/// [`SHARED_HELP_VARIABLES`] and of `own` (the service's own variables).
+/// [`SHARED_HELP_VARIABLES`], of `own` (the service's own variables) and of the telemetry kit's
+/// [`telemetry::config::ENV_VARS`].
 pub fn assert_help_lists(mut command: clap::Command, own: &[&str]) {
     let help = command.render_long_help().to_string();
-    for var in SHARED_HELP_VARIABLES.iter().chain(own) {
+    let telemetry = telemetry::config::ENV_VARS.iter().map(|(name, _)| name);
+    for var in SHARED_HELP_VARIABLES.iter().chain(own).chain(telemetry) {
         assert!(help.contains(var), "--help misses {var}");
     }
 }
@@ -147,7 +159,7 @@ mod tests {
         name = "demo-service",
         mut_arg("port", default("8089")),
         mut_arg("database_url", default("sqlite:data/demo.db?mode=rwc")),
-        after_help = TELEMETRY_ENV_HELP
+        after_help = telemetry_env_help()
     )]
     struct Demo {
         #[command(flatten)]

@@ -4,6 +4,7 @@
 //! - [`config`]: the settings every service has (`BIND_ADDR`, `PORT`, `PORT_FILE`,
 //!   `MAX_BODY_BYTES`; `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`) as clap structs to
 //!   `#[command(flatten)]`, and the telemetry variables for `--help`.
+//! - [`print_config`]: `--print-config` for any clap `Config` (`service_kit::config::parse::<Config>()`).
 //! - [`server`]: bind the listener, report the bound port (log line and `PORT_FILE`), serve with
 //!   graceful shutdown, optionally alongside one background task.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod print_config;
 pub mod server;
 pub mod shutdown;
 

@@ -17,6 +17,163 @@ pub const SPAN_FILTER_ENV: &str = "TRACELAB_SPAN_FILTER";
 /// The span filter when [`SPAN_FILTER_ENV`] is unset: every INFO+ span.
 pub const DEFAULT_SPAN_FILTER: &str = "info";
 
+/// Every environment variable a process that calls [`crate::init`] reads: the kit's own, and
+/// those the OpenTelemetry SDK and OTLP exporter (0.33, with the kit's features) read themselves.
+/// `(name, what it sets)`, in the order `--help` lists them. The one list behind the services'
+/// `--help` (service-kit's `telemetry_env_help`) and their `--print-config`, so the two cannot drift.
+///
+/// Checked against the 0.33.1 sources, not the specification: left out are variables those
+/// versions read but never act on here (`OTEL_BSP_MAX_CONCURRENT_EXPORTS`, used only by the
+/// async-runtime processor; `OTEL_METRIC_EXPORT_TIMEOUT`, likewise; the per-signal
+/// `OTEL_EXPORTER_OTLP_*_PROTOCOL`, because the kit always passes the protocol it chose from
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`) and those they do not read at all (`OTEL_PROPAGATORS`: the kit
+/// always propagates W3C trace context and baggage).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        "OTEL_SERVICE_NAME",
+        "service.name (default: the binary's name)",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "extra resource attributes, k=v,k=v (service.version defaults to the crate version)",
+    ),
+    ("OTEL_SDK_DISABLED", "true disables all telemetry export"),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTLP endpoint (default http://localhost:4318, grpc :4317)",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "traces URL, used only when OTEL_EXPORTER_OTLP_ENDPOINT is unset",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "metrics URL, used only when OTEL_EXPORTER_OTLP_ENDPOINT is unset",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "logs URL, used only when OTEL_EXPORTER_OTLP_ENDPOINT is unset",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "http/protobuf (default) | grpc | http/json",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "headers sent with every export, k=v,k=v (per signal: OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS)",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "headers of trace exports",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        "headers of metric exports",
+    ),
+    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "headers of log exports"),
+    (
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "export timeout in ms (default 10000; per signal: OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT)",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "trace export timeout, ms",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        "metric export timeout, ms",
+    ),
+    ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "log export timeout, ms"),
+    (
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "gzip (gRPC only: the HTTP exporter lacks gzip) | none",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "compression of trace exports",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        "compression of metric exports",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        "compression of log exports",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        "grpc only: true allows plaintext to an endpoint without a scheme",
+    ),
+    ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "grpc only, traces"),
+    ("OTEL_EXPORTER_OTLP_METRICS_INSECURE", "grpc only, metrics"),
+    ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "grpc only, logs"),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+        "cumulative (default) | delta | lowmemory",
+    ),
+    ("OTEL_TRACES_EXPORTER", "otlp (default) | none"),
+    ("OTEL_METRICS_EXPORTER", "otlp (default) | none"),
+    ("OTEL_LOGS_EXPORTER", "otlp (default) | none"),
+    (
+        "OTEL_TRACES_SAMPLER",
+        "e.g. parentbased_traceidratio (default parentbased_always_on)",
+    ),
+    ("OTEL_TRACES_SAMPLER_ARG", "sampler argument, e.g. 0.25"),
+    (
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "attributes per span (default 128)",
+    ),
+    (
+        "OTEL_SPAN_EVENT_COUNT_LIMIT",
+        "events per span (default 128)",
+    ),
+    ("OTEL_SPAN_LINK_COUNT_LIMIT", "links per span (default 128)"),
+    (
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "span batch interval, ms (default 5000)",
+    ),
+    (
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "spans buffered before dropping (default 2048)",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "spans per export (default 512)",
+    ),
+    (
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "span export timeout, ms (default 30000)",
+    ),
+    (
+        "OTEL_BLRP_SCHEDULE_DELAY",
+        "log batch interval, ms (default 1000)",
+    ),
+    (
+        "OTEL_BLRP_MAX_QUEUE_SIZE",
+        "log records buffered before dropping (default 2048)",
+    ),
+    (
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+        "log records per export (default 512)",
+    ),
+    (
+        "OTEL_BLRP_EXPORT_TIMEOUT",
+        "log export timeout, ms (default 30000)",
+    ),
+    (
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "metric export interval, ms (default 60000)",
+    ),
+    (
+        "RUST_LOG",
+        "log filter for stdout and OTLP logs (default: info)",
+    ),
+    (
+        SPAN_FILTER_ENV,
+        "RUST_LOG-style filter for exported spans (default: info)",
+    ),
+];
+
 /// Wire protocol of the OTLP exporters (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -116,6 +273,30 @@ pub fn span_filter_from_env() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_vars_lists_every_variable_the_kit_reads() {
+        let mut names: Vec<&str> = ENV_VARS.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a variable is listed twice");
+        // Every `f("OTEL_…")` / `var("RUST_LOG")` in the kit's sources (the SDK's own reads were
+        // checked by hand, see ENV_VARS). Skips this module's tests (ENV_VARS itself is above).
+        let config = include_str!("config.rs");
+        let config = &config[..config.find("mod tests").unwrap()];
+        for source in [config, include_str!("otlp.rs"), include_str!("lib.rs")] {
+            for read in source.split("(\"").skip(1) {
+                let Some(end) = read.find('"') else { continue };
+                let name = &read[..end];
+                let is_var = name.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                if is_var && (name.starts_with("OTEL_") || name == "RUST_LOG") {
+                    assert!(names.contains(&name), "{name} is read but not in ENV_VARS");
+                }
+            }
+        }
+        assert!(names.contains(&SPAN_FILTER_ENV));
+    }
 
     #[test]
     fn protocol_spellings_follow_the_specification() {
