@@ -293,9 +293,25 @@ fn every_variable_compose_and_k8s_set_is_one_its_binary_reads() {
     let image_env = runtime_stage().env;
     let compose = Compose::load(&[]);
     let mut problems = Vec::new();
+    // The collector reads what the config COLLECTOR_CONFIG_FILE selects: a variable counts as
+    // read when one of the selectable configs reads it.
+    let configs: Vec<String> = std::fs::read_dir(repo().join("collector/config"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
     for s in compose.tracelab_services() {
         let (argv, env) = compose_process(s, &image_env);
-        let printed = print_config(&bin, &argv, &env);
+        let mut printed = print_config(&bin, &argv, &env);
+        if s.name == "tracelab-collector" {
+            for c in &configs {
+                let other = Compose::load(&[("COLLECTOR_CONFIG_FILE", c)]);
+                let (argv, env) = compose_process(other.service(&s.name), &image_env);
+                printed
+                    .settings
+                    .extend(print_config(&bin, &argv, &env).settings);
+            }
+        }
         // What the file sets; the image's ENV is the Dockerfile's (checked below).
         let set: Vec<(String, String)> = env
             .iter()
