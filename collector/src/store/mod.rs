@@ -256,26 +256,47 @@ impl TraceStore {
             .max_connections(1)
             .connect_with(opts.clone())
             .await?;
-        for ddl in schema::DDL {
-            sqlx::query(*ddl).execute(&write).await?;
-        }
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        let mut version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&write)
             .await?;
         if version == 0 {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "PRAGMA user_version = {}",
-                schema::SCHEMA_VERSION
-            )))
-            .execute(&write)
+            // A file from before versioning has tables but no version: it is a version 1 file.
+            let has_spans: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'",
+            )
+            .fetch_one(&write)
             .await?;
-        } else if version != schema::SCHEMA_VERSION {
-            return Err(StoreError::Schema(format!(
-                "{} has schema version {version}, this collector reads version {}; move the directory away",
-                path.display(),
-                schema::SCHEMA_VERSION
-            )));
+            if has_spans > 0 {
+                version = 1;
+            }
         }
+        if version != 0 && version != schema::SCHEMA_VERSION {
+            let mut tx = write.begin().await?;
+            while let Some((_, steps)) = schema::MIGRATIONS.iter().find(|(v, _)| *v == version) {
+                for step in *steps {
+                    sqlx::query(*step).execute(&mut *tx).await?;
+                }
+                version += 1;
+            }
+            if version != schema::SCHEMA_VERSION {
+                return Err(StoreError::Schema(format!(
+                    "{} has schema version {version}, this collector reads version {}; move the directory away",
+                    path.display(),
+                    schema::SCHEMA_VERSION
+                )));
+            }
+            tx.commit().await?;
+            tracing::info!(path = %path.display(), version, "trace store: schema upgraded");
+        }
+        for ddl in schema::DDL {
+            sqlx::query(*ddl).execute(&write).await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {}",
+            schema::SCHEMA_VERSION
+        )))
+        .execute(&write)
+        .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
@@ -381,7 +402,8 @@ impl TraceStore {
         Ok(id)
     }
 
-    /// Stores a batch of spans in one transaction; returns the number stored.
+    /// Stores a batch of spans in one transaction; returns the number stored (a span whose trace
+    /// id and span id are stored already is skipped, so a retried export is stored once).
     pub async fn insert_spans(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
         let mut tx = self.write.begin().await?;
         let mut services: Vec<String> = Vec::new();
@@ -475,6 +497,7 @@ impl TraceStore {
             .collect();
         let known = Self::count_stored_traces(&mut tx, &batch_traces).await?;
         let new_traces = batch_traces.len() as u64 - known.min(batch_traces.len() as u64);
+        let mut stored = 0u64;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
@@ -495,7 +518,9 @@ impl TraceStore {
                     .push_bind(r.scope_version.clone())
                     .push_bind(r.body.clone());
             });
-            qb.build().execute(&mut *tx).await?;
+            // A span already stored (a retried export) is skipped: one row per (trace, span).
+            qb.push(" ON CONFLICT (span_id, trace_id) DO NOTHING");
+            stored += qb.build().execute(&mut *tx).await?.rows_affected();
         }
         let attrs: Vec<_> = attrs.into_iter().collect();
         for chunk in attrs.chunks(INSERT_CHUNK * 3) {
@@ -521,7 +546,7 @@ impl TraceStore {
         tx.commit().await?;
         self.traces.fetch_add(new_traces, Ordering::Relaxed);
         lock(&self.operations).extend(new_ops);
-        let n = rows.len() as u64;
+        let n = stored;
         let total = self.spans.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.cfg.max_spans {
             self.prune_to_span_count(self.cfg.max_spans).await?;
@@ -1027,7 +1052,7 @@ impl TraceStore {
         lookback_us: u64,
     ) -> Result<Vec<DependencyLink>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT p.service, c.service, COUNT(*) FROM spans c CROSS JOIN spans p INDEXED BY spans_span_id \
+            "SELECT p.service, c.service, COUNT(*) FROM spans c CROSS JOIN spans p INDEXED BY spans_span_trace \
                ON p.span_id = c.parent_id AND p.trace_id = c.trace_id \
              WHERE c.start_us >= $1 AND c.start_us <= $2 AND c.kind IN (2, 5) AND c.parent_id IS NOT NULL \
                AND p.service <> c.service \

@@ -2,8 +2,18 @@
 //! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace);
 //! `operations` makes the service and operation lists cheap.
 
-/// Bumped when the schema changes incompatibly; an older file is refused with a clear message.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
+/// upgraded when opened, any other version is refused with a clear message.
+/// Version 2: one row per (trace id, span id), enforced by the unique `spans_span_trace`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Statements that bring a file of the given version up to the next one, run (in one
+/// transaction) before [`DDL`]. 1 → 2 removes duplicate spans (keeping the first stored) so the
+/// unique index in [`DDL`] can be built.
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &["DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_id, span_id)"],
+)];
 
 pub const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS resources (
@@ -34,8 +44,11 @@ pub const DDL: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_service_name_start ON spans(service, name, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_start ON spans(start_us)",
-    // Parent lookups for /api/dependencies (span ids are random: one probe per child).
-    "CREATE INDEX IF NOT EXISTS spans_span_id ON spans(span_id)",
+    // One row per (trace id, span id): a retried export never duplicates a span (inserts are
+    // `ON CONFLICT DO NOTHING`). Also the parent lookups of /api/dependencies (span ids are
+    // random: one probe per child). Replaces version 1's non-unique `spans_span_id`.
+    "DROP INDEX IF EXISTS spans_span_id",
+    "CREATE UNIQUE INDEX IF NOT EXISTS spans_span_trace ON spans(span_id, trace_id)",
     "CREATE TABLE IF NOT EXISTS attrs (
         key TEXT NOT NULL,
         value TEXT NOT NULL,

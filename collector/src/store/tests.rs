@@ -703,3 +703,87 @@ async fn logs_are_found_by_trace_and_span() {
     assert_eq!(of_span[0].span_id, collector_api::ids::hex_id(&sid(5, 3)));
     assert_eq!(of_span[0].attributes[0].key, "order.id");
 }
+
+#[tokio::test]
+async fn a_span_exported_twice_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    checkout(&store, base, 7, false).await;
+    assert_eq!(store.span_count(), 6);
+    // The same export again (a client retrying after a lost answer): nothing new.
+    checkout(&store, base, 7, false).await;
+    // A batch repeating one span inside itself, plus one new span.
+    let dup = otlp(base, &spec(7, 0, None, "POST /orders", 0, 1300));
+    let new = otlp(base, &spec(7, 9, Some(0), "new", 1, 2));
+    let stored = store
+        .insert_spans(&[batch("api-gateway", vec![dup.clone(), dup, new])])
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the new span is stored");
+    assert_eq!(store.span_count(), 7);
+    assert_eq!(store.trace_count(), 1);
+    let t = store.get_trace(&tid(7)).await.unwrap().unwrap();
+    assert_eq!(t.spans.len(), 7);
+    let mut ids: Vec<_> = t.spans.iter().map(|s| s.span_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 7, "every span id once");
+}
+
+#[tokio::test]
+async fn a_version_1_store_with_duplicate_spans_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_ns();
+    {
+        let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+        checkout(&store, base, 3, true).await;
+        store.close().await;
+    }
+    // Turn the file into what version 1 wrote: no unique index, a span stored twice.
+    {
+        let url = format!("sqlite:{}", dir.path().join("traces.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for q in [
+            "DROP INDEX spans_span_trace",
+            "CREATE INDEX spans_span_id ON spans(span_id)",
+            "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, \
+             duration_us, status, resource_id, scope_name, scope_version, body) \
+             SELECT trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
+             status, resource_id, scope_name, scope_version, body FROM spans",
+            "PRAGMA user_version = 1",
+        ] {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spans")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 12);
+        pool.close().await;
+    }
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    assert_eq!(store.span_count(), 6, "duplicates removed on upgrade");
+    assert_eq!(
+        store.get_trace(&tid(3)).await.unwrap().unwrap().spans.len(),
+        6
+    );
+    checkout(&store, base, 3, true).await;
+    assert_eq!(
+        store.span_count(),
+        6,
+        "the unique index holds after the upgrade"
+    );
+    assert_eq!(
+        store
+            .dependencies(base / 1000 + 10_000_000, 3_600_000_000)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    store.close().await;
+    // Reopening an upgraded file changes nothing.
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    assert_eq!(store.span_count(), 6);
+}
