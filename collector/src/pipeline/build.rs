@@ -347,7 +347,9 @@ impl Builder<'_> {
             sent: counters.clone(),
         });
         let inner: Arc<dyn Consumer<T>> = match pc {
-            ProcessorConfig::Batch(b) => BatchProcessor::new(b.clone(), next),
+            ProcessorConfig::Batch(b) => {
+                BatchProcessor::with_counters(b.clone(), next, counters.clone())
+            }
             ProcessorConfig::MemoryLimiter(m) => {
                 let probe = self.opts.memory_probe.clone();
                 let gauge = self
@@ -382,6 +384,7 @@ impl Builder<'_> {
                     .collect();
                 let p = TailSamplingProcessor::new(t.clone(), next, stats, persist)
                     .map_err(|e| format!("processors.{id}.{e}"))?;
+                p.count_dropped_into(counters.clone());
                 let p: Arc<dyn Consumer<ResourceSpans>> = Arc::new(p);
                 same::<ResourceSpans, T>(p, "tail_sampling")?
             }

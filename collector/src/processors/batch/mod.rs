@@ -1,6 +1,10 @@
 //! `batch` processor: buffers items and sends them on when `send_batch_size` is reached or
 //! `timeout` has passed since the first buffered item; splits batches above
 //! `send_batch_max_size`; flushes everything on shutdown.
+//!
+//! Accepted means kept: once items are buffered the caller has its success, so a downstream
+//! failure is never handed back (a retrying client would store them twice, and the other callers
+//! sharing the combined batch would lose theirs silently). It is logged and counted as `dropped`.
 
 mod config;
 
@@ -12,7 +16,7 @@ use tokio::sync::{Mutex, Notify};
 pub use config::BatchConfig;
 
 use crate::pipeline::signal::Signal;
-use crate::pipeline::{ConsumeError, Consumer};
+use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 
 struct Buffer<T> {
     items: Vec<T>,
@@ -24,6 +28,7 @@ struct Buffer<T> {
 pub struct BatchProcessor<T: Signal> {
     cfg: BatchConfig,
     next: Arc<dyn Consumer<T>>,
+    counters: Arc<ComponentCounters>,
     buf: Mutex<Buffer<T>>,
     started: Notify,
     stop: tokio_util_notify::Stop,
@@ -52,9 +57,20 @@ mod tokio_util_notify {
 
 impl<T: Signal> BatchProcessor<T> {
     pub fn new(cfg: BatchConfig, next: Arc<dyn Consumer<T>>) -> Arc<Self> {
+        Self::with_counters(cfg, next, Arc::default())
+    }
+
+    /// As [`new`](Self::new), counting items lost to downstream failures in `counters.dropped`
+    /// (the component's self-metrics).
+    pub fn with_counters(
+        cfg: BatchConfig,
+        next: Arc<dyn Consumer<T>>,
+        counters: Arc<ComponentCounters>,
+    ) -> Arc<Self> {
         let p = Arc::new(Self {
             cfg,
             next,
+            counters,
             buf: Mutex::new(Buffer {
                 items: Vec::new(),
                 count: 0,
@@ -91,10 +107,8 @@ impl<T: Signal> BatchProcessor<T> {
                                     let mut b = p.buf.lock().await;
                                     if b.started == Some(t0) { Some(take(&mut b)) } else { None }
                                 };
-                                if let Some(batch) = batch
-                                    && let Err(e) = p.send(batch).await
-                                {
-                                    tracing::warn!(error = %e, "batch: timed flush failed");
+                                if let Some(batch) = batch {
+                                    p.send(batch).await;
                                 }
                             }
                             _ = p.stop.notify.notified() => {}
@@ -106,13 +120,31 @@ impl<T: Signal> BatchProcessor<T> {
         p
     }
 
-    async fn send(&self, items: Vec<T>) -> Result<(), ConsumeError> {
+    /// Counters of this processor (`dropped`: items lost to downstream failures).
+    pub fn counters(&self) -> &Arc<ComponentCounters> {
+        &self.counters
+    }
+
+    /// Hands one batch on; a failure is logged and counted, never returned (see the module docs).
+    async fn deliver(&self, chunk: Vec<T>) {
+        let n = crate::pipeline::signal::count(&chunk) as u64;
+        if let Err(e) = self.next.consume(chunk).await {
+            ComponentCounters::add(&self.counters.dropped, n);
+            tracing::error!(
+                items = n,
+                error = %e,
+                "batch: dropping buffered data, the next component failed"
+            );
+        }
+    }
+
+    async fn send(&self, items: Vec<T>) {
         if items.is_empty() {
-            return Ok(());
+            return;
         }
         let max = self.cfg.send_batch_max_size;
         if max == 0 {
-            return self.next.consume(items).await;
+            return self.deliver(items).await;
         }
         // Split into chunks of at most `max` items.
         let mut chunk = Vec::new();
@@ -129,7 +161,7 @@ impl<T: Signal> BatchProcessor<T> {
                 if room > 0 {
                     chunk.push(item.take_front(room));
                 }
-                self.next.consume(std::mem::take(&mut chunk)).await?;
+                self.deliver(std::mem::take(&mut chunk)).await;
                 chunk_count = 0;
                 if item.item_count() == 0 {
                     break;
@@ -137,9 +169,8 @@ impl<T: Signal> BatchProcessor<T> {
             }
         }
         if !chunk.is_empty() {
-            self.next.consume(chunk).await?;
+            self.deliver(chunk).await;
         }
-        Ok(())
     }
 }
 
@@ -166,15 +197,16 @@ impl<T: Signal> Consumer<T> for BatchProcessor<T> {
             b.count += n;
             (b.count >= self.cfg.send_batch_size).then(|| take(&mut b))
         };
-        match full {
-            Some(items) => self.send(items).await,
-            None => Ok(()),
+        if let Some(items) = full {
+            self.send(items).await;
         }
+        Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ConsumeError> {
         self.stop.stop();
         let items = take(&mut *self.buf.lock().await);
-        self.send(items).await
+        self.send(items).await;
+        Ok(())
     }
 }

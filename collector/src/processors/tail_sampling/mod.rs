@@ -8,7 +8,7 @@ pub mod sampler;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -25,6 +25,8 @@ struct Inner {
     core: Mutex<TailSampler>,
     next: Arc<dyn Consumer<ResourceSpans>>,
     counters: ComponentCounters,
+    /// The component's self-metrics, when wired into a pipeline: `dropped` counts there too.
+    component: OnceLock<Arc<ComponentCounters>>,
 }
 
 impl Inner {
@@ -34,19 +36,26 @@ impl Inner {
         f(&mut g)
     }
 
-    async fn forward(&self, out: Vec<ResourceSpans>) -> Result<(), ConsumeError> {
+    /// Hands decided (kept) traces on. Their spans were accepted earlier, so a downstream failure
+    /// is never returned to a caller (a retry would store them twice): it is logged and counted
+    /// as dropped.
+    async fn forward(&self, out: Vec<ResourceSpans>) {
         if out.is_empty() {
-            return Ok(());
+            return;
         }
         let n = span_count(&out);
         match self.next.consume(out).await {
-            Ok(()) => {
-                ComponentCounters::add(&self.counters.sent, n);
-                Ok(())
-            }
+            Ok(()) => ComponentCounters::add(&self.counters.sent, n),
             Err(e) => {
                 ComponentCounters::add(&self.counters.dropped, n);
-                Err(e)
+                if let Some(c) = self.component.get() {
+                    ComponentCounters::add(&c.dropped, n);
+                }
+                tracing::error!(
+                    spans = n,
+                    error = %e,
+                    "tail_sampling: dropping sampled spans, the next component failed"
+                );
             }
         }
     }
@@ -99,6 +108,7 @@ impl TailSamplingProcessor {
             core: Mutex::new(core),
             next,
             counters: ComponentCounters::default(),
+            component: OnceLock::new(),
         });
         // Deciding late by up to a tenth of decision_wait is invisible; polling more often is waste.
         let period =
@@ -112,9 +122,7 @@ impl TailSamplingProcessor {
                     iv.tick().await;
                     let Some(inner) = weak.upgrade() else { break };
                     let out = inner.with_core(TailSampler::tick);
-                    if let Err(e) = inner.forward(out).await {
-                        tracing::warn!(error = %e, "tail_sampling: forwarding decided traces failed");
-                    }
+                    inner.forward(out).await;
                 }
             })
         });
@@ -124,9 +132,14 @@ impl TailSamplingProcessor {
         })
     }
 
-    /// received / sent / dropped span counts for the collector's `/metrics`.
+    /// received / sent / dropped span counts of this instance.
     pub fn counters(&self) -> &ComponentCounters {
         &self.inner.counters
+    }
+
+    /// Also counts dropped spans into the component's self-metrics (the pipeline builder's).
+    pub fn count_dropped_into(&self, counters: Arc<ComponentCounters>) {
+        let _ = self.inner.component.set(counters);
     }
 
     /// Undecided traces held right now.
@@ -148,8 +161,9 @@ impl Consumer<ResourceSpans> for TailSamplingProcessor {
     async fn consume(&self, batch: Vec<ResourceSpans>) -> Result<(), ConsumeError> {
         ComponentCounters::add(&self.inner.counters.received, span_count(&batch));
         let out = self.inner.with_core(|c| c.ingest(batch));
-        // Accepted spans are buffered already; a failure here concerns only what was decided now.
-        self.inner.forward(out).await
+        // Accepted spans are buffered: the caller gets its success whatever happens downstream.
+        self.inner.forward(out).await;
+        Ok(())
     }
 
     /// Stops the ticker and decides every pending trace, forwarding the kept ones.
@@ -158,6 +172,7 @@ impl Consumer<ResourceSpans> for TailSamplingProcessor {
             h.abort();
         }
         let out = self.inner.with_core(TailSampler::flush);
-        self.inner.forward(out).await
+        self.inner.forward(out).await;
+        Ok(())
     }
 }
