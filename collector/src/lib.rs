@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod processors;
 pub mod query;
 pub mod receivers;
+pub mod rpc_status;
 pub mod sampling;
 pub mod settings;
 pub mod store;

@@ -184,7 +184,7 @@ async fn spec_json_payload_with_enum_names_arrives() {
         "STATUS_CODE_ERROR decoded: {text}"
     );
 
-    // Malformed JSON: 400 with the project's error shape.
+    // Malformed JSON: 400 with a google.rpc.Status body (INVALID_ARGUMENT).
     let resp = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
@@ -194,11 +194,8 @@ async fn spec_json_payload_with_enum_names_arrives() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "bad_request");
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("kind"),
-        "{body}"
-    );
+    assert_eq!(body["code"], 3);
+    assert!(body["message"].as_str().unwrap().contains("kind"), "{body}");
     c.shutdown().await;
 }
 
@@ -332,6 +329,17 @@ service:
     })
     .await;
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    // Retryable by the OTLP spec: RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail.
+    assert_eq!(
+        collector::rpc_status::grpc_retry_delay(&status),
+        Some(Duration::from_secs(1))
+    );
+    assert!(
+        status
+            .metadata()
+            .get_bin("google.rpc.retryinfo-bin")
+            .is_some()
+    );
     let resp = reqwest::Client::new()
         .post(&http)
         .header("content-type", "application/x-protobuf")
@@ -341,6 +349,29 @@ service:
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
+    let body = collector::rpc_status::RpcStatus::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body.code, tonic::Code::Unavailable as i32);
+    assert_eq!(
+        body.retry_info().and_then(|r| r.delay()),
+        Some(Duration::from_secs(1))
+    );
+    let resp = reqwest::Client::new()
+        .post(&http)
+        .header("content-type", "application/json")
+        .body(
+            r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c",
+                "spanId": "b7ad6b7169203331", "name": "refused"}]}]}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], 14, "{body}");
+    assert_eq!(
+        body["details"][0],
+        serde_json::json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"})
+    );
 
     // Back below: accepted again; what was accepted before is in the file, nothing refused is.
     reading.store(10 * 1024 * 1024, Ordering::Relaxed);

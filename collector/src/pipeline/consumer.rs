@@ -2,7 +2,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    /// Temporary back-pressure (memory_limiter, full queue): gRPC RESOURCE_EXHAUSTED / HTTP 503 + Retry-After.
+    /// Temporary back-pressure (memory_limiter, full queue): gRPC RESOURCE_EXHAUSTED + RetryInfo /
+    /// HTTP 503 + Retry-After (see `rpc_status`).
     #[error("refused, retry later: {0}")]
     Refused(String),
     #[error("{0}")]

@@ -80,18 +80,21 @@ impl GrpcTransport {
     }
 }
 
-fn grpc_retryable(code: tonic::Code) -> bool {
+/// The OTLP spec's retryable codes; RESOURCE_EXHAUSTED only when the server sent a RetryInfo
+/// (otherwise it means "this can never fit", as in contrib's exporter).
+fn grpc_send_error(s: &tonic::Status) -> SendError {
     use tonic::Code::*;
-    matches!(
-        code,
-        Cancelled
-            | DeadlineExceeded
-            | Aborted
-            | OutOfRange
-            | Unavailable
-            | DataLoss
-            | ResourceExhausted
-    )
+    let retry_after = crate::rpc_status::grpc_retry_delay(s);
+    let retryable = match s.code() {
+        Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss => true,
+        ResourceExhausted => retry_after.is_some(),
+        _ => false,
+    };
+    SendError {
+        retryable,
+        message: format!("gRPC {:?}: {}", s.code(), s.message()),
+        retry_after,
+    }
 }
 
 #[async_trait::async_trait]
@@ -109,11 +112,7 @@ impl<T: OtlpGrpcSignal> Transport<T> for GrpcTransport {
         }
         T::export(self.channel.clone(), r, self.gzip)
             .await
-            .map_err(|s| SendError {
-                retryable: grpc_retryable(s.code()),
-                message: format!("gRPC {:?}: {}", s.code(), s.message()),
-                retry_after: None,
-            })
+            .map_err(|s| grpc_send_error(&s))
     }
 }
 
@@ -200,5 +199,33 @@ impl<T: Signal> Transport<T> for HttpTransport {
             ),
             retry_after,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::grpc_send_error;
+    use crate::rpc_status::grpc_retryable;
+
+    #[test]
+    fn retry_info_sets_the_delay_and_makes_resource_exhausted_retryable() {
+        let with = grpc_send_error(&grpc_retryable(
+            tonic::Code::ResourceExhausted,
+            "memory".into(),
+            Duration::from_millis(2500),
+        ));
+        assert!(with.retryable);
+        assert_eq!(with.retry_after, Some(Duration::from_millis(2500)));
+        let without = grpc_send_error(&tonic::Status::resource_exhausted("too big"));
+        assert!(
+            !without.retryable,
+            "RESOURCE_EXHAUSTED without RetryInfo is permanent"
+        );
+        let unavailable = grpc_send_error(&tonic::Status::unavailable("down"));
+        assert!(unavailable.retryable);
+        assert_eq!(unavailable.retry_after, None);
+        assert!(!grpc_send_error(&tonic::Status::invalid_argument("bad")).retryable);
     }
 }

@@ -37,7 +37,12 @@ fn status(e: IngestError) -> Status {
         IngestError::NotEnabled(s) => Status::unimplemented(format!(
             "this collector has no {s} pipeline using this receiver"
         )),
-        IngestError::Refused(m) => Status::resource_exhausted(m),
+        // Retryable by the OTLP spec only with RetryInfo: without it, SDKs drop the data.
+        IngestError::Refused(m) => crate::rpc_status::grpc_retryable(
+            tonic::Code::ResourceExhausted,
+            m,
+            crate::rpc_status::REFUSED_RETRY_DELAY,
+        ),
         IngestError::Failed(m) => Status::internal(m),
     }
 }

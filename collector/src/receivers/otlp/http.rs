@@ -26,6 +26,8 @@ use prost::Message;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::rpc_status::{REFUSED_RETRY_DELAY, RpcStatus};
+
 use super::{
     HttpConfig, IngestError, SignalConsumers, ingest, no_validation, validate_logs, validate_spans,
 };
@@ -42,39 +44,30 @@ enum Encoding {
     Json,
 }
 
-/// `google.rpc.Status`, the OTLP/HTTP error body for protobuf requests.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-fn error(
-    enc: Encoding,
-    status: StatusCode,
-    code: &str,
-    grpc_code: i32,
-    message: String,
-) -> Response {
+/// The OTLP/HTTP error body: a `google.rpc.Status`, protobuf for protobuf requests, its JSON
+/// mapping (`{"code", "message", "details"}`) for JSON ones.
+fn status_response(enc: Encoding, status: StatusCode, body: RpcStatus) -> Response {
     match enc {
         Encoding::Proto => (
             status,
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            RpcStatus {
-                code: grpc_code,
-                message,
-            }
-            .encode_to_vec(),
+            body.encode_to_vec(),
         )
             .into_response(),
-        Encoding::Json => (
-            status,
-            axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response(),
+        Encoding::Json => (status, axum::Json(body.to_json())).into_response(),
     }
+}
+
+fn error(enc: Encoding, status: StatusCode, grpc_code: i32, message: String) -> Response {
+    status_response(
+        enc,
+        status,
+        RpcStatus {
+            code: grpc_code,
+            message,
+            details: Vec::new(),
+        },
+    )
 }
 
 fn ingest_error(enc: Encoding, e: IngestError) -> Response {
@@ -82,23 +75,24 @@ fn ingest_error(enc: Encoding, e: IngestError) -> Response {
         IngestError::NotEnabled(s) => error(
             enc,
             StatusCode::NOT_FOUND,
-            "signal_not_enabled",
             12,
             format!("this collector has no {s} pipeline using this receiver"),
         ),
+        // 503 + Retry-After: retryable for every OTLP/HTTP client; the body says the same
+        // (UNAVAILABLE with a RetryInfo detail).
         IngestError::Refused(m) => {
-            let mut r = error(enc, StatusCode::SERVICE_UNAVAILABLE, "refused", 8, m);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut r = status_response(
+                enc,
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcStatus::retryable(tonic::Code::Unavailable as i32, m, REFUSED_RETRY_DELAY),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(REFUSED_RETRY_DELAY.as_secs().max(1)),
+            );
             r
         }
-        IngestError::Failed(m) => error(
-            enc,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "export_failed",
-            13,
-            m,
-        ),
+        IngestError::Failed(m) => error(enc, StatusCode::INTERNAL_SERVER_ERROR, 13, m),
     }
 }
 
@@ -123,7 +117,6 @@ async fn read_body(
         return Err(error(
             Encoding::Json,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
             3,
             format!(
                 "unsupported Content-Type `{ctype}`; expected application/x-protobuf or application/json"
@@ -134,7 +127,6 @@ async fn read_body(
         error(
             enc,
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
             8,
             format!("request body exceeds max_request_body_size ({max} bytes)"),
         )
@@ -173,7 +165,6 @@ async fn read_body(
                 return Err(error(
                     enc,
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
                     3,
                     format!("cannot decompress the {content_encoding} body: {e}"),
                 ));
@@ -187,7 +178,6 @@ async fn read_body(
             return Err(error(
                 enc,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
                 3,
                 format!("unsupported Content-Encoding `{other}`; expected gzip, deflate or none"),
             ));
@@ -204,7 +194,7 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(
         Encoding::Proto => T::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}")),
         Encoding::Json => super::json::decode::<T>(body),
     };
-    r.map_err(|m| error(enc, StatusCode::BAD_REQUEST, "bad_request", 3, m))
+    r.map_err(|m| error(enc, StatusCode::BAD_REQUEST, 3, m))
 }
 
 fn respond<T: Message + serde::Serialize>(enc: Encoding, resp: T) -> Response {

@@ -1,7 +1,9 @@
 //! `otlp` receiver: OTLP/gRPC (tonic, TCP_NODELAY, gzip) and OTLP/HTTP (axum: protobuf and
 //! JSON, gzip/deflate, partial success, 413 above `max_request_body_size`, CORS) for traces,
-//! metrics and logs. Refused data (memory_limiter, full queues) answers gRPC
-//! RESOURCE_EXHAUSTED / HTTP 503 with Retry-After, so senders retry; a malformed payload is 400.
+//! metrics and logs. Refused data (memory_limiter, full queues, no loadbalancing backend: any
+//! `ConsumeError::Refused`) answers gRPC RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` detail
+//! (retryable by the OTLP spec only with it) / HTTP 503 with Retry-After and a `google.rpc.Status`
+//! body, so senders retry; a malformed payload is 400.
 
 mod config;
 mod grpc;
