@@ -252,3 +252,90 @@ service:
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exporter_waits_what_the_receivers_retry_info_says() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let out_b = dir.path().join("b.jsonl");
+    // B's memory_limiter refuses (RESOURCE_EXHAUSTED + RetryInfo 1s) until the reading drops.
+    let reading = Arc::new(AtomicU64::new(90 * 1024 * 1024));
+    let probe = reading.clone();
+    let b_yaml = format!(
+        "receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: 127.0.0.1:0}}
+processors:
+  memory_limiter: {{check_interval: 10ms, limit_mib: 100, spike_limit_mib: 20}}
+exporters:
+  file: {{path: {}}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], processors: [memory_limiter], exporters: [file]}}
+",
+        out_b.display()
+    );
+    let b = start_with(
+        &b_yaml,
+        collector::StartOptions {
+            memory_probe: Some(Arc::new(move || probe.load(Ordering::Relaxed))),
+        },
+    )
+    .await;
+    // Without the RetryInfo, A would wait its own 60s initial_interval (and RESOURCE_EXHAUSTED
+    // alone would be permanent): arriving within seconds shows the server's 1s delay was used.
+    let yaml = format!(
+        "receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: 127.0.0.1:0}}
+exporters:
+  otlp:
+    endpoint: {}
+    tls: {{insecure: true}}
+    retry_on_failure: {{initial_interval: 60s, max_interval: 60s, max_elapsed_time: 120s}}
+    sending_queue: {{queue_size: 10, num_consumers: 1}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp]}}
+",
+        b.addr("otlp/grpc").unwrap()
+    );
+    let a = start(&yaml).await;
+    post_traces(
+        a.addr("otlp/http").unwrap(),
+        &trace_request("retry-info", [8; 16], &["held"]),
+    )
+    .await;
+    let refused = b
+        .self_metrics()
+        .counters("memory_limiter", "traces")
+        .unwrap();
+    eventually("B refusing A twice", async || {
+        (refused.refused.load(Ordering::Relaxed) >= 2).then_some(())
+    })
+    .await;
+    reading.store(10 * 1024 * 1024, Ordering::Relaxed);
+    let released = std::time::Instant::now();
+    eventually("the retried batch at B", async || {
+        (spans_in(&read_lines(&out_b)).len() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        released.elapsed() < std::time::Duration::from_secs(5),
+        "retried after {:?}",
+        released.elapsed()
+    );
+    assert_eq!(
+        a.self_metrics()
+            .counters("otlp", "traces")
+            .unwrap()
+            .dropped
+            .load(Ordering::Relaxed),
+        0
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
