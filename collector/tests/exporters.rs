@@ -157,8 +157,15 @@ service:
     // The exemplar sits on a bucket line of the duration histogram, after the series' labels.
     let line = text
         .lines()
-        .find(|l| l.contains("trace_id="))
-        .expect("an exemplar line");
+        .find(|l| l.contains("_bucket{") && l.contains("trace_id="))
+        .expect("an exemplar on a bucket");
+    // ... and on the calls counter's sample.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("traces_span_metrics_calls_total{")
+                && l.contains(" # {trace_id=")),
+        "{text}"
+    );
     assert!(
         line.starts_with(
             "traces_span_metrics_duration_milliseconds_bucket{job=\"ex\",service_name=\"ex\","

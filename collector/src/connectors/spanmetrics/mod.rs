@@ -78,12 +78,9 @@ pub struct Dimension {
 pub struct ExemplarsConfig {
     /// Off by default, as in contrib.
     pub enabled: bool,
-    /// Exemplars kept per data point between flushes (the most recent ones); 0 = tracelab's default, 8.
-    pub max_per_data_point: usize,
+    /// Exemplars kept per data point between flushes (the first ones, as contrib); 0 = no limit.
+    pub max_per_data_point: u32,
 }
-
-/// Exemplars kept per data point when `max_per_data_point` is 0.
-const DEFAULT_MAX_EXEMPLARS: usize = 8;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -101,9 +98,11 @@ pub struct SpanMetricsConfig {
     pub series_expiration: Duration,
     /// Resource attributes that identify a resource's metrics (empty: all of them).
     pub resource_metrics_key_attributes: Vec<String>,
+    /// Most resources held (contrib's LRU); the least recently updated one is evicted.
+    pub resource_metrics_cache_size: u32,
     /// Most series per resource; later new series go to one overflow series
     /// (`otel.metric.overflow=true`). 0 = no limit.
-    pub aggregation_cardinality_limit: usize,
+    pub aggregation_cardinality_limit: u32,
     /// Deprecated in contrib (v0.130.0); refused here with a message (see `validate`).
     pub dimensions_cache_size: Option<serde::de::IgnoredAny>,
     pub namespace: String,
@@ -119,6 +118,7 @@ impl Default for SpanMetricsConfig {
             metrics_expiration: Duration::ZERO,
             series_expiration: Duration::ZERO,
             resource_metrics_key_attributes: Vec::new(),
+            resource_metrics_cache_size: 1000,
             aggregation_cardinality_limit: 0,
             dimensions_cache_size: None,
             namespace: "traces.span.metrics".into(),
@@ -174,6 +174,12 @@ impl SpanMetricsConfig {
                 "must be greater than 0",
             ));
         }
+        if self.resource_metrics_cache_size == 0 {
+            return Err(FieldError::new(
+                "resource_metrics_cache_size",
+                "must be greater than 0",
+            ));
+        }
         Ok(())
     }
 }
@@ -182,6 +188,7 @@ struct SeriesState {
     calls: u64,
     counts: Vec<u64>,
     sum: f64,
+    /// On both the calls and the duration data point, as contrib.
     exemplars: Vec<Exemplar>,
     last_seen: Instant,
 }
@@ -309,25 +316,37 @@ impl SpanMetricsConnector {
             1e-6
         };
         let max_exemplars = match self.cfg.exemplars.max_per_data_point {
-            0 => DEFAULT_MAX_EXEMPLARS,
-            n => n,
+            0 => usize::MAX,
+            n => n as usize,
         };
-        let limit = self.cfg.aggregation_cardinality_limit;
+        let limit = self.cfg.aggregation_cardinality_limit as usize;
         let buckets = self.bounds.len();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for rs in batch {
             let res_attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let svc = service_name(rs.resource.as_ref())
-                .unwrap_or("unknown_service")
-                .to_string();
-            let res = state
-                .entry(self.resource_key(res_attrs))
-                .or_insert_with(|| ResourceState {
-                    attributes: res_attrs.to_vec(),
-                    last_seen: now,
-                    series: BTreeMap::new(),
-                    overflow: None,
-                });
+            // contrib skips the spans of a resource without `service.name`.
+            let Some(svc) = service_name(rs.resource.as_ref()).map(str::to_string) else {
+                continue;
+            };
+            let key = self.resource_key(res_attrs);
+            if !state.contains_key(&key)
+                && state.len() >= self.cfg.resource_metrics_cache_size as usize
+            {
+                // contrib's LRU: the least recently updated resource goes.
+                if let Some(oldest) = state
+                    .iter()
+                    .min_by_key(|(_, r)| r.last_seen)
+                    .map(|(k, _)| k.clone())
+                {
+                    state.remove(&oldest);
+                }
+            }
+            let res = state.entry(key).or_insert_with(|| ResourceState {
+                attributes: res_attrs.to_vec(),
+                last_seen: now,
+                series: BTreeMap::new(),
+                overflow: None,
+            });
             res.last_seen = now;
             for ss in &rs.scope_spans {
                 for sp in &ss.spans {
@@ -375,11 +394,11 @@ impl SpanMetricsConnector {
                     s.counts[idx] += 1;
                     s.calls += 1;
                     s.sum += dur;
-                    if self.cfg.exemplars.enabled {
-                        // The most recent exemplars per series; cleared on each flush.
-                        if s.exemplars.len() >= max_exemplars {
-                            s.exemplars.remove(0);
-                        }
+                    if self.cfg.exemplars.enabled
+                        && !sp.trace_id.iter().all(|b| *b == 0)
+                        && s.exemplars.len() < max_exemplars
+                    {
+                        // Cleared on each flush (they describe this interval's spans).
                         s.exemplars.push(Exemplar {
                             filtered_attributes: Vec::new(),
                             time_unix_nano: sp.end_time_unix_nano,
@@ -396,7 +415,7 @@ impl SpanMetricsConnector {
     fn snapshot_at(&self, now: Instant) -> Vec<ResourceMetrics> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let expired = |last: Instant, after: Duration| {
-            !after.is_zero() && now.saturating_duration_since(last) > after
+            !after.is_zero() && now.saturating_duration_since(last) >= after
         };
         let (res_exp, series_exp) = (self.cfg.metrics_expiration, self.cfg.series_expiration);
         state.retain(|_, r| !expired(r.last_seen, res_exp));
@@ -446,11 +465,12 @@ impl SpanMetricsConnector {
                 })
                 .chain(r.overflow.iter_mut().map(|s| (overflow_attrs.clone(), s)));
             for (attrs, s) in points {
+                let exemplars = std::mem::take(&mut s.exemplars);
                 calls.push(NumberDataPoint {
                     attributes: attrs.clone(),
                     start_time_unix_nano: self.start_ns,
                     time_unix_nano: ts,
-                    exemplars: Vec::new(),
+                    exemplars: exemplars.clone(),
                     flags: 0,
                     value: Some(number_data_point::Value::AsInt(s.calls as i64)),
                 });
@@ -462,7 +482,7 @@ impl SpanMetricsConnector {
                     sum: Some(s.sum),
                     bucket_counts: s.counts.clone(),
                     explicit_bounds: self.bounds.clone(),
-                    exemplars: std::mem::take(&mut s.exemplars),
+                    exemplars,
                     flags: 0,
                     min: None,
                     max: None,
@@ -742,6 +762,49 @@ mod tests {
         let c = connector(serde_json::json!({}));
         c.record_at(&[spans(vec![kv("service.name", "s")], &["op"])], t0);
         assert_eq!(c.snapshot_at(t0 + secs(86_400)).len(), 1);
+    }
+
+    #[test]
+    fn resources_without_service_name_are_skipped_and_the_resource_cache_is_an_lru() {
+        let t0 = Instant::now();
+        let c = connector(serde_json::json!({"resource_metrics_cache_size": 2}));
+        c.record_at(&[spans(vec![kv("host.name", "h")], &["op"])], t0);
+        assert!(
+            c.snapshot_at(t0).is_empty(),
+            "no service.name: skipped, as contrib"
+        );
+        let at = |ms| t0 + Duration::from_millis(ms);
+        c.record_at(&[spans(vec![kv("service.name", "a")], &["op"])], at(1));
+        c.record_at(&[spans(vec![kv("service.name", "b")], &["op"])], at(2));
+        c.record_at(&[spans(vec![kv("service.name", "a")], &["op"])], at(3));
+        c.record_at(&[spans(vec![kv("service.name", "c")], &["op"])], at(4));
+        let names: Vec<String> = flatten(&c.snapshot_at(at(5)))
+            .into_iter()
+            .map(|(r, _)| r[0].1.clone())
+            .collect();
+        assert_eq!(names, vec!["a", "c"], "b was the least recently updated");
+    }
+
+    #[test]
+    fn exemplars_go_on_both_points_up_to_max_per_data_point_and_clear_on_flush() {
+        let t0 = Instant::now();
+        let c =
+            connector(serde_json::json!({"exemplars": {"enabled": true, "max_per_data_point": 2}}));
+        let svc = vec![kv("service.name", "s")];
+        c.record_at(&[spans(svc, &["op", "op", "op"])], t0);
+        let out = c.snapshot_at(t0);
+        let ms = &out[0].scope_metrics[0].metrics;
+        let Some(metric::Data::Sum(calls)) = &ms[0].data else {
+            panic!()
+        };
+        assert_eq!(calls.data_points[0].exemplars.len(), 2);
+        assert_eq!(calls.data_points[0].exemplars[0].trace_id, vec![0xab; 16]);
+        assert_eq!(flatten(&out)[0].1[0].2, 2);
+        assert_eq!(
+            flatten(&c.snapshot_at(t0))[0].1[0].2,
+            0,
+            "cleared by the flush"
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Cumulative sums and histograms replace the stored value; delta ones are accumulated.
 //! Monotonic sums become counters (`_total`), histograms get `_bucket{le}`, `_sum`, `_count`;
-//! units become suffixes (`ms` → `_milliseconds`). With `enable_open_metrics: true` the
-//! OpenMetrics format is served, with exemplars (trace ids) on histogram buckets.
+//! units become suffixes (`ms` → `_milliseconds`). With `enable_open_metrics: true` a scraper
+//! accepting `application/openmetrics-text` gets OpenMetrics, with exemplars (trace ids) on
+//! histogram buckets and counter samples; other scrapers get the text format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,6 +109,8 @@ enum Value {
 struct Series {
     value: Value,
     updated: Instant,
+    /// A counter's latest exemplar (OpenMetrics puts it on the `_total` sample).
+    exemplar: Option<Exemplar>,
 }
 
 #[derive(Debug)]
@@ -291,6 +294,7 @@ impl PrometheusExporter {
                                 Series {
                                     value: Value::Number(number(p)),
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -310,7 +314,11 @@ impl PrometheusExporter {
                             let entry = fam.series.entry(key).or_insert(Series {
                                 value: Value::Number(0.0),
                                 updated: now,
+                                exemplar: None,
                             });
+                            if let Some(e) = p.exemplars.last().and_then(exemplar_of) {
+                                entry.exemplar = Some(e);
+                            }
                             let old = match entry.value {
                                 Value::Number(o) => o,
                                 _ => 0.0,
@@ -327,22 +335,13 @@ impl PrometheusExporter {
                             let key = labels_of(&p.attributes);
                             let mut exemplars: Vec<Option<Exemplar>> =
                                 vec![None; p.explicit_bounds.len() + 1];
-                            for e in &p.exemplars {
-                                let v = match e.value {
-                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(d)) => d,
-                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsInt(i)) => i as f64,
-                                    None => continue,
-                                };
+                            for e in p.exemplars.iter().filter_map(exemplar_of) {
                                 let idx = p
                                     .explicit_bounds
                                     .iter()
-                                    .position(|b| v <= *b)
+                                    .position(|b| e.value <= *b)
                                     .unwrap_or(p.explicit_bounds.len());
-                                exemplars[idx] = Some(Exemplar {
-                                    trace_id: hex(&e.trace_id),
-                                    span_id: hex(&e.span_id),
-                                    value: v,
-                                });
+                                exemplars[idx] = Some(e);
                             }
                             let mut new = Value::Histogram {
                                 bounds: p.explicit_bounds.clone(),
@@ -388,6 +387,7 @@ impl PrometheusExporter {
                                 Series {
                                     value: new,
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -408,6 +408,7 @@ impl PrometheusExporter {
                                         count: p.count,
                                     },
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -484,7 +485,20 @@ impl PrometheusExporter {
                 };
                 match &s.value {
                     Value::Number(v) => {
-                        let _ = writeln!(out, "{name}{} {}", with(""), fmt_f64(*v));
+                        let _ = write!(out, "{name}{} {}", with(""), fmt_f64(*v));
+                        if open
+                            && fam.kind == Kind::Counter
+                            && let Some(e) = &s.exemplar
+                        {
+                            let _ = write!(
+                                out,
+                                " # {{trace_id=\"{}\",span_id=\"{}\"}} {}",
+                                e.trace_id,
+                                e.span_id,
+                                fmt_f64(e.value)
+                            );
+                        }
+                        out.push('\n');
                     }
                     Value::Histogram {
                         bounds,
@@ -571,6 +585,20 @@ impl PrometheusExporter {
             }),
         )
     }
+}
+
+/// An OTLP exemplar with a value, as exposed: hex trace and span ids.
+fn exemplar_of(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option<Exemplar> {
+    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as V;
+    let value = match e.value? {
+        V::AsDouble(d) => d,
+        V::AsInt(i) => i as f64,
+    };
+    Some(Exemplar {
+        trace_id: hex(&e.trace_id),
+        span_id: hex(&e.span_id),
+        value,
+    })
 }
 
 fn number(p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
