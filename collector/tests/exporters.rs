@@ -78,19 +78,19 @@ service:
         "{text}"
     );
     assert!(
-        text.contains(r#"traces_span_metrics_calls_total{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 2"#),
+        text.contains(r#"traces_span_metrics_calls_total{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"traces_span_metrics_calls_total{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_ERROR"} 1"#),
+        text.contains(r#"traces_span_metrics_calls_total{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_ERROR"} 1"#),
         "{text}"
     );
     // Durations 5 ms and 10 ms: le=6 holds 1, le=10 holds 2, +Inf = count.
-    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="6"} 1"#), "{text}");
-    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="10"} 2"#), "{text}");
-    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="+Inf"} 2"#), "{text}");
-    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_sum{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 15"#), "{text}");
-    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_count{job="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 2"#), "{text}");
+    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="6"} 1"#), "{text}");
+    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="10"} 2"#), "{text}");
+    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_bucket{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET",le="+Inf"} 2"#), "{text}");
+    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_sum{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 15"#), "{text}");
+    assert!(text.contains(r#"traces_span_metrics_duration_milliseconds_count{job="checkout-svc",service_name="checkout-svc",span_kind="SPAN_KIND_SERVER",span_name="GET /cart",status_code="STATUS_CODE_UNSET"} 2"#), "{text}");
     assert!(
         text.contains(r#"queue_depth_bytes{job="inventory-service",queue="orders"} 7"#),
         "{text}"
@@ -107,6 +107,7 @@ async fn open_metrics_exposition_carries_exemplars() {
 connectors:
   spanmetrics:
     metrics_flush_interval: 50ms
+    exemplars: {enabled: true}
 exporters:
   prometheus:
     endpoint: 127.0.0.1:0
@@ -123,13 +124,56 @@ service:
     )
     .await;
     let url = format!("http://{}/metrics", c.addr("prometheus").unwrap());
+    let http = reqwest::Client::new();
+    let scrape = |accept: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http.get(&url).header("accept", accept).send().await.ok()?;
+            let ct = r.headers().get("content-type")?.to_str().ok()?.to_string();
+            Some((ct, r.text().await.ok()?))
+        }
+    };
+    const OPEN: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
     let text = eventually("exemplar", async || {
-        let t = reqwest::get(&url).await.ok()?.text().await.ok()?;
-        t.contains("trace_id=").then_some(t)
+        let (ct, t) = scrape(OPEN).await?;
+        (ct.starts_with("application/openmetrics-text") && t.contains("trace_id=")).then_some(t)
     })
     .await;
+    // A scraper that does not ask for OpenMetrics gets the text format, without exemplars.
+    let (ct, plain) = scrape("text/plain").await.expect("plain scrape");
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        !plain.contains("trace_id=") && !plain.contains("# EOF"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("traces_span_metrics_duration_milliseconds_bucket{"),
+        "{plain}"
+    );
     assert!(
         text.contains(&format!("trace_id=\"{}\"", "ab".repeat(16))),
+        "{text}"
+    );
+    // The exemplar sits on a bucket line of the duration histogram, after the series' labels.
+    let line = text
+        .lines()
+        .find(|l| l.contains("_bucket{") && l.contains("trace_id="))
+        .expect("an exemplar on a bucket");
+    // ... and on the calls counter's sample.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("traces_span_metrics_calls_total{")
+                && l.contains(" # {trace_id=")),
+        "{text}"
+    );
+    assert!(
+        line.starts_with(
+            "traces_span_metrics_duration_milliseconds_bucket{job=\"ex\",service_name=\"ex\","
+        ) && line.contains(&format!(" # {{trace_id=\"{}\",span_id=\"", "ab".repeat(16))),
+        "{line}"
+    );
+    assert!(
+        text.contains("# TYPE traces_span_metrics_calls counter"),
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"));

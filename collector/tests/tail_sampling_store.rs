@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path) -> String {
 processors:
   tail_sampling:
     decision_wait: 300ms
+    record_policy_attribute: true
     policies:
       - name: errors
         type: status_code
@@ -119,7 +120,7 @@ async fn error_traces_are_kept_with_their_policy_and_healthy_ones_dropped() {
     let t = &kept.data[0];
     assert_eq!(t.spans.len(), 2);
     let root = t.root_spans()[0];
-    assert_eq!(root.tag_str("tracelab.sampling.policy"), Some("errors"));
+    assert_eq!(root.tag_str("tailsampling.policy"), Some("errors"));
 
     let stats_url = format!("http://{query}/api/v1/sampling");
     let stats: SamplingStatsResponse = eventually("both traces decided", async || {

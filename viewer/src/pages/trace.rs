@@ -321,7 +321,10 @@ fn TraceHeader(model: Arc<TraceModel>) -> impl IntoView {
     let bottleneck = m.bottleneck.clone();
     let missing = m.missing_parent.len();
     let policy = root
-        .and_then(|r| r.tag_str("tracelab.sampling.policy"))
+        .and_then(|r| {
+            r.tag_str("tailsampling.policy")
+                .or_else(|| r.tag_str("tracelab.sampling.policy"))
+        })
         .map(str::to_string);
     let trace_id = m.trace_id.clone();
     let decision = {

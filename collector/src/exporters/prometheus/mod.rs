@@ -4,8 +4,9 @@
 //!
 //! Cumulative sums and histograms replace the stored value; delta ones are accumulated.
 //! Monotonic sums become counters (`_total`), histograms get `_bucket{le}`, `_sum`, `_count`;
-//! units become suffixes (`ms` → `_milliseconds`). With `enable_open_metrics: true` the
-//! OpenMetrics format is served, with exemplars (trace ids) on histogram buckets.
+//! units become suffixes (`ms` → `_milliseconds`). With `enable_open_metrics: true` a scraper
+//! accepting `application/openmetrics-text` gets OpenMetrics, with exemplars (trace ids) on
+//! histogram buckets and counter samples; other scrapers get the text format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,6 +109,8 @@ enum Value {
 struct Series {
     value: Value,
     updated: Instant,
+    /// A counter's latest exemplar (OpenMetrics puts it on the `_total` sample).
+    exemplar: Option<Exemplar>,
 }
 
 #[derive(Debug)]
@@ -207,11 +210,24 @@ impl PrometheusExporter {
     }
 
     pub fn content_type(&self) -> &'static str {
-        if self.cfg.enable_open_metrics {
+        Self::content_type_for(self.cfg.enable_open_metrics)
+    }
+
+    fn content_type_for(open: bool) -> &'static str {
+        if open {
             "application/openmetrics-text; version=1.0.0; charset=utf-8"
         } else {
             "text/plain; version=0.0.4; charset=utf-8"
         }
+    }
+
+    /// Whether a scrape with this `Accept` header gets OpenMetrics: only with
+    /// `enable_open_metrics`, and (as contrib's promhttp handler negotiates) only when the scraper
+    /// accepts `application/openmetrics-text` — Prometheus does by default; a plain `curl` gets
+    /// the text format.
+    pub fn serves_open_metrics(&self, accept: Option<&str>) -> bool {
+        self.cfg.enable_open_metrics
+            && accept.is_some_and(|a| a.contains("application/openmetrics-text"))
     }
 
     fn family_name(&self, name: &str, unit: &str, kind: Kind) -> String {
@@ -278,6 +294,7 @@ impl PrometheusExporter {
                                 Series {
                                     value: Value::Number(number(p)),
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -297,7 +314,11 @@ impl PrometheusExporter {
                             let entry = fam.series.entry(key).or_insert(Series {
                                 value: Value::Number(0.0),
                                 updated: now,
+                                exemplar: None,
                             });
+                            if let Some(e) = p.exemplars.last().and_then(exemplar_of) {
+                                entry.exemplar = Some(e);
+                            }
                             let old = match entry.value {
                                 Value::Number(o) => o,
                                 _ => 0.0,
@@ -314,22 +335,13 @@ impl PrometheusExporter {
                             let key = labels_of(&p.attributes);
                             let mut exemplars: Vec<Option<Exemplar>> =
                                 vec![None; p.explicit_bounds.len() + 1];
-                            for e in &p.exemplars {
-                                let v = match e.value {
-                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(d)) => d,
-                                    Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsInt(i)) => i as f64,
-                                    None => continue,
-                                };
+                            for e in p.exemplars.iter().filter_map(exemplar_of) {
                                 let idx = p
                                     .explicit_bounds
                                     .iter()
-                                    .position(|b| v <= *b)
+                                    .position(|b| e.value <= *b)
                                     .unwrap_or(p.explicit_bounds.len());
-                                exemplars[idx] = Some(Exemplar {
-                                    trace_id: hex(&e.trace_id),
-                                    span_id: hex(&e.span_id),
-                                    value: v,
-                                });
+                                exemplars[idx] = Some(e);
                             }
                             let mut new = Value::Histogram {
                                 bounds: p.explicit_bounds.clone(),
@@ -375,6 +387,7 @@ impl PrometheusExporter {
                                 Series {
                                     value: new,
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -395,6 +408,7 @@ impl PrometheusExporter {
                                         count: p.count,
                                     },
                                     updated: now,
+                                    exemplar: None,
                                 },
                             );
                         }
@@ -427,9 +441,13 @@ impl PrometheusExporter {
         fam
     }
 
-    /// The exposition text.
+    /// The exposition text in the configured format (OpenMetrics with `enable_open_metrics`).
     pub fn render(&self) -> String {
-        let open = self.cfg.enable_open_metrics;
+        self.render_as(self.cfg.enable_open_metrics)
+    }
+
+    /// The exposition text: OpenMetrics (with exemplars) when `open`, else the text format.
+    pub fn render_as(&self, open: bool) -> String {
         let expiry = self.cfg.metric_expiration;
         let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -467,7 +485,20 @@ impl PrometheusExporter {
                 };
                 match &s.value {
                     Value::Number(v) => {
-                        let _ = writeln!(out, "{name}{} {}", with(""), fmt_f64(*v));
+                        let _ = write!(out, "{name}{} {}", with(""), fmt_f64(*v));
+                        if open
+                            && fam.kind == Kind::Counter
+                            && let Some(e) = &s.exemplar
+                        {
+                            let _ = write!(
+                                out,
+                                " # {{trace_id=\"{}\",span_id=\"{}\"}} {}",
+                                e.trace_id,
+                                e.span_id,
+                                fmt_f64(e.value)
+                            );
+                        }
+                        out.push('\n');
                     }
                     Value::Histogram {
                         bounds,
@@ -539,17 +570,35 @@ impl PrometheusExporter {
         let me = self.clone();
         axum::Router::new().route(
             "/metrics",
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: http::HeaderMap| {
                 let me = me.clone();
                 async move {
+                    let accept = headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    let open = me.serves_open_metrics(accept);
                     (
-                        [(http::header::CONTENT_TYPE, me.content_type())],
-                        me.render(),
+                        [(http::header::CONTENT_TYPE, Self::content_type_for(open))],
+                        me.render_as(open),
                     )
                 }
             }),
         )
     }
+}
+
+/// An OTLP exemplar with a value, as exposed: hex trace and span ids.
+fn exemplar_of(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option<Exemplar> {
+    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as V;
+    let value = match e.value? {
+        V::AsDouble(d) => d,
+        V::AsInt(i) => i as f64,
+    };
+    Some(Exemplar {
+        trace_id: hex(&e.trace_id),
+        span_id: hex(&e.span_id),
+        value,
+    })
 }
 
 fn number(p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
@@ -570,5 +619,98 @@ impl Consumer<ResourceMetrics> for PrometheusConsumer {
             self.0.ingest(rm);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::spanmetrics::{SpanMetricsConfig, SpanMetricsConnector};
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    /// Collects what the connector emits, to feed the exporter by hand.
+    struct Capture(Mutex<Vec<ResourceMetrics>>);
+
+    #[async_trait::async_trait]
+    impl Consumer<ResourceMetrics> for Capture {
+        async fn consume(&self, batch: Vec<ResourceMetrics>) -> Result<(), ConsumeError> {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn s(v: &str) -> Option<AnyValue> {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        })
+    }
+
+    #[tokio::test]
+    async fn spanmetrics_overflow_and_service_name_become_labels() {
+        let cfg: SpanMetricsConfig = serde_json::from_value(serde_json::json!({
+            "aggregation_cardinality_limit": 1, "metrics_flush_interval": "1h",
+            "exemplars": {"enabled": true}}))
+        .unwrap();
+        let sink = Arc::new(Capture(Mutex::new(Vec::new())));
+        let conn = SpanMetricsConnector::new(cfg, sink.clone());
+        let input = crate::connectors::spanmetrics::SpanMetricsInput(conn.clone());
+        let span = |name: &str| Span {
+            name: name.into(),
+            trace_id: vec![0x11; 16],
+            span_id: vec![0x22; 8],
+            start_time_unix_nano: 0,
+            end_time_unix_nano: 3_000_000,
+            ..Default::default()
+        };
+        input
+            .consume(vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: s("cart"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span("a"), span("b")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        conn.flush().await.unwrap();
+        let exp = PrometheusExporter::new(PrometheusExporterConfig {
+            enable_open_metrics: true,
+            ..Default::default()
+        });
+        for rm in sink.0.lock().unwrap().iter() {
+            exp.ingest(rm);
+        }
+        let text = exp.render_as(true);
+        assert!(
+            text.contains(r#"traces_span_metrics_calls_total{job="cart",service_name="cart",span_kind="SPAN_KIND_UNSPECIFIED",span_name="a",status_code="STATUS_CODE_UNSET"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"traces_span_metrics_calls_total{job="cart",otel_metric_overflow="true"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"traces_span_metrics_duration_milliseconds_bucket{{job="cart",service_name="cart",span_kind="SPAN_KIND_UNSPECIFIED",span_name="a",status_code="STATUS_CODE_UNSET",le="4"}} 1 # {{trace_id="{}",span_id="{}"}} 3"#,
+                "11".repeat(16),
+                "22".repeat(8)
+            )),
+            "{text}"
+        );
+        assert!(!exp.render_as(false).contains("trace_id="));
+        assert!(!exp.serves_open_metrics(Some("text/plain")));
+        assert!(exp.serves_open_metrics(Some("application/openmetrics-text;version=1.0.0")));
     }
 }

@@ -17,7 +17,9 @@ use crate::sampling::{ComponentCounter, ProbabilisticStats};
 pub struct ProbabilisticSamplerConfig {
     pub sampling_percentage: f64,
     pub hash_seed: u32,
-    /// Only `hash_seed` is implemented (the default of the OpenTelemetry Collector's legacy mode).
+    /// Only `hash_seed` is implemented. contrib's default, when `mode` is not set and `hash_seed` is
+    /// 0, is `proportional` (W3C trace-id randomness): set `mode: hash_seed` in a contrib fleet's
+    /// configs for the same decisions everywhere.
     pub mode: String,
     /// Drop items that carry no trace id (true) or keep them (false).
     pub fail_closed: bool,
@@ -57,9 +59,18 @@ impl ProbabilisticSamplerConfig {
 
 const BUCKETS: u32 = 0x4000;
 
-/// The hash-seed decision: FNV-1a over the seed (little endian) and the trace id, 14 bits.
+/// contrib's `hash_seed` accept threshold: `uint32(pct * percentageScaleFactor)` with `pct` a
+/// `float32` and the scale factor 16384 / 100 as a `float32` constant — the product in 32-bit
+/// precision, truncated (a percentage above 100 counts as 100).
+pub fn hash_seed_threshold(percentage: f64) -> u32 {
+    let pct = (percentage as f32).min(100.0);
+    (pct * 163.84f32) as u32
+}
+
+/// The hash-seed decision, as contrib's: 32-bit FNV-1a over the seed (little endian) then the
+/// trace id; its low 14 bits are below the threshold.
 pub fn keep_trace(trace_id: &[u8], seed: u32, percentage: f64) -> bool {
-    let threshold = (percentage / 100.0 * f64::from(BUCKETS)) as u32;
+    let threshold = hash_seed_threshold(percentage);
     let mut h: u32 = 0x811c_9dc5;
     for b in seed.to_le_bytes().iter().chain(trace_id) {
         h ^= u32::from(*b);
@@ -131,5 +142,41 @@ impl<T: Signal> Consumer<T> for ProbabilisticSampler<T> {
             return Ok(());
         }
         self.next.consume(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An independent 32-bit FNV-1a (the published algorithm).
+    fn reference_fnv1a32(data: &[u8]) -> u32 {
+        data.iter().fold(2_166_136_261u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(16_777_619)
+        })
+    }
+
+    #[test]
+    fn hash_seed_mode_decides_as_contrib() {
+        assert_eq!(reference_fnv1a32(b""), 0x811c_9dc5);
+        assert_eq!(reference_fnv1a32(b"a"), 0xe40c_292c);
+        assert_eq!(reference_fnv1a32(b"foobar"), 0xbf9c_f968);
+        // float32 arithmetic, truncated: 10 % → 1638 of 16384 buckets, 33.33 % → 5460, 100 % → all.
+        assert_eq!(hash_seed_threshold(10.0), 1638);
+        assert_eq!(hash_seed_threshold(33.33), 5460);
+        assert_eq!(hash_seed_threshold(100.0), 16384);
+        assert_eq!(hash_seed_threshold(250.0), 16384);
+        assert_eq!(hash_seed_threshold(0.001), 0);
+        for seed in [0u32, 22, 0xdead_beef] {
+            for i in 0u32..500 {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                id[12..].copy_from_slice(&i.to_le_bytes());
+                let mut bytes = seed.to_le_bytes().to_vec();
+                bytes.extend_from_slice(&id);
+                let expected = (reference_fnv1a32(&bytes) & 0x3fff) < 1638;
+                assert_eq!(keep_trace(&id, seed, 10.0), expected, "seed {seed} id {i}");
+            }
+        }
     }
 }

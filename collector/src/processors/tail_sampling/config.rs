@@ -24,7 +24,9 @@ pub struct TailSamplingConfig {
     /// tracelab: a trace reaching this many buffered spans is decided at once; its later spans
     /// follow the decision, so one huge trace cannot hold memory hostage.
     pub max_spans_per_trace: u64,
-    /// tracelab: add `tracelab.sampling.policy = <policy>` to the root span of kept traces.
+    /// Add `tailsampling.policy = <policy>` (and `tailsampling.composite_policy`) to kept traces:
+    /// contrib's `processor.tailsamplingprocessor.recordpolicy` feature gate as a key; off by default
+    /// as there.
     pub record_policy_attribute: bool,
     pub policies: Vec<PolicyConfig>,
 }
@@ -37,7 +39,7 @@ impl Default for TailSamplingConfig {
             expected_new_traces_per_sec: 0,
             decision_cache: DecisionCacheConfig::default(),
             max_spans_per_trace: 20_000,
-            record_policy_attribute: true,
+            record_policy_attribute: false,
             policies: Vec::new(),
         }
     }
@@ -230,7 +232,11 @@ pub struct ProbabilisticConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitingConfig {
+    /// Token-bucket refill rate.
     pub spans_per_second: i64,
+    /// Bucket size; 0 (default) = 2 × `spans_per_second`, as contrib.
+    #[serde(default)]
+    pub burst_capacity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -300,6 +306,7 @@ pub struct DropConfig {
 #[serde(deny_unknown_fields)]
 pub struct CompositeConfig {
     pub max_total_spans_per_second: i64,
+    #[serde(default)]
     pub policy_order: Vec<String>,
     pub composite_sub_policy: Vec<PolicyConfig>,
     #[serde(default)]
@@ -333,11 +340,24 @@ impl TailSamplingConfig {
                 "at least one policy is required (with none, every trace would be dropped)",
             ));
         }
-        validate_policies(&self.policies, "policies", true)
+        validate_policies(&self.policies, "policies", Nesting::Top)
     }
 }
 
-fn validate_policies(policies: &[PolicyConfig], path: &str, top: bool) -> Result<(), FieldError> {
+/// Where a policy list sits: top level, inside `composite` (leaf policies and `and`, as contrib),
+/// or inside `and` / `drop` (leaf policies only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    Top,
+    Composite,
+    Leaf,
+}
+
+fn validate_policies(
+    policies: &[PolicyConfig],
+    path: &str,
+    nesting: Nesting,
+) -> Result<(), FieldError> {
     for (i, p) in policies.iter().enumerate() {
         let at = format!("{path}[{i}]");
         if p.name.trim().is_empty() {
@@ -349,11 +369,21 @@ fn validate_policies(policies: &[PolicyConfig], path: &str, top: bool) -> Result
                 format!("duplicate policy name {:?} (also {path}[{j}])", p.name),
             ));
         }
-        if !top && !p.policy_type.is_leaf() {
+        let allowed = match nesting {
+            Nesting::Top => true,
+            Nesting::Composite => p.policy_type.is_leaf() || p.policy_type == PolicyType::And,
+            Nesting::Leaf => p.policy_type.is_leaf(),
+        };
+        if !allowed {
+            let inside = if nesting == Nesting::Composite {
+                "composite (only leaf policies and `and`)"
+            } else {
+                "and/drop"
+            };
             return Err(FieldError::new(
                 format!("{at}.type"),
                 format!(
-                    "`{}` cannot be nested inside and/drop/composite",
+                    "`{}` cannot be nested inside {inside}",
                     p.policy_type.as_str()
                 ),
             ));
@@ -424,6 +454,12 @@ fn validate_policy(p: &PolicyConfig, at: &str) -> Result<(), FieldError> {
                 return Err(FieldError::new(
                     field("spans_per_second"),
                     "must be greater than 0",
+                ));
+            }
+            if c.burst_capacity < 0 {
+                return Err(FieldError::new(
+                    field("burst_capacity"),
+                    "must be >= 0 (0 = 2 × spans_per_second)",
                 ));
             }
         }
@@ -511,7 +547,7 @@ fn validate_policy(p: &PolicyConfig, at: &str) -> Result<(), FieldError> {
                     "must list at least one policy",
                 ));
             }
-            validate_policies(&c.and_sub_policy, &field("and_sub_policy"), false)?;
+            validate_policies(&c.and_sub_policy, &field("and_sub_policy"), Nesting::Leaf)?;
         }
         PolicyType::Drop => {
             let c = p.drop.as_ref().ok_or_else(missing)?;
@@ -521,7 +557,7 @@ fn validate_policy(p: &PolicyConfig, at: &str) -> Result<(), FieldError> {
                     "must list at least one policy",
                 ));
             }
-            validate_policies(&c.drop_sub_policy, &field("drop_sub_policy"), false)?;
+            validate_policies(&c.drop_sub_policy, &field("drop_sub_policy"), Nesting::Leaf)?;
         }
         PolicyType::Composite => {
             let c = p.composite.as_ref().ok_or_else(missing)?;
@@ -540,7 +576,7 @@ fn validate_policy(p: &PolicyConfig, at: &str) -> Result<(), FieldError> {
             validate_policies(
                 &c.composite_sub_policy,
                 &field("composite_sub_policy"),
-                false,
+                Nesting::Composite,
             )?;
             let known = |n: &str| c.composite_sub_policy.iter().any(|s| s.name == n);
             for (k, name) in c.policy_order.iter().enumerate() {

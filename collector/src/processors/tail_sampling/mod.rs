@@ -15,7 +15,9 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::task::JoinHandle;
 
 pub use config::{PolicyConfig, PolicyType, TailSamplingConfig};
-pub use sampler::{Clock, ManualClock, POLICY_ATTRIBUTE, SystemClock, TailSampler};
+pub use sampler::{
+    COMPOSITE_POLICY_ATTRIBUTE, Clock, ManualClock, POLICY_ATTRIBUTE, SystemClock, TailSampler,
+};
 
 use crate::config::FieldError;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};

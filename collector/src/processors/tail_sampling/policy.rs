@@ -2,7 +2,7 @@
 //! Collector contrib documents (`Sampled`, `NotSampled`, the inverted variants of `invert_match`, and
 //! `Dropped` from a `drop` policy), and [`combine`] which turns the votes into the final decision.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -90,7 +90,7 @@ pub enum Evaluator {
         threshold: u64,
         salt: String,
     },
-    RateLimiting(SpanBudget),
+    RateLimiting(TokenBucket),
     StringAttribute {
         key: String,
         matcher: StringMatcher,
@@ -135,7 +135,8 @@ impl StringMatcher {
     }
 }
 
-/// Spans allowed per wall-clock second (of the injected clock), reset each second.
+/// Spans allowed per wall-clock second (of the injected clock), reset each second: the counters
+/// of contrib's `composite` policy.
 #[derive(Debug)]
 pub struct SpanBudget {
     pub per_second: u64,
@@ -158,12 +159,41 @@ impl SpanBudget {
             self.used = 0;
         }
     }
+}
 
-    /// Takes `spans` from this second's budget if they all fit.
-    fn try_take(&mut self, second: u64, spans: u64) -> bool {
-        self.roll(second);
-        if self.used + spans <= self.per_second {
-            self.used += spans;
+/// `rate_limiting`: a token bucket as contrib's (golang.org/x/time/rate): `rate` tokens (spans)
+/// per second refilled continuously, at most `burst` held, full at start. A trace passes when its
+/// span count can be taken whole; a trace bigger than `burst` never passes.
+#[derive(Debug)]
+pub struct TokenBucket {
+    pub rate: f64,
+    pub burst: f64,
+    tokens: f64,
+    last: Option<Duration>,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: None,
+        }
+    }
+
+    /// Takes `n` tokens at `now` (time since any fixed origin) if they are available.
+    pub fn allow(&mut self, now: Duration, n: u64) -> bool {
+        if let Some(last) = self.last {
+            let dt = now.saturating_sub(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        }
+        if self.last.is_none_or(|l| now > l) {
+            self.last = Some(now);
+        }
+        let n = n as f64;
+        if n <= self.tokens {
+            self.tokens -= n;
             true
         } else {
             false
@@ -171,7 +201,8 @@ impl SpanBudget {
     }
 }
 
-/// `composite`: sub-policies in `policy_order`, each with a share of `max_total_spans_per_second`.
+/// `composite`: every sub-policy in config order, each with its spans-per-second allocation, all
+/// within `max_total_spans_per_second`.
 #[derive(Debug)]
 pub struct Composite {
     total: SpanBudget,
@@ -181,8 +212,10 @@ pub struct Composite {
 /// What evaluation needs from the outside world.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalContext {
-    /// Seconds of the injected clock, for per-second budgets.
+    /// Whole seconds of the injected clock, for composite's per-second budgets.
     pub second: u64,
+    /// Time of the injected clock since the sampler's origin, for token buckets.
+    pub elapsed: Duration,
 }
 
 impl Evaluator {
@@ -209,12 +242,7 @@ impl Evaluator {
             }
             PolicyType::Probabilistic => {
                 let c = p.probabilistic.as_ref().ok_or_else(missing)?;
-                let ratio = (c.sampling_percentage / 100.0).clamp(0.0, 1.0);
-                let threshold = if ratio >= 1.0 {
-                    u64::MAX
-                } else {
-                    (ratio * u64::MAX as f64) as u64
-                };
+                let threshold = probabilistic_threshold(c.sampling_percentage / 100.0);
                 let salt = if c.hash_salt.is_empty() {
                     DEFAULT_HASH_SALT.to_string()
                 } else {
@@ -224,7 +252,13 @@ impl Evaluator {
             }
             PolicyType::RateLimiting => {
                 let c = p.rate_limiting.as_ref().ok_or_else(missing)?;
-                Self::RateLimiting(SpanBudget::new(c.spans_per_second.max(0) as u64))
+                let rate = c.spans_per_second.max(0);
+                let burst = if c.burst_capacity > 0 {
+                    c.burst_capacity
+                } else {
+                    rate.saturating_mul(2)
+                };
+                Self::RateLimiting(TokenBucket::new(rate as f64, burst as f64))
             }
             PolicyType::StringAttribute => {
                 let c = p.string_attribute.as_ref().ok_or_else(missing)?;
@@ -304,33 +338,25 @@ impl Evaluator {
             }
             PolicyType::Composite => {
                 let c = p.composite.as_ref().ok_or_else(missing)?;
-                let total = c.max_total_spans_per_second.max(0) as u64;
-                let allocated: i64 = c.rate_allocation.iter().map(|a| a.percent).sum();
-                let order: Vec<&PolicyConfig> = if c.policy_order.is_empty() {
-                    c.composite_sub_policy.iter().collect()
-                } else {
-                    c.policy_order
-                        .iter()
-                        .filter_map(|n| c.composite_sub_policy.iter().find(|s| &s.name == n))
-                        .collect()
-                };
-                let unallocated = order
-                    .iter()
-                    .filter(|s| !c.rate_allocation.iter().any(|a| a.policy == s.name))
-                    .count()
-                    .max(1) as u64;
-                // Sub-policies without an allocation share what the allocations leave (contrib gives them 0).
-                let leftover = total * (100 - allocated.clamp(0, 100)) as u64 / 100 / unallocated;
-                let mut subs = Vec::with_capacity(order.len());
-                for s in order {
+                let total = c.max_total_spans_per_second.max(0);
+                // contrib's rate allocation: `percent` > 0 gets that share of the total, `percent: 0`
+                // an even share (total / number of sub-policies), a sub-policy without an entry 0.
+                let even = total as f64 / c.composite_sub_policy.len().max(1) as f64;
+                let mut subs = Vec::with_capacity(c.composite_sub_policy.len());
+                for s in &c.composite_sub_policy {
                     let share = match c.rate_allocation.iter().find(|a| a.policy == s.name) {
-                        Some(a) => total * a.percent.clamp(0, 100) as u64 / 100,
-                        None => leftover,
+                        Some(a) if a.percent > 0 => a.percent as f64 / 100.0 * total as f64,
+                        Some(_) => even,
+                        None => 0.0,
                     };
-                    subs.push((s.name.clone(), Self::build(s)?, SpanBudget::new(share)));
+                    subs.push((
+                        s.name.clone(),
+                        Self::build(s)?,
+                        SpanBudget::new(share as u64),
+                    ));
                 }
                 Self::Composite(Composite {
-                    total: SpanBudget::new(total),
+                    total: SpanBudget::new(total as u64),
                     subs,
                 })
             }
@@ -366,7 +392,7 @@ impl Evaluator {
             Self::Probabilistic { threshold, salt } => {
                 bool_vote(hash_trace_id(salt, t.trace_id) <= *threshold)
             }
-            Self::RateLimiting(budget) => bool_vote(budget.try_take(cx.second, t.span_count)),
+            Self::RateLimiting(bucket) => bool_vote(bucket.allow(cx.elapsed, t.span_count)),
             Self::StringAttribute {
                 key,
                 matcher,
@@ -418,12 +444,12 @@ impl Evaluator {
                 if all { Vote::Dropped } else { Vote::NotSampled }
             }
             Self::Composite(c) => {
+                c.total.roll(cx.second);
                 for (name, eval, budget) in c.subs.iter_mut() {
+                    budget.roll(cx.second);
                     if eval.evaluate(t, cx).0.is_sampled() {
-                        // The first sub-policy that wants the trace decides: within its share and the
-                        // total budget → sampled; otherwise not (later sub-policies are not asked).
-                        c.total.roll(cx.second);
-                        budget.roll(cx.second);
+                        // The first sub-policy (config order) that wants the trace decides: within its
+                        // allocation and the total → sampled; otherwise not (later ones are not asked).
                         let fits = budget.used + t.span_count <= budget.per_second
                             && c.total.used + t.span_count <= c.total.per_second;
                         if fits {
@@ -444,21 +470,60 @@ impl Evaluator {
 /// Salt used when `hash_salt` is empty (contrib's default).
 pub const DEFAULT_HASH_SALT: &str = "default-hash-seed";
 
-/// FNV-1a 64 over salt and trace id: stable across restarts and collectors, so every collector
-/// instance with the same salt keeps the same traces.
+/// 64-bit FNV-1a over the salt's bytes, then the 16 trace-id bytes: contrib's `hashTraceID`, so a
+/// tracelab collector and a contrib collector with the same salt and percentage keep the same traces.
 pub fn hash_trace_id(salt: &str, trace_id: &[u8; 16]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in salt.as_bytes().iter().chain(trace_id.iter()) {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // FNV's low bits mix poorly for short inputs; a final avalanche (from SplitMix64) spreads them
-    // so the percentage threshold over the full u64 range is fair.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    h
+}
+
+/// contrib's `calculateThreshold(ratio)`: `MaxUint64 × ratio` in a `big.Float` of 64-bit precision
+/// (the product rounded to 64 significant bits, to nearest even), then truncated to a `uint64`
+/// (saturating). Exact in integers here: `ratio = m × 2^e` with `m` < 2^53.
+pub fn probabilistic_threshold(ratio: f64) -> u64 {
+    if ratio.is_nan() || ratio <= 0.0 {
+        return 0;
+    }
+    if ratio >= 1.0 {
+        return u64::MAX;
+    }
+    let bits = ratio.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64;
+    let frac = bits & ((1u64 << 52) - 1);
+    // value = m × 2^e
+    let (m, e) = if exp == 0 {
+        (frac, -1074i64)
+    } else {
+        (frac | (1u64 << 52), exp - 1075)
+    };
+    let mut p = (u64::MAX as u128) * (m as u128);
+    let mut e = e;
+    // Round p to 64 significant bits, nearest even.
+    let len = 128 - p.leading_zeros() as i64;
+    if len > 64 {
+        let drop = (len - 64) as u32;
+        let rem = p & ((1u128 << drop) - 1);
+        let half = 1u128 << (drop - 1);
+        p >>= drop;
+        if rem > half || (rem == half && p & 1 == 1) {
+            p += 1;
+        }
+        e += drop as i64;
+    }
+    // Truncate p × 2^e toward zero (e < 0 here since ratio < 1).
+    if e >= 0 {
+        return u64::try_from(p << e.min(64)).unwrap_or(u64::MAX);
+    }
+    let shift = (-e) as u32;
+    if shift >= 128 {
+        0
+    } else {
+        u64::try_from(p >> shift).unwrap_or(u64::MAX)
+    }
 }
 
 /// The final decision over all top-level votes (in config order), and the index of the policy

@@ -18,8 +18,12 @@ use super::policy::{EvalContext, Evaluator, TraceView, Vote, combine, second_of}
 use crate::config::FieldError;
 use crate::sampling::{ComponentCounter, DecisionQueue, PolicyVote, SamplingStats};
 
-/// The attribute set on the root span of a kept trace, naming the policy that kept it.
-pub const POLICY_ATTRIBUTE: &str = "tracelab.sampling.policy";
+/// With `record_policy_attribute`: the attribute naming the policy that kept a trace (contrib's
+/// name), set on every scope of the kept trace (as contrib) and on its root span (tracelab: the
+/// store keeps span attributes, not scope attributes, so the viewer reads it there).
+pub const POLICY_ATTRIBUTE: &str = "tailsampling.policy";
+/// Likewise for the `composite` sub-policy that sampled the trace (contrib's name).
+pub const COMPOSITE_POLICY_ATTRIBUTE: &str = "tailsampling.composite_policy";
 
 pub type TraceId = [u8; 16];
 
@@ -326,8 +330,10 @@ impl TailSampler {
         let Some(mut p) = self.pending.remove(&id) else {
             return;
         };
+        let now = self.clock.now();
         let cx = EvalContext {
-            second: second_of(self.origin, self.clock.now()),
+            second: second_of(self.origin, now),
+            elapsed: now.saturating_duration_since(self.origin),
         };
         let view = TraceView {
             trace_id: &id,
@@ -373,9 +379,13 @@ impl TailSampler {
         if keep {
             self.sampled.insert(id);
             if self.record_policy_attribute
-                && let Some(name) = &policy_name
+                && let Some(i) = decider
             {
-                tag_root_spans(&mut p.fragments, name);
+                let mut attrs = vec![(POLICY_ATTRIBUTE, self.policies[i].name.as_str())];
+                if let Some(sub) = &sub_names[i] {
+                    attrs.push((COMPOSITE_POLICY_ATTRIBUTE, sub.as_str()));
+                }
+                tag_kept_trace(&mut p.fragments, &attrs);
             }
             out.append(&mut p.fragments);
         } else {
@@ -384,20 +394,33 @@ impl TailSampler {
     }
 }
 
-/// Adds the deciding policy to spans without a parent (the trace's root, if it has arrived).
-fn tag_root_spans(fragments: &mut [ResourceSpans], policy: &str) {
-    for span in fragments
+/// Puts `attrs` on every scope of the trace (contrib's `SetAttrOnScopeSpans`) and on the spans
+/// without a parent (the trace's root, if it has arrived), replacing earlier values.
+fn tag_kept_trace(fragments: &mut [ResourceSpans], attrs: &[(&str, &str)]) {
+    fn put(list: &mut Vec<KeyValue>, key: &str, value: &str) {
+        list.retain(|kv| kv.key != key);
+        list.push(KeyValue {
+            key: key.to_string(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(value.to_string())),
+            }),
+            ..Default::default()
+        });
+    }
+    for ss in fragments
         .iter_mut()
-        .flat_map(|rs| rs.scope_spans.iter_mut().flat_map(|ss| ss.spans.iter_mut()))
+        .flat_map(|rs| rs.scope_spans.iter_mut())
     {
-        if span.parent_span_id.iter().all(|b| *b == 0) {
-            span.attributes.push(KeyValue {
-                key: POLICY_ATTRIBUTE.to_string(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(policy.to_string())),
-                }),
-                ..Default::default()
-            });
+        let scope = ss.scope.get_or_insert_with(Default::default);
+        for (k, v) in attrs {
+            put(&mut scope.attributes, k, v);
+        }
+        for span in ss.spans.iter_mut() {
+            if span.parent_span_id.iter().all(|b| *b == 0) {
+                for (k, v) in attrs {
+                    put(&mut span.attributes, k, v);
+                }
+            }
         }
     }
 }

@@ -213,7 +213,7 @@ fn each_policy_decides_as_documented() {
         ),
         (
             "rate_limiting over budget",
-            json!([{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 1}}]),
+            json!([{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 1, "burst_capacity": 1}}]),
             vec![rs(vec![span(1, 1, 0, 0, 5), span(1, 2, 1, 0, 5)])],
             false,
         ),
@@ -408,7 +408,18 @@ fn each_policy_decides_as_documented() {
                     {"name": "rest", "type": "always_sample"}],
                 "rate_allocation": [{"policy": "err", "percent": 50}]}}]),
             vec![rs(vec![span(1, 1, 0, 0, 5), span(1, 2, 1, 0, 5)])],
-            true,
+            false, // contrib: a sub-policy without a rate_allocation entry gets 0 spans/s
+        ),
+        (
+            "composite: percent 0 is an even share of the total",
+            json!([{"name": "comp", "type": "composite", "composite": {
+                "max_total_spans_per_second": 4, "policy_order": ["err"],
+                "composite_sub_policy": [
+                    {"name": "err", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+                    {"name": "rest", "type": "always_sample"}],
+                "rate_allocation": [{"policy": "err", "percent": 50}, {"policy": "rest", "percent": 0}]}}]),
+            vec![rs(vec![span(1, 1, 0, 0, 5), span(1, 2, 1, 0, 5)])],
+            true, // `rest` is not in policy_order but still evaluated; 4 / 2 sub-policies = 2 spans/s
         ),
     ];
     for (name, policies, trace, expect) in cases {
@@ -421,6 +432,7 @@ fn each_policy_decides_as_documented() {
 fn seed_policies_credit_the_deciding_policy_and_tag_the_root() {
     let c = cfg(serde_json::json!({
         "decision_wait": "10s",
+        "record_policy_attribute": true,
         "policies": [
             {"name": "errors-always", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
             {"name": "slow-traces", "type": "latency", "latency": {"threshold_ms": 2000}},
@@ -472,9 +484,16 @@ fn probabilistic_keeps_about_the_configured_share_and_is_deterministic() {
     let n = 20_000u32;
     for i in 0..n {
         let mut sp = span(0, 1, 0, 0, 1);
+        // Random-looking ids, as real ones are: FNV-1a (contrib's hash, no final mixing) leaves the
+        // high bits almost unchanged when only the last bytes vary, so sequential ids would all
+        // land on the same side of the threshold — in contrib too.
         sp.trace_id = {
-            let mut v = vec![0x11u8; 16];
-            v[12..].copy_from_slice(&i.to_be_bytes());
+            let mut z = u64::from(i).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let mut v = (z ^ (z >> 31)).to_be_bytes().to_vec();
+            v.extend_from_slice(&i.to_be_bytes());
+            v.extend_from_slice(&[0x11; 4]);
             v
         };
         s.ingest(vec![rs(vec![sp])]);
@@ -761,4 +780,251 @@ async fn the_processor_ticker_decides_due_traces_and_shutdown_flushes_the_rest()
         stats.snapshot(1).recent[0].trigger,
         DecisionTrigger::Shutdown
     );
+}
+
+/// An independent FNV-1a 64 (the published algorithm, byte at a time) for the test vectors.
+fn reference_fnv1a64(data: &[u8]) -> u64 {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    data.iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+#[test]
+fn fnv1a64_reference_matches_published_vectors() {
+    assert_eq!(reference_fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(reference_fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(reference_fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+}
+
+#[test]
+fn probabilistic_hash_is_contribs_fnv1a_over_salt_then_trace_id() {
+    use super::policy::hash_trace_id;
+    for (salt, id) in [
+        ("default-hash-seed", [0u8; 16]),
+        ("default-hash-seed", *b"0123456789abcdef"),
+        ("", [0xffu8; 16]),
+        ("tier-2", [7u8; 16]),
+    ] {
+        let mut bytes = salt.as_bytes().to_vec();
+        bytes.extend_from_slice(&id);
+        assert_eq!(
+            hash_trace_id(salt, &id),
+            reference_fnv1a64(&bytes),
+            "salt {salt:?}"
+        );
+    }
+}
+
+#[test]
+fn probabilistic_threshold_is_contribs_big_float_product() {
+    use super::policy::probabilistic_threshold as t;
+    // MaxUint64 × ratio rounded to 64 significant bits, truncated (contrib's calculateThreshold).
+    assert_eq!(t(0.0), 0);
+    assert_eq!(t(1.0), u64::MAX);
+    assert_eq!(t(1.5), u64::MAX);
+    assert_eq!(t(0.5), 0x7fff_ffff_ffff_ffff); // (2^64-1)/2 = 2^63 - 0.5, exact, truncated
+    assert_eq!(t(0.25), 0x3fff_ffff_ffff_ffff);
+    // 0.1 = m × 2^-56 (m = 0x1999999999999a): (2^64-1)·m rounds down to (m·2^11 - 1)·2^53, so
+    // the threshold is m·2^8 - 1 — one below float64's floor(0.1 × 2^64) = 0x1999999999999a00.
+    assert_eq!(t(0.1), 0x1999_9999_9999_99ff);
+    // Never more than one away from the exact product.
+    for pct in [0.001, 0.37, 1.0, 12.5, 33.3, 66.6, 99.99] {
+        let r = pct / 100.0;
+        let exact = r * 18_446_744_073_709_551_616.0; // 2^64 as f64, exact scaling
+        let diff = (t(r) as f64 - exact).abs();
+        assert!(diff <= 4096.0, "pct {pct}: {} vs {exact}", t(r));
+    }
+}
+
+#[test]
+fn probabilistic_decisions_match_the_reference_algorithm() {
+    for (salt, pct, threshold) in [
+        ("", 10.0, 0x1999_9999_9999_99ffu64),
+        ("tier-2", 50.0, 0x7fff_ffff_ffff_ffff),
+    ] {
+        let c = cfg(
+            serde_json::json!({"decision_wait": "1s", "num_traces": 100000, "policies": [
+            {"name": "p", "type": "probabilistic",
+             "probabilistic": {"sampling_percentage": pct, "hash_salt": salt}}]}),
+        );
+        let (mut s, clock, _) = sampler(&c);
+        let mut expected = Vec::new();
+        let eff_salt = if salt.is_empty() {
+            "default-hash-seed"
+        } else {
+            salt
+        };
+        for i in 0..400u32 {
+            let mut id = [0x5au8; 16];
+            id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            id[12..].copy_from_slice(&i.to_be_bytes());
+            let mut bytes = eff_salt.as_bytes().to_vec();
+            bytes.extend_from_slice(&id);
+            if reference_fnv1a64(&bytes) <= threshold {
+                expected.push(id.to_vec());
+            }
+            let mut sp = span(0, 1, 0, 0, 1);
+            sp.trace_id = id.to_vec();
+            s.ingest(vec![rs(vec![sp])]);
+        }
+        clock.advance(Duration::from_secs(1));
+        let mut kept: Vec<Vec<u8>> = s
+            .tick()
+            .iter()
+            .flat_map(|r| r.scope_spans.iter().flat_map(|s| s.spans.iter()))
+            .map(|s| s.trace_id.clone())
+            .collect();
+        kept.sort();
+        expected.sort();
+        assert!(!expected.is_empty() && expected.len() < 400);
+        assert_eq!(kept, expected, "salt {salt:?} pct {pct}");
+    }
+}
+
+#[test]
+fn rate_limiting_is_a_token_bucket_with_burst() {
+    use super::policy::TokenBucket;
+    // contrib: spans_per_second refills continuously, burst defaults to 2 × spans_per_second.
+    let mut b = TokenBucket::new(10.0, 20.0);
+    let at = Duration::from_millis;
+    assert!(b.allow(at(0), 15), "the bucket starts full");
+    assert!(!b.allow(at(0), 6), "5 tokens left");
+    assert!(b.allow(at(0), 5));
+    assert!(!b.allow(at(100), 2), "100 ms refill 1 token");
+    assert!(b.allow(at(200), 2), "200 ms refill 2 tokens");
+    assert!(b.allow(at(60_000), 20), "refill caps at the burst");
+    assert!(
+        !b.allow(at(120_000), 21),
+        "a trace larger than the burst never passes"
+    );
+
+    // Through the sampler: burst_capacity given explicitly, time from the injected clock.
+    let c = cfg(serde_json::json!({"decision_wait": "1s", "policies": [
+        {"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 2, "burst_capacity": 3}}]}));
+    let (mut s, clock, _) = sampler(&c);
+    s.ingest(vec![rs(vec![
+        span(1, 1, 0, 0, 1),
+        span(1, 2, 1, 0, 1),
+        span(1, 3, 1, 0, 1),
+    ])]);
+    s.ingest(vec![rs(vec![span(2, 1, 0, 0, 1)])]);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        trace_ids(&s.tick()),
+        vec![1],
+        "trace 1 took the whole burst"
+    );
+    s.ingest(vec![rs(vec![span(3, 1, 0, 0, 1), span(3, 2, 1, 0, 1)])]);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        trace_ids(&s.tick()),
+        vec![3],
+        "2 tokens refilled per second"
+    );
+
+    let default = cfg(serde_json::json!({"policies": [
+        {"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 2}}]}));
+    assert!(matches!(
+        super::policy::Evaluator::build(&default.policies[0]).unwrap(),
+        super::policy::Evaluator::RateLimiting(b) if b.burst == 4.0 && b.rate == 2.0
+    ));
+}
+
+#[test]
+fn composite_evaluates_every_sub_policy_in_config_order_and_allows_and() {
+    let policies = serde_json::json!([{"name": "comp", "type": "composite", "composite": {
+        "max_total_spans_per_second": 100, "policy_order": [],
+        "composite_sub_policy": [
+            {"name": "slow-errors", "type": "and", "and": {"and_sub_policy": [
+                {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+                {"name": "s", "type": "latency", "latency": {"threshold_ms": 50}}]}},
+            {"name": "rest", "type": "always_sample"}],
+        "rate_allocation": [{"policy": "slow-errors", "percent": 50}, {"policy": "rest", "percent": 10}]}}]);
+    let (kept, policy) = decide_one(
+        policies.clone(),
+        vec![rs(vec![with_status(span(1, 1, 0, 0, 100), 2)])],
+    );
+    assert!(kept);
+    assert_eq!(policy.as_deref(), Some("comp/slow-errors"));
+    let (kept, policy) = decide_one(policies, vec![rs(vec![span(1, 1, 0, 0, 100)])]);
+    assert!(kept, "`rest` is evaluated although policy_order is empty");
+    assert_eq!(policy.as_deref(), Some("comp/rest"));
+
+    // Only `and` may nest inside composite; composite / drop may not.
+    let bad: Result<TailSamplingConfig, _> =
+        serde_json::from_value(serde_json::json!({"policies": [
+        {"name": "comp", "type": "composite", "composite": {"max_total_spans_per_second": 1,
+         "composite_sub_policy": [{"name": "d", "type": "drop", "drop": {"drop_sub_policy": [
+            {"name": "a", "type": "always_sample"}]}}]}}]}));
+    let err = bad.unwrap().validate().unwrap_err();
+    assert!(
+        err.path.ends_with("composite_sub_policy[0].type"),
+        "{}",
+        err.path
+    );
+}
+
+#[test]
+fn record_policy_attribute_is_off_by_default_and_tags_scopes_and_root_when_on() {
+    let policies = serde_json::json!([
+        {"name": "comp", "type": "composite", "composite": {
+            "max_total_spans_per_second": 100, "composite_sub_policy": [{"name": "all", "type": "always_sample"}],
+            "rate_allocation": [{"policy": "all", "percent": 100}]}}]);
+    let attrs_of = |out: &[ResourceSpans]| -> (Vec<String>, Vec<String>) {
+        let mut scope = Vec::new();
+        let mut root = Vec::new();
+        for ss in out.iter().flat_map(|r| r.scope_spans.iter()) {
+            for a in ss.scope.iter().flat_map(|s| s.attributes.iter()) {
+                scope.push(format!(
+                    "{}={:?}",
+                    a.key,
+                    a.value.as_ref().and_then(|v| v.value.clone())
+                ));
+            }
+            for sp in ss.spans.iter().filter(|s| s.parent_span_id.is_empty()) {
+                for a in &sp.attributes {
+                    root.push(a.key.clone());
+                }
+            }
+        }
+        (scope, root)
+    };
+    for (on, expect_scope) in [(false, 0usize), (true, 2)] {
+        let c = cfg(
+            serde_json::json!({"decision_wait": "1s", "record_policy_attribute": on, "policies": policies}),
+        );
+        if !on {
+            let d = cfg(serde_json::json!({"policies": policies}));
+            assert!(!d.record_policy_attribute, "contrib's default: off");
+        }
+        let (mut s, clock, _) = sampler(&c);
+        s.ingest(vec![rs(vec![span(1, 1, 0, 0, 1), span(1, 2, 1, 0, 1)])]);
+        clock.advance(Duration::from_secs(1));
+        let out = s.tick();
+        let (scope, root) = attrs_of(&out);
+        assert_eq!(scope.len(), expect_scope, "{scope:?}");
+        if on {
+            assert!(
+                scope
+                    .iter()
+                    .any(|a| a.starts_with("tailsampling.policy=") && a.contains("\"comp\""))
+            );
+            assert!(
+                scope
+                    .iter()
+                    .any(|a| a.starts_with("tailsampling.composite_policy=")
+                        && a.contains("\"all\""))
+            );
+            assert_eq!(
+                root,
+                vec![
+                    POLICY_ATTRIBUTE.to_string(),
+                    "tailsampling.composite_policy".into()
+                ]
+            );
+        } else {
+            assert!(root.is_empty());
+        }
+    }
 }
