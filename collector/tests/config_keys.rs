@@ -225,3 +225,200 @@ service:
         c.shutdown().await;
     }
 }
+
+#[test]
+fn prometheus_send_timestamps_true_is_refused() {
+    let yaml = "receivers:
+  otlp:
+    protocols: {grpc: {endpoint: 127.0.0.1:0}}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:0
+    send_timestamps: true
+service:
+  pipelines:
+    metrics: {receivers: [otlp], exporters: [prometheus]}
+";
+    let e = err(yaml);
+    let (at, msg) = only(&e);
+    assert_eq!(at, (7, "exporters.prometheus.send_timestamps"));
+    assert!(msg.contains("not supported"), "{msg}");
+    load_str(&yaml.replace("true", "false"), "keys.yaml").unwrap();
+}
+
+/// Runs the collector binary on `config` (RUST_LOG as given, or removed) and collects its stdout
+/// lines until one contains `until` or `wait` passes after the first line; then kills it.
+fn run_binary(
+    config: &str,
+    rust_log: Option<&str>,
+    until: &str,
+    wait: std::time::Duration,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_collector"));
+    cmd.arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("LOGS_SUFFIX")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(l) = rust_log {
+        cmd.env("RUST_LOG", l);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut stop_at: Option<std::time::Instant> = None;
+    loop {
+        let now = std::time::Instant::now();
+        let end = stop_at.unwrap_or(deadline).min(deadline);
+        if now >= end {
+            break;
+        }
+        match rx.recv_timeout(end - now) {
+            Ok(line) => {
+                let done = line.contains(until);
+                lines.push(line);
+                if done {
+                    break;
+                }
+                stop_at.get_or_insert(std::time::Instant::now() + wait);
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+fn logs_config(logs: &str) -> String {
+    format!(
+        "receivers:
+  otlp:
+    protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}
+exporters:
+  nop:
+  debug:
+    verbosity: basic${{env:LOGS_SUFFIX}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [nop, debug]}}
+  telemetry:
+    logs: {logs}
+"
+    )
+}
+
+#[test]
+fn service_telemetry_logs_level_and_encoding_drive_the_binarys_logs() {
+    let secs = std::time::Duration::from_secs;
+    // console + info: plain lines; the unset variable is warned about once, at its line.
+    let lines = run_binary(
+        &logs_config("{level: info, encoding: console}"),
+        None,
+        "collector started",
+        secs(20),
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("collector started")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.starts_with('{')),
+        "console, not JSON: {lines:?}"
+    );
+    let warned: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("`LOGS_SUFFIX` is not set"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{lines:?}");
+    assert!(warned[0].contains("WARN"), "{warned:?}");
+
+    // json + warn: the warning (JSON) but no info lines.
+    let lines = run_binary(
+        &logs_config("{level: warn, encoding: json}"),
+        None,
+        "collector started",
+        secs(3),
+    );
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.starts_with('{')),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("LOGS_SUFFIX")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("collector started")),
+        "{lines:?}"
+    );
+
+    // RUST_LOG, when set, wins over `level`.
+    let lines = run_binary(
+        &logs_config("{level: error}"),
+        Some("info"),
+        "collector started",
+        secs(20),
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("collector started")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn validate_and_print_config_list_unset_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, logs_config("{level: info}")).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_collector"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("LOGS_SUFFIX")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["validate"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains(
+                "c.yaml:7: exporters.debug.verbosity: environment variable `LOGS_SUFFIX` is not set"
+            ),
+        "{stderr}"
+    );
+    let out = run(&["--print-config"]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = doc["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].as_str().unwrap().contains("LOGS_SUFFIX"), "{w:?}");
+    let s = doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env"] == "LOGS_SUFFIX")
+        .unwrap();
+    assert_eq!(
+        (s["source"].as_str(), s["value"].as_str()),
+        (Some("unset"), Some(""))
+    );
+}
