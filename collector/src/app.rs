@@ -123,7 +123,8 @@ fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn health_router(path: &str, ready: Arc<AtomicBool>, m: Arc<SelfMetrics>) -> Router {
+/// `m` is `None` when `service.telemetry.metrics.level` is `none`: no `/metrics` then.
+fn health_router(path: &str, ready: Arc<AtomicBool>, m: Option<Arc<SelfMetrics>>) -> Router {
     let since = SystemTime::now();
     let started = Instant::now();
     let handler = move || {
@@ -148,10 +149,9 @@ fn health_router(path: &str, ready: Arc<AtomicBool>, m: Arc<SelfMetrics>) -> Rou
         }
     };
     let r = Router::new().route(path, axum::routing::get(handler));
-    if path == "/metrics" {
-        r
-    } else {
-        r.merge(metrics_router(m))
+    match m {
+        Some(m) if path != "/metrics" => r.merge(metrics_router(m)),
+        _ => r,
     }
 }
 
@@ -264,12 +264,19 @@ impl Collector {
             let Some(ExtensionConfig::HealthCheck(h)) = config.extensions.get(ext_id) else {
                 continue;
             };
-            let router = health_router(&h.path, self.ready.clone(), self.self_metrics.clone());
+            let metrics = config
+                .telemetry
+                .metrics
+                .enabled()
+                .then(|| self.self_metrics.clone());
+            let router = health_router(&h.path, self.ready.clone(), metrics);
             let (addr, s) = serve(&ext_id.to_string(), &h.endpoint, router).await?;
             self.addrs.insert(ext_id.to_string(), addr);
             self.servers.push(s);
         }
-        if let Some(addr) = &config.telemetry.metrics.address {
+        if let Some(addr) = &config.telemetry.metrics.address
+            && config.telemetry.metrics.enabled()
+        {
             let (a, s) =
                 serve("telemetry", addr, metrics_router(self.self_metrics.clone())).await?;
             self.addrs.insert("telemetry".into(), a);

@@ -63,6 +63,9 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Some(Command::Validate)) {
+        for w in &cfg.warnings {
+            eprintln!("warning: {w}");
+        }
         println!(
             "{}: valid ({} pipelines: {})",
             cfg.source,
@@ -108,7 +111,10 @@ fn print_config(paths: &[PathBuf], source: &'static str) -> ExitCode {
 }
 
 async fn run(cfg: collector::LoadedConfig) -> ExitCode {
-    let _telemetry = init_telemetry();
+    let _telemetry = init_telemetry(&cfg.telemetry.logs);
+    for w in &cfg.warnings {
+        tracing::warn!(file = %w.file, line = w.line, path = %w.path, "{}", w.message);
+    }
     let collector = match collector::Collector::start(cfg).await {
         Ok(c) => c,
         Err(e) => {
@@ -123,15 +129,24 @@ async fn run(cfg: collector::LoadedConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The collector's own telemetry through the lead's kit: JSON logs always; its own OTLP export
+/// The collector's own telemetry through the lead's kit: logs on stdout (JSON, or console lines
+/// with `service.telemetry.logs.encoding: console`) filtered by `RUST_LOG` when it is set
+/// (non-empty), else by `service.telemetry.logs.level` (default info); its own OTLP export
 /// only when OTEL_EXPORTER_OTLP_ENDPOINT is set explicitly (the default endpoint would be
 /// localhost:4317 — the collector itself — and every export would produce more telemetry).
-fn init_telemetry() -> Option<telemetry::TelemetryGuard> {
+fn init_telemetry(logs: &collector::config::SelfLogsConfig) -> Option<telemetry::TelemetryGuard> {
     let mut tc =
         telemetry::TelemetryConfig::from_env("tracelab-collector", env!("CARGO_PKG_VERSION"));
     if tc.endpoint.is_none() {
         tc.sdk_disabled = true;
     }
+    let rust_log_set = std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
+    if let Some(level) = &logs.level
+        && !rust_log_set
+    {
+        tc.log_filter = level.to_ascii_lowercase();
+    }
+    tc.stdout_console = logs.encoding.as_deref() == Some("console");
     match telemetry::init_with(tc) {
         Ok(g) => Some(g),
         Err(e) => {

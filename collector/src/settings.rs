@@ -93,9 +93,10 @@ pub const HTTP_CLIENT_VARS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
     pub env: String,
-    /// The value in effect (after a `:-default`); `null` when unset without a default.
+    /// The value in effect (after a `:-default`; `""` for a config reference to an unset variable
+    /// without a default); `null` for an unset telemetry variable.
     pub value: Option<String>,
-    /// `flag` / `env` / `default` for `COLLECTOR_CONFIG`; `env` / `default` for config
+    /// `flag` / `env` / `default` for `COLLECTOR_CONFIG`; `env` / `default` / `unset` for config
     /// references; `env` / `unset` for telemetry variables.
     pub source: &'static str,
     /// Who reads it: `cli`, `config`, `telemetry`, `telemetry-sdk`, `runtime` or `http-client`.
@@ -110,6 +111,9 @@ pub struct PrintedConfig {
     /// Every config file, in merge order.
     pub config_files: Vec<String>,
     pub settings: Vec<Setting>,
+    /// The loader's warnings (`file:line: path: message`): unset variables referenced without a
+    /// default. Empty when none.
+    pub warnings: Vec<String>,
     pub config: Value,
 }
 
@@ -160,7 +164,7 @@ pub fn print_config(
         }
         env(k)
     };
-    crate::config::load_sources_with_env(&sources, &recording)?;
+    let loaded = crate::config::load_sources_with_env(&sources, &recording)?;
     let doc = crate::config::merge_sources(&sources, env)?;
     let names: Vec<String> = sources.iter().map(|(n, _)| n.to_string()).collect();
     let mut settings = vec![Setting {
@@ -176,10 +180,12 @@ pub fn print_config(
             .find(|(n, d)| *n == var && d.is_some())
             .and_then(|(_, d)| d.clone());
         let set = env(&var);
+        // As the loader substitutes: a set variable (even empty) wins; the default only when
+        // unset; unset without a default expands to "" (source `unset`).
         let (value, source) = match (set, default) {
-            (Some(v), Some(d)) if v.is_empty() => (Some(d), "default"),
             (Some(v), _) => (Some(v), "env"),
-            (None, d) => (d, "default"),
+            (None, Some(d)) => (Some(d), "default"),
+            (None, None) => (Some(String::new()), "unset"),
         };
         settings.push(Setting {
             env: var,
@@ -212,6 +218,7 @@ pub fn print_config(
         config_file: names.join(" + "),
         config_files: names,
         settings,
+        warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
         config: doc.value,
     })
 }

@@ -241,10 +241,71 @@ service:
     assert_eq!(http.endpoint, "127.0.0.1:0");
     assert_eq!(http.max_request_body_size, 1024);
 
+    assert!(cfg.warnings.is_empty());
+
+    // Unset without a default: "" (here null, the value being only the reference), as contrib,
+    // and a warning naming the variable at its line; the resulting bad value is the error.
     let e = load_str_with_env(yaml, "env.yaml", &|_| None).unwrap_err();
     assert_eq!(e.issues[0].path, "receivers.otlp.protocols.http.endpoint");
     assert_eq!(e.issues[0].line, 5);
-    assert!(e.issues[0].message.contains("HTTP_EP"));
+    let warned: Vec<_> = e
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.path.as_str()))
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            (5, "receivers.otlp.protocols.http.endpoint"),
+            (9, "exporters.file.path")
+        ]
+    );
+    assert!(e.warnings[0].message.contains("`HTTP_EP` is not set"));
+    assert!(e.to_string().contains("warning: env.yaml:5: "), "{e}");
+
+    // A config that still loads keeps the warnings (`collector validate` prints them); each
+    // variable once, at its first reference.
+    let ok = "receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: \"127.0.0.1:0\"}
+exporters:
+  debug:
+    verbosity: basic${env:SUFFIX}
+  file:
+    path: /tmp/${env:SUFFIX}x.jsonl
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug, file]}
+";
+    let cfg = load_str_with_env(ok, "ok.yaml", &|_| None).unwrap();
+    assert_eq!(cfg.warnings.len(), 1);
+    assert_eq!(
+        cfg.warnings[0].to_string(),
+        "ok.yaml:7: exporters.debug.verbosity: environment variable `SUFFIX` is not set; `${env:SUFFIX}` expanded to \"\" (give a default with `${env:SUFFIX:-value}`)"
+    );
+
+    // The default applies only when unset: an empty but set variable gives "".
+    let dflt = "receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: \"127.0.0.1:0\"}
+exporters:
+  file:
+    path: \"/tmp/out${env:SUFFIX:-.jsonl}\"
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file]}
+";
+    let path_of = |cfg: &collector::LoadedConfig| match cfg.exporters.values().next().unwrap() {
+        collector::config::ExporterConfig::File(f) => f.path.clone(),
+        _ => unreachable!(),
+    };
+    let unset = load_str_with_env(dflt, "d.yaml", &|_| None).unwrap();
+    assert_eq!(path_of(&unset), "/tmp/out.jsonl");
+    let empty = load_str_with_env(dflt, "d.yaml", &|_| Some(String::new())).unwrap();
+    assert_eq!(path_of(&empty), "/tmp/out");
+    assert!(empty.warnings.is_empty());
 }
 
 #[test]

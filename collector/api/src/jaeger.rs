@@ -20,6 +20,11 @@ pub struct JaegerResponse<T> {
     /// Jaeger sends `null` when there are no errors.
     #[serde(default)]
     pub errors: Option<Vec<JaegerError>>,
+    /// tracelab: why a search answer may be incomplete (it stopped at the store's scan bound).
+    /// Omitted when there is nothing to say, so answers keep Jaeger's exact shape; each returned
+    /// trace's `warnings` (Jaeger's, shown by its UI) carries the same text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
 }
 
 impl<T> JaegerResponse<T> {
@@ -31,6 +36,7 @@ impl<T> JaegerResponse<T> {
             limit: 0,
             offset: 0,
             errors: None,
+            warnings: None,
         }
     }
 }
@@ -48,6 +54,7 @@ impl JaegerResponse<Option<Value>> {
                 msg: msg.into(),
                 trace_id: None,
             }]),
+            warnings: None,
         }
     }
 }

@@ -256,6 +256,10 @@ pub struct TraceSummaries {
     pub data: Vec<TraceSummary>,
     pub total: u64,
     pub limit: u64,
+    /// Why the answer may be incomplete (the search stopped at the store's scan bound); omitted
+    /// when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// An OTLP log record as stored.

@@ -74,10 +74,21 @@ impl fmt::Display for ConfigIssue {
     }
 }
 
-/// Why a config did not load: every issue found, in file order.
+/// Why a config did not load: every issue found, in file order, and the warnings (unset
+/// environment variables) that may explain some of them.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
     pub issues: Vec<ConfigIssue>,
+    pub warnings: Vec<ConfigIssue>,
+}
+
+impl ConfigError {
+    fn new(issues: Vec<ConfigIssue>) -> Self {
+        Self {
+            issues,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -90,6 +101,9 @@ impl fmt::Display for ConfigError {
         )?;
         for i in &self.issues {
             write!(f, "\n  {i}")?;
+        }
+        for w in &self.warnings {
+            write!(f, "\n  warning: {w}")?;
         }
         Ok(())
     }
@@ -180,6 +194,7 @@ pub struct Pipeline {
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceTelemetryConfig {
     pub metrics: SelfMetricsConfig,
+    pub logs: SelfLogsConfig,
 }
 
 /// `service.telemetry.metrics`: where the collector serves its own `/metrics` (besides the
@@ -188,8 +203,31 @@ pub struct ServiceTelemetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SelfMetricsConfig {
     pub address: Option<String>,
-    /// Accepted for compatibility (`none`, `basic`, `normal`, `detailed`).
+    /// `none` turns the collector's own metrics off (no `/metrics` on the health_check endpoint,
+    /// no `address` server); `basic`, `normal` (default) and `detailed` all serve the same set
+    /// (case-insensitive, as contrib).
     pub level: Option<String>,
+}
+
+impl SelfMetricsConfig {
+    /// Whether the collector serves its own metrics (`level` is not `none`).
+    pub fn enabled(&self) -> bool {
+        !self
+            .level
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case("none"))
+    }
+}
+
+/// `service.telemetry.logs`: the collector's own log output.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfLogsConfig {
+    /// `debug`, `info` (default), `warn` or `error`: the log filter, unless `RUST_LOG` is set
+    /// (non-empty), which wins.
+    pub level: Option<String>,
+    /// `json` (default) or `console` (human-readable lines).
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -215,6 +253,9 @@ pub struct LoadedConfig {
     pub service_extensions: Vec<ComponentId>,
     pub pipelines: Vec<Pipeline>,
     pub telemetry: ServiceTelemetryConfig,
+    /// Not problems, but worth printing: every unset environment variable a `${env:NAME}` without
+    /// a default referenced (it expanded to ""), once per variable, at its first reference.
+    pub warnings: Vec<ConfigIssue>,
 }
 
 /// Reads and validates a config file.
@@ -260,7 +301,7 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigErro
     if issues.is_empty() {
         Ok(sources)
     } else {
-        Err(ConfigError { issues })
+        Err(ConfigError::new(issues))
     }
 }
 
@@ -301,7 +342,7 @@ pub fn merge_sources(
         }
     }
     if !issues.is_empty() {
-        return Err(ConfigError { issues });
+        return Err(ConfigError::new(issues));
     }
     let mut docs = docs.into_iter().enumerate();
     let mut merged = docs.next().map(|(_, d)| d).unwrap_or_default();
@@ -324,14 +365,34 @@ pub fn load_sources_with_env(
         issues: Vec::new(),
         broken: HashSet::new(),
     };
-    let cfg = l.load();
+    let mut cfg = l.load();
+    let warnings = unset_var_warnings(&doc, &files);
     if l.issues.is_empty() {
+        cfg.warnings = warnings;
         Ok(cfg)
     } else {
         let mut issues = l.issues;
         issues.sort_by_key(|i| (files.iter().position(|f| *f == i.file), i.line));
-        Err(ConfigError { issues })
+        Err(ConfigError { issues, warnings })
     }
+}
+
+/// One warning per unset variable (its first reference over all files, in merge order).
+fn unset_var_warnings(doc: &yaml::Document, files: &[String]) -> Vec<ConfigIssue> {
+    let mut seen = HashSet::new();
+    doc.unset_vars
+        .iter()
+        .filter(|u| seen.insert(u.name.clone()))
+        .map(|u| ConfigIssue {
+            file: files.get(u.file).cloned().unwrap_or_default(),
+            line: u.line,
+            path: u.path.clone(),
+            message: format!(
+                "environment variable `{}` is not set; `${{env:{}}}` expanded to \"\" (give a default with `${{env:{}:-value}}`)",
+                u.name, u.name, u.name
+            ),
+        })
+        .collect()
 }
 
 struct Loader<'d> {
@@ -390,6 +451,7 @@ impl Loader<'_> {
             service_extensions: Vec::new(),
             pipelines: Vec::new(),
             telemetry: ServiceTelemetryConfig::default(),
+            warnings: Vec::new(),
         };
         let root = match &self.doc.value {
             Value::Object(m) => m.clone(),
@@ -449,7 +511,9 @@ impl Loader<'_> {
             }
         };
         cfg.telemetry = service.telemetry.clone();
+        self.check_telemetry(&cfg.telemetry);
         if let Some(addr) = &cfg.telemetry.metrics.address
+            && cfg.telemetry.metrics.enabled()
             && addr.parse::<std::net::SocketAddr>().is_err()
             && registry::resolve_endpoint(addr).is_err()
         {
@@ -647,6 +711,45 @@ impl Loader<'_> {
             self.issue("service.pipelines".into(), cycle);
         }
         cfg
+    }
+
+    /// `service.telemetry`: every key either acts or is refused here.
+    fn check_telemetry(&mut self, t: &ServiceTelemetryConfig) {
+        if let Some(level) = &t.metrics.level {
+            let known = ["none", "basic", "normal", "detailed"];
+            if !known.iter().any(|k| level.eq_ignore_ascii_case(k)) {
+                self.issue(
+                    "service.telemetry.metrics.level".into(),
+                    format!("unknown level `{level}`; expected none, basic, normal or detailed"),
+                );
+            } else if !t.metrics.enabled() && t.metrics.address.is_some() {
+                self.issue(
+                    "service.telemetry.metrics.address".into(),
+                    "`address` has no effect with `level: none` (the collector's own metrics are off); remove one of them",
+                );
+            }
+        }
+        if let Some(level) = &t.logs.level
+            && !["debug", "info", "warn", "error"]
+                .iter()
+                .any(|k| level.eq_ignore_ascii_case(k))
+        {
+            self.issue(
+                "service.telemetry.logs.level".into(),
+                format!(
+                    "unsupported level `{level}`; expected debug, info, warn or error (contrib's dpanic, panic and fatal have no equivalent here)"
+                ),
+            );
+        }
+        if let Some(enc) = &t.logs.encoding
+            && enc != "json"
+            && enc != "console"
+        {
+            self.issue(
+                "service.telemetry.logs.encoding".into(),
+                format!("unknown encoding `{enc}`; expected json or console"),
+            );
+        }
     }
 
     fn component_ref(&mut self, path: &str, s: &str) -> Option<ComponentId> {

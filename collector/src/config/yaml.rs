@@ -18,6 +18,17 @@ pub struct YamlError {
     pub message: String,
 }
 
+/// A `${env:NAME}` without a default whose variable is unset: it expanded to "" (as in the
+/// OpenTelemetry Collector); the loader turns these into warnings. One per variable per file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsetVar {
+    /// Index of the file (in merge order).
+    pub file: usize,
+    pub line: usize,
+    pub path: String,
+    pub name: String,
+}
+
 /// The parsed document: its JSON value and the line of every key path in it.
 ///
 /// A document merged from several files ([`Document::merge`]) also records which file every
@@ -28,6 +39,8 @@ pub struct Document {
     pub value: Value,
     pub lines: HashMap<String, usize>,
     pub files: HashMap<String, usize>,
+    /// Unset variables referenced without a default, in every merged file (see [`UnsetVar`]).
+    pub unset_vars: Vec<UnsetVar>,
 }
 
 impl Document {
@@ -61,6 +74,13 @@ impl Document {
     /// sequence, null) replaces the earlier one, and the earlier file's lines under it are
     /// dropped. An empty `later` document changes nothing.
     pub fn merge(&mut self, later: Document, file: usize) {
+        self.unset_vars.extend(
+            later
+                .unset_vars
+                .iter()
+                .cloned()
+                .map(|u| UnsetVar { file, ..u }),
+        );
         if later.value.is_null() {
             return;
         }
@@ -168,6 +188,7 @@ struct Builder<'e> {
     anchors: HashMap<usize, Value>,
     anchor_stack: Vec<usize>,
     error: Option<YamlError>,
+    unset_vars: Vec<UnsetVar>,
 }
 
 impl Builder<'_> {
@@ -247,7 +268,19 @@ impl Builder<'_> {
         let path = self.next_path();
         let quoted = !matches!(style, TScalarStyle::Plain);
         if raw.contains('$') {
-            match substitute_env(&raw, self.env) {
+            let mut unset = Vec::new();
+            let result = substitute_env(&raw, self.env, &mut unset);
+            for name in unset {
+                if !self.unset_vars.iter().any(|u| u.name == name) {
+                    self.unset_vars.push(UnsetVar {
+                        file: 0,
+                        line,
+                        path: path.clone(),
+                        name,
+                    });
+                }
+            }
+            match result {
                 Ok((s, whole)) => {
                     // A plain scalar that was exactly one reference takes the type of its
                     // value (`port: ${env:PORT}` is a number), as the OpenTelemetry Collector does.
@@ -352,6 +385,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Documen
         anchors: HashMap::new(),
         anchor_stack: Vec::new(),
         error: None,
+        unset_vars: Vec::new(),
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut b, false) {
@@ -369,6 +403,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Documen
         value: b.root.unwrap_or(Value::Null),
         lines: b.lines,
         files: HashMap::new(),
+        unset_vars: b.unset_vars,
     })
 }
 
@@ -406,11 +441,15 @@ fn resolve_plain(s: &str) -> Value {
     Value::String(s.to_string())
 }
 
-/// Expands `${env:VAR}`, `${env:VAR:-default}`, `${VAR}` and `$$` (a literal `$`).
-/// Returns the result and whether the input was exactly one reference.
+/// Expands `${env:VAR}`, `${env:VAR:-default}`, `${VAR}` and `$$` (a literal `$`), as the
+/// OpenTelemetry Collector's env provider does: the default applies only when `VAR` is unset (a
+/// set but empty `VAR` gives ""); an unset `VAR` without a default gives "" and its name is
+/// pushed onto `unset` (the caller warns). Returns the result and whether the input was exactly
+/// one reference.
 pub fn substitute_env(
     input: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    unset: &mut Vec<String>,
 ) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -454,13 +493,12 @@ pub fn substitute_env(
             ));
         }
         match (env(name), default) {
-            (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(format!(
-                    "environment variable `{name}` is not set; set it or give a default: `${{env:{name}:-value}}`"
-                ));
+                if !unset.iter().any(|u| u == name) {
+                    unset.push(name.to_string());
+                }
             }
         }
     }
@@ -503,9 +541,33 @@ mod tests {
         assert_eq!(doc.value["q"], "4317");
         assert_eq!(doc.value["r"], "x");
         assert_eq!(doc.value["s"], "a${b}");
-        let err = parse("a:\n  b: ${env:MISSING}\n", &no_env).unwrap_err();
-        assert_eq!(err.line, 2);
-        assert_eq!(err.path, "a.b");
+    }
+
+    #[test]
+    fn unset_expands_to_empty_with_a_warning_and_defaults_only_when_unset() {
+        let env = |k: &str| (k == "EMPTY").then(String::new);
+        let doc = parse(
+            "a:\n  b: ${env:MISSING}\n  c: x-${env:MISSING}-y\n  d: ${env:EMPTY:-dflt}\n  e: ${env:OTHER:-dflt}\n  f: \"${env:EMPTY}\"\n  g: ${env:LATER}\n",
+            &env,
+        )
+        .unwrap();
+        // A plain scalar that is exactly an unset reference resolves like an empty value: null.
+        assert_eq!(doc.value["a"]["b"], Value::Null);
+        assert_eq!(doc.value["a"]["c"], "x--y");
+        assert_eq!(
+            doc.value["a"]["d"],
+            Value::Null,
+            "set but empty: no default"
+        );
+        assert_eq!(doc.value["a"]["e"], "dflt");
+        assert_eq!(doc.value["a"]["f"], "");
+        // Once per variable, at its first reference.
+        let names: Vec<_> = doc
+            .unset_vars
+            .iter()
+            .map(|u| (u.name.as_str(), u.line, u.path.as_str()))
+            .collect();
+        assert_eq!(names, [("MISSING", 2, "a.b"), ("LATER", 7, "a.g")]);
     }
 
     #[test]

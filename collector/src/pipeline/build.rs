@@ -226,10 +226,7 @@ impl Builder<'_> {
         let counters = self.metrics.register(labels.clone());
         let (inner, queued): (Arc<dyn Consumer<T>>, bool) = match ec {
             ExporterConfig::Debug(d) => (
-                Arc::new(DebugExporter {
-                    id: id.to_string(),
-                    cfg: d.clone(),
-                }),
+                Arc::new(DebugExporter::new(id.to_string(), d.clone())),
                 false,
             ),
             ExporterConfig::File(f) => (Arc::new(FileExporter::new(f)), false),

@@ -359,21 +359,28 @@ async fn search(
         .filter(|(k, _)| k == "traceID")
         .map(|(_, v)| v)
         .collect();
-    let traces = if !ids.is_empty() {
+    let (mut traces, warnings) = if !ids.is_empty() {
         let mut out = Vec::new();
         for id in ids {
             if let Some(t) = s.store.get_trace(&parse_trace_id(id)?).await? {
                 out.push(t);
             }
         }
-        out
+        (out, Vec::new())
     } else {
         s.store
-            .find_traces(&parse_search(&q, params::now_us())?)
+            .search_traces(&parse_search(&q, params::now_us())?)
             .await?
     };
+    // A search cut short by the scan bound says so: in every trace's `warnings` (what Jaeger's UI
+    // shows) and in the answer's own `warnings` (also when nothing was found).
+    for t in &mut traces {
+        t.warnings.extend(warnings.iter().cloned());
+    }
     let n = traces.len();
-    Ok(Json(JaegerResponse::ok(traces, n)))
+    let mut resp = JaegerResponse::ok(traces, n);
+    resp.warnings = (!warnings.is_empty()).then_some(warnings);
+    Ok(Json(resp))
 }
 
 async fn trace(
@@ -473,11 +480,12 @@ async fn search_summaries(
     Query(q): Pairs,
 ) -> Result<Json<TraceSummaries>, V1Failure> {
     let query = parse_search(&q, params::now_us())?;
-    let data = s.store.find_trace_summaries(&query).await?;
+    let (data, warnings) = s.store.search_trace_summaries(&query).await?;
     Ok(Json(TraceSummaries {
         total: data.len() as u64,
         limit: query.limit as u64,
         data,
+        warnings,
     }))
 }
 

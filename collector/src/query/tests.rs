@@ -637,3 +637,100 @@ async fn lookup_refuses_unknown_stores_malformed_ids_and_oversized_requests() {
     assert_eq!(st, 200, "the limit itself is accepted");
     assert_eq!(body["missing"].as_array().unwrap().len(), 10_000);
 }
+
+/// `/api/traces` and `/api/v1/traces` with Jaeger's one-span semantics, and the scan bound
+/// reported in `warnings` instead of a silently short answer.
+#[tokio::test]
+async fn searches_match_on_one_span_and_report_the_scan_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = exporter_in(dir.path()).await;
+    let base = now_ns();
+    // Trace 0x..01: tag on a 10 ms span, 2 s on another. Trace 0x..02: both on one span.
+    let with_trace = |t: u8, mut s: Span| {
+        s.trace_id = [t; 16].to_vec();
+        s
+    };
+    let mut a = span(1, 0, "GET /cart", 2, 0, 10, base);
+    a.attributes = vec![kv("customer.tier", Value::StringValue("gold".into()))];
+    let b = span(2, 1, "SELECT", 3, 1, 2000, base);
+    let mut c = span(1, 0, "GET /cart", 2, 5, 2000, base);
+    c.attributes = vec![kv("customer.tier", Value::StringValue("gold".into()))];
+    Consumer::<ResourceSpans>::consume(
+        &exporter,
+        vec![resource_spans(
+            "shop",
+            vec![with_trace(1, a), with_trace(1, b), with_trace(2, c)],
+        )],
+    )
+    .await
+    .unwrap();
+    Consumer::<ResourceSpans>::shutdown(&exporter)
+        .await
+        .unwrap();
+    let store = exporter.store();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stores = StoreRegistry::default();
+    stores.insert("tracelab", store.clone());
+    let stores = Arc::new(stores);
+    tokio::spawn(async move {
+        super::serve(
+            listener,
+            "tracelab",
+            stores,
+            Arc::new(SamplingRegistry::default()),
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+    });
+    let empty = tempfile::tempdir().unwrap();
+    let api = Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+        _dirs: [dir, empty],
+    };
+    let tags = urlencode(r#"{"customer.tier":"gold"}"#);
+    let (st, body) = api
+        .get(&format!(
+            "/api/traces?service=shop&tags={tags}&minDuration=1s&lookback=1h"
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["02".repeat(16)],
+        "only the trace with both on one span"
+    );
+    assert!(
+        body.get("warnings").is_none(),
+        "no warnings key unless needed"
+    );
+    let (_, body) = api
+        .get("/api/v1/traces?tag=customer.tier:gold&minDuration=1s&lookback=1h")
+        .await;
+    let v1: TraceSummaries = serde_json::from_value(body).unwrap();
+    assert_eq!(v1.data.len(), 1);
+    assert!(v1.warnings.is_empty());
+
+    // Three spans match `service=shop`; a bound of two stops the scan early.
+    store.set_search_scan_bound(2);
+    let (_, body) = api.get("/api/traces?service=shop&lookback=1h").await;
+    let w = body["warnings"].as_array().expect("top-level warnings");
+    assert!(w[0].as_str().unwrap().contains("scan bound"), "{body}");
+    for t in body["data"].as_array().unwrap() {
+        assert_eq!(t["warnings"], body["warnings"], "each trace says so too");
+    }
+    let (_, body) = api.get("/api/v1/traces?service=shop&lookback=1h").await;
+    let v1: TraceSummaries = serde_json::from_value(body).unwrap();
+    assert_eq!(v1.warnings.len(), 1);
+}

@@ -16,7 +16,7 @@ pub use convert::{UNKNOWN_SERVICE, kind_from_name, kind_name};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +27,9 @@ use collector_api::v1::{
     TraceFacts, TraceSummary,
 };
 use futures::TryStreamExt;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, KeyValue as OtlpKeyValue, any_value::Value as AnyKind,
+};
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span as OtlpSpan};
 use prost::Message;
@@ -108,8 +111,8 @@ pub enum StoreError {
     Decode(#[from] prost::DecodeError),
 }
 
-/// A trace search: every condition applies to one span (service, operation, duration, time, status),
-/// tags match any span or resource of the trace. Results newest first.
+/// A trace search: every condition, tags included, must hold on one span of the trace (Jaeger's
+/// semantics; see [`TraceStore::search_trace_ids`]). Results newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceQuery {
     pub service: Option<String>,
@@ -153,6 +156,138 @@ const INSERT_CHUNK: usize = 1000;
 const SELECTIVE_TAG_TRACES: usize = 5000;
 /// Attribute values longer than this are not indexed for tag search (payloads, SQL text).
 const MAX_INDEXED_VALUE: usize = 256;
+/// What a search found, and whether it stopped at its scan bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchOutcome {
+    pub ids: Vec<TraceId>,
+    /// Span rows examined.
+    pub scanned: usize,
+    /// The scan stopped at its bound before `limit` traces were found: there may be more.
+    pub scan_bound_hit: bool,
+}
+
+impl SearchOutcome {
+    /// Jaeger-style warnings for the response: empty unless the scan bound was hit.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.scan_bound_hit {
+            vec![format!(
+                "search stopped after examining {} spans (the store's scan bound) and found {} traces; \
+                 more may match: narrow the time range or add a service, operation or tag",
+                self.scanned,
+                self.ids.len()
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// A searched tag: its key, the text given and the typed values that text stands for.
+struct TagWant {
+    key: String,
+    text: String,
+    int: Option<i64>,
+    float: Option<f64>,
+    boolean: Option<bool>,
+}
+
+impl TagWant {
+    fn new(key: &str, text: &str) -> Self {
+        let t = text.trim();
+        Self {
+            key: key.to_string(),
+            text: text.to_string(),
+            int: t.parse().ok(),
+            float: t.parse::<f64>().ok().filter(|f| f.is_finite()),
+            boolean: if t.eq_ignore_ascii_case("true") {
+                Some(true)
+            } else if t.eq_ignore_ascii_case("false") {
+                Some(false)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Every text the tag index may hold for a matching value (the index keeps
+    /// `convert::value_text`: strings as is, ints, doubles and bools printed by Rust).
+    fn index_texts(&self) -> Vec<String> {
+        let mut v = vec![self.text.clone()];
+        if let Some(i) = self.int {
+            v.push(i.to_string());
+        }
+        if let Some(f) = self.float {
+            v.push(f.to_string());
+        }
+        if let Some(b) = self.boolean {
+            v.push(b.to_string());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn matches_any(&self, v: &AnyValue) -> bool {
+        match v.value.as_ref() {
+            Some(AnyKind::StringValue(s)) => *s == self.text,
+            Some(AnyKind::BoolValue(b)) => self.boolean == Some(*b),
+            Some(AnyKind::IntValue(i)) => self.int == Some(*i) || self.float == Some(*i as f64),
+            Some(AnyKind::DoubleValue(d)) => self.float == Some(*d),
+            _ => false,
+        }
+    }
+
+    fn matches_json(&self, v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => *s == self.text,
+            serde_json::Value::Bool(b) => self.boolean == Some(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => self.int == Some(i) || self.float == Some(i as f64),
+                None => n.as_f64().is_some_and(|f| self.float == Some(f)),
+            },
+            _ => false,
+        }
+    }
+
+    /// Against a value stored as text (scope attributes): any of its index texts.
+    fn matches_text(&self, stored: &str) -> bool {
+        self.index_texts().iter().any(|t| t == stored)
+    }
+
+    /// Whether the span itself (attributes, events, links, derived tags) or its resource carries it.
+    fn on_span(&self, span: &OtlpSpan, status: i32, process: &Process) -> bool {
+        let has = |kvs: &[OtlpKeyValue]| {
+            kvs.iter().any(|kv| {
+                kv.key == self.key && kv.value.as_ref().is_some_and(|v| self.matches_any(v))
+            })
+        };
+        has(&span.attributes)
+            || span.events.iter().any(|e| has(&e.attributes))
+            || span.links.iter().any(|l| has(&l.attributes))
+            || match self.key.as_str() {
+                "error" => status == 2 && self.boolean == Some(true),
+                "otel.status_code" => status == 2 && self.text == "ERROR",
+                "span.kind" => !self.text.is_empty() && convert::kind_name(span.kind) == self.text,
+                "service.name" => process.service_name == self.text,
+                _ => false,
+            }
+            || process
+                .tags
+                .iter()
+                .any(|t| t.key == self.key && self.matches_json(&t.value))
+    }
+}
+
+/// Appends `(?, ?, …)` binding each text.
+fn push_text_list(qb: &mut QueryBuilder<Sqlite>, texts: Vec<String>) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for t in texts {
+        sep.push_bind(t);
+    }
+    qb.push(")");
+}
+
 /// Trace ids per `IN (...)` list (one bind each).
 const ID_CHUNK: usize = 500;
 
@@ -186,6 +321,8 @@ pub struct TraceStore {
     logs: AtomicU64,
     resources: Mutex<ResourceCache>,
     operations: Mutex<HashSet<(String, String, i32)>>,
+    /// Span rows one search examines at most ([`MAX_SEARCH_SCAN`]).
+    search_scan_bound: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -325,6 +462,7 @@ impl TraceStore {
             logs: AtomicU64::new(logs as u64),
             resources: Mutex::new(ResourceCache::default()),
             operations: Mutex::new(ops.into_iter().collect()),
+            search_scan_bound: AtomicUsize::new(MAX_SEARCH_SCAN),
         })
     }
 
@@ -409,6 +547,7 @@ impl TraceStore {
         let mut services: Vec<String> = Vec::new();
         let mut rows: Vec<SpanRow> = Vec::new();
         let mut attrs: HashSet<(String, String, TraceId)> = HashSet::new();
+        let mut scope_attrs: HashSet<(TraceId, String, String, String, String)> = HashSet::new();
         let mut new_ops: Vec<(String, String, i32)> = Vec::new();
         for rs in batch {
             let res_attrs = rs
@@ -433,14 +572,38 @@ impl TraceStore {
                     .map_or((String::new(), String::new()), |s| {
                         (s.name.clone(), s.version.clone())
                     });
+                let scope_kvs = ss
+                    .scope
+                    .as_ref()
+                    .map_or(&[][..], |s| s.attributes.as_slice());
                 for s in &ss.spans {
                     let trace_id = trace_id_of(&s.trace_id);
                     traces_of_resource.insert(trace_id);
-                    for kv in &s.attributes {
+                    // Tags are searched in the span's, its events' and its links' attributes.
+                    let own = s
+                        .attributes
+                        .iter()
+                        .chain(s.events.iter().flat_map(|e| &e.attributes))
+                        .chain(s.links.iter().flat_map(|l| &l.attributes));
+                    for kv in own {
                         if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
                             && v.len() <= MAX_INDEXED_VALUE
                         {
                             attrs.insert((kv.key.clone(), v, trace_id));
+                        }
+                    }
+                    for kv in scope_kvs {
+                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                            && v.len() <= MAX_INDEXED_VALUE
+                        {
+                            attrs.insert((kv.key.clone(), v.clone(), trace_id));
+                            scope_attrs.insert((
+                                trace_id,
+                                scope_name.clone(),
+                                scope_version.clone(),
+                                kv.key.clone(),
+                                v,
+                            ));
                         }
                     }
                     let status = s.status.as_ref().map_or(0, |st| st.code);
@@ -530,6 +693,20 @@ impl TraceStore {
                 b.push_bind(k.clone())
                     .push_bind(v.clone())
                     .push_bind(t.to_vec());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        let scope_attrs: Vec<_> = scope_attrs.into_iter().collect();
+        for chunk in scope_attrs.chunks(INSERT_CHUNK * 3) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO scope_attrs (trace_id, scope_name, scope_version, key, value) ",
+            );
+            qb.push_values(chunk, |mut b, (t, n, v, k, val)| {
+                b.push_bind(t.to_vec())
+                    .push_bind(n.clone())
+                    .push_bind(v.clone())
+                    .push_bind(k.clone())
+                    .push_bind(val.clone());
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -783,39 +960,78 @@ impl TraceStore {
 
     /// Trace ids matching `q`, newest first (by the matching span's start), at most `q.limit`.
     pub async fn find_trace_ids(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
+        Ok(self.search_trace_ids(q).await?.ids)
+    }
+
+    /// Most span rows one search examines (default [`MAX_SEARCH_SCAN`]); tests lower it.
+    pub fn set_search_scan_bound(&self, rows: usize) {
+        self.search_scan_bound.store(rows.max(1), Ordering::Relaxed);
+    }
+
+    /// The search behind Jaeger's `/api/traces` and `/api/v1/traces`, with Jaeger's semantics:
+    /// a trace matches when ONE of its spans satisfies every condition together — service,
+    /// operation, time and duration bounds, status and every tag. A tag holds on a span when the
+    /// span's attributes, its events' or links' attributes, its resource's or its scope's
+    /// attributes carry it (or it is a derived tag: `error=true`, `otel.status_code=ERROR`,
+    /// `span.kind`); a value given as text matches string attributes exactly and int, double and
+    /// bool attributes by value (`7` matches 7 and 7.0, `72.50` matches 72.5, `TRUE` matches true).
+    /// The trace-level tag index only narrows the candidates; each candidate span is then checked.
+    /// Newest first (by the matching span's start), at most `q.limit`; when the scan stops at its
+    /// bound before `limit` traces were found, `scan_bound_hit` says the answer may be short.
+    pub async fn search_trace_ids(&self, q: &TraceQuery) -> Result<SearchOutcome, StoreError> {
+        let wants: Vec<TagWant> = q.tags.iter().map(|(k, v)| TagWant::new(k, v)).collect();
         // A selective tag (an order id, a user id) drives the search from the tag index: walking
         // spans newest-first and probing the tag would scan most of the store for one match.
         let mut driving: Option<usize> = None;
         let mut fewest = SELECTIVE_TAG_TRACES + 1;
-        for (i, (k, v)) in q.tags.iter().enumerate() {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM attrs WHERE key = $1 AND value = $2 LIMIT $3)",
-            )
-            .bind(k)
-            .bind(v)
-            .bind(SELECTIVE_TAG_TRACES as i64 + 1)
-            .fetch_one(&self.read)
-            .await?;
+        for (i, w) in wants.iter().enumerate() {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT trace_id FROM attrs WHERE key = ",
+            );
+            qb.push_bind(w.key.clone()).push(" AND value IN ");
+            push_text_list(&mut qb, w.index_texts());
+            qb.push(" LIMIT ")
+                .push_bind(SELECTIVE_TAG_TRACES as i64 + 1)
+                .push(")");
+            let n: i64 = qb.build_query_scalar().fetch_one(&self.read).await?;
             if (n as usize) < fewest {
                 fewest = n as usize;
                 driving = Some(i);
             }
         }
         if fewest == 0 {
-            return Ok(Vec::new());
+            return Ok(SearchOutcome::default());
         }
+        // Whether any scope carries each tag (else its scope lookups are skipped).
+        let mut in_scopes = Vec::with_capacity(wants.len());
+        for w in &wants {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM scope_attrs WHERE key = ");
+            qb.push_bind(w.key.clone()).push(" AND value IN ");
+            push_text_list(&mut qb, w.index_texts());
+            qb.push(")");
+            let any: bool = qb.build_query_scalar().fetch_one(&self.read).await?;
+            in_scopes.push(any);
+        }
+        let columns = if wants.is_empty() {
+            "s.trace_id"
+        } else {
+            "s.trace_id, s.body, s.resource_id, s.status, s.scope_name, s.scope_version"
+        };
         let mut qb: QueryBuilder<Sqlite> = match driving {
             Some(i) => {
-                let mut qb = QueryBuilder::new(
-                    "SELECT s.trace_id FROM attrs a CROSS JOIN spans s INDEXED BY spans_trace_window \
-                     ON s.trace_id = a.trace_id WHERE a.key = ",
+                let mut qb = QueryBuilder::new(format!(
+                    "SELECT {columns} FROM (SELECT DISTINCT trace_id FROM attrs WHERE key = "
+                ));
+                qb.push_bind(wants[i].key.clone()).push(" AND value IN ");
+                push_text_list(&mut qb, wants[i].index_texts());
+                qb.push(
+                    ") a CROSS JOIN spans s INDEXED BY spans_trace_window \
+                     ON s.trace_id = a.trace_id WHERE 1 = 1",
                 );
-                qb.push_bind(q.tags[i].0.clone())
-                    .push(" AND a.value = ")
-                    .push_bind(q.tags[i].1.clone());
                 qb
             }
-            None => QueryBuilder::new("SELECT s.trace_id FROM spans s WHERE 1 = 1"),
+            None => QueryBuilder::new(format!("SELECT {columns} FROM spans s WHERE 1 = 1")),
         };
         if let Some(s) = &q.service {
             qb.push(" AND s.service = ").push_bind(s.clone());
@@ -838,49 +1054,106 @@ impl TraceStore {
         if q.errors_only {
             qb.push(" AND s.status = 2");
         }
-        for (i, (k, v)) in q.tags.iter().enumerate() {
+        for (i, w) in wants.iter().enumerate() {
             if Some(i) == driving {
                 continue;
             }
             qb.push(" AND s.trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
-                .push_bind(k.clone())
-                .push(" AND value = ")
-                .push_bind(v.clone())
-                .push(")");
+                .push_bind(w.key.clone())
+                .push(" AND value IN ");
+            push_text_list(&mut qb, w.index_texts());
+            qb.push(")");
         }
         qb.push(" ORDER BY s.start_us DESC");
         let limit = q.limit.max(1);
+        let bound = self.search_scan_bound.load(Ordering::Relaxed);
         let mut seen: HashSet<TraceId> = HashSet::new();
-        let mut out = Vec::new();
+        let mut out = SearchOutcome::default();
+        let mut scopes: HashMap<(TraceId, String, String), Vec<(String, String)>> = HashMap::new();
         let query = qb.build();
         let mut stream = query.fetch(&self.read);
         let mut scanned = 0usize;
         while let Some(row) = stream.try_next().await? {
+            if scanned >= bound {
+                out.scan_bound_hit = true;
+                break;
+            }
             scanned += 1;
             let t = trace_id_of(row.get::<&[u8], _>(0));
-            if seen.insert(t) {
-                out.push(t);
-                if out.len() >= limit {
+            if seen.contains(&t) {
+                continue;
+            }
+            if !wants.is_empty() {
+                let span = OtlpSpan::decode(row.get::<&[u8], _>(1))?;
+                let process = self.process(row.get(2)).await?;
+                let status: i32 = row.get(3);
+                let scope_key = (t, row.get::<String, _>(4), row.get::<String, _>(5));
+                let mut holds = true;
+                for (w, in_scope) in wants.iter().zip(&in_scopes) {
+                    if w.on_span(&span, status, &process) {
+                        continue;
+                    }
+                    if *in_scope {
+                        if !scopes.contains_key(&scope_key) {
+                            let kvs = self.scope_attrs_of(&scope_key).await?;
+                            scopes.insert(scope_key.clone(), kvs);
+                        }
+                        if scopes[&scope_key]
+                            .iter()
+                            .any(|(k, v)| *k == w.key && w.matches_text(v))
+                        {
+                            continue;
+                        }
+                    }
+                    holds = false;
                     break;
                 }
+                if !holds {
+                    continue;
+                }
             }
-            if scanned >= MAX_SEARCH_SCAN {
+            seen.insert(t);
+            out.ids.push(t);
+            if out.ids.len() >= limit {
                 break;
             }
         }
+        out.scanned = scanned;
         Ok(out)
+    }
+
+    async fn scope_attrs_of(
+        &self,
+        (t, name, version): &(TraceId, String, String),
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key, value FROM scope_attrs WHERE trace_id = $1 AND scope_name = $2 AND scope_version = $3",
+        )
+        .bind(t.to_vec())
+        .bind(name)
+        .bind(version)
+        .fetch_all(&self.read)
+        .await?)
     }
 
     /// Whole traces matching `q` (the Jaeger search).
     pub async fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Trace>, StoreError> {
-        let ids = self.find_trace_ids(q).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(t) = self.get_trace(&id).await? {
+        Ok(self.search_traces(q).await?.0)
+    }
+
+    /// [`find_traces`](Self::find_traces) and the search's warnings (see [`SearchOutcome::warnings`]).
+    pub async fn search_traces(
+        &self,
+        q: &TraceQuery,
+    ) -> Result<(Vec<Trace>, Vec<String>), StoreError> {
+        let found = self.search_trace_ids(q).await?;
+        let mut out = Vec::with_capacity(found.ids.len());
+        for id in &found.ids {
+            if let Some(t) = self.get_trace(id).await? {
                 out.push(t);
             }
         }
-        Ok(out)
+        Ok((out, found.warnings()))
     }
 
     /// A summary of one trace (no spans); `None` when unknown.
@@ -937,14 +1210,22 @@ impl TraceStore {
         &self,
         q: &TraceQuery,
     ) -> Result<Vec<TraceSummary>, StoreError> {
-        let ids = self.find_trace_ids(q).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(s) = self.trace_summary(&id).await? {
+        Ok(self.search_trace_summaries(q).await?.0)
+    }
+
+    /// [`find_trace_summaries`](Self::find_trace_summaries) and the search's warnings.
+    pub async fn search_trace_summaries(
+        &self,
+        q: &TraceQuery,
+    ) -> Result<(Vec<TraceSummary>, Vec<String>), StoreError> {
+        let found = self.search_trace_ids(q).await?;
+        let mut out = Vec::with_capacity(found.ids.len());
+        for id in &found.ids {
+            if let Some(s) = self.trace_summary(id).await? {
                 out.push(s);
             }
         }
-        Ok(out)
+        Ok((out, found.warnings()))
     }
 
     /// Facts about each of `ids` this store holds (span count, any ERROR span, duration, services),
@@ -1143,7 +1424,7 @@ impl TraceStore {
         // Counted inside the transaction: a concurrent prune may have removed some already.
         let traces = Self::count_stored_traces(&mut tx, ids).await?;
         for chunk in ids.chunks(ID_CHUNK) {
-            for table in ["attrs", "spans"] {
+            for table in ["attrs", "scope_attrs", "spans"] {
                 let mut qb: QueryBuilder<Sqlite> =
                     QueryBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
                 push_id_list(&mut qb, chunk.iter().cloned());

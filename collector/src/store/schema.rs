@@ -1,5 +1,7 @@
 //! The store's SQLite schema. Spans keep their OTLP protobuf encoding (`body`) next to the columns
-//! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace);
+//! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace, from
+//! span, event, link, resource and scope attributes); `scope_attrs` keeps scope attributes per
+//! (trace, scope);
 //! `operations` makes the service and operation lists cheap.
 
 /// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
@@ -56,6 +58,17 @@ pub const DDL: &[&str] = &[
         PRIMARY KEY (key, value, trace_id)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS attrs_trace ON attrs(trace_id)",
+    // Instrumentation-scope attributes per (trace, scope), so a tag search can tell which spans
+    // of a trace carry them (the span rows keep the scope's name and version). Added without a
+    // version bump: an older file simply gets the empty table.
+    "CREATE TABLE IF NOT EXISTS scope_attrs (
+        trace_id BLOB NOT NULL,
+        scope_name TEXT NOT NULL,
+        scope_version TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (trace_id, scope_name, scope_version, key, value)
+    ) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS operations (
         service TEXT NOT NULL,
         name TEXT NOT NULL,

@@ -787,3 +787,197 @@ async fn a_version_1_store_with_duplicate_spans_is_upgraded() {
     let store = TraceStore::open(cfg(dir.path())).await.unwrap();
     assert_eq!(store.span_count(), 6);
 }
+
+/// Jaeger's semantics: every condition, tags included, holds on ONE span of the trace.
+#[tokio::test]
+async fn search_conditions_hold_on_one_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    // Trace 1: the tag on a short span, the long duration on another span.
+    let mut a = spec(1, 0, None, "GET /cart", 0, 10);
+    a.attrs = vec![kv("customer.tier", s("gold"))];
+    let b = spec(1, 1, Some(0), "SELECT", 1, 500);
+    // Trace 2: both on one span.
+    let mut c = spec(2, 0, None, "GET /cart", 0, 500);
+    c.attrs = vec![kv("customer.tier", s("gold"))];
+    store
+        .insert_spans(&[batch(
+            "shop",
+            vec![otlp(base, &a), otlp(base, &b), otlp(base, &c)],
+        )])
+        .await
+        .unwrap();
+    let find = |tags: Vec<(&str, &str)>, min_ms: Option<u64>, op: Option<&str>| TraceQuery {
+        tags: tags
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        min_duration_us: min_ms.map(|m| m * 1000),
+        operation: op.map(str::to_string),
+        limit: 20,
+        ..Default::default()
+    };
+    let ids = |v: Vec<[u8; 16]>| {
+        v.iter()
+            .map(|t| u32::from_be_bytes(t[12..].try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let r = store
+        .find_trace_ids(&find(vec![("customer.tier", "gold")], Some(100), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(r),
+        [2],
+        "tag on span A + duration on span B must not match"
+    );
+    let r = store
+        .find_trace_ids(&find(vec![("customer.tier", "gold")], None, None))
+        .await
+        .unwrap();
+    assert_eq!(ids(r).len(), 2);
+    let r = store
+        .find_trace_ids(&find(vec![("customer.tier", "gold")], None, Some("SELECT")))
+        .await
+        .unwrap();
+    assert!(r.is_empty(), "operation and tag on different spans");
+    // Two tags on two different spans of trace 1 do not match together either.
+    let mut d = spec(3, 0, None, "x", 0, 10);
+    d.attrs = vec![kv("k1", s("v1"))];
+    let mut e = spec(3, 1, Some(0), "y", 1, 10);
+    e.attrs = vec![kv("k2", s("v2"))];
+    store
+        .insert_spans(&[batch("shop", vec![otlp(base, &d), otlp(base, &e)])])
+        .await
+        .unwrap();
+    let r = store
+        .find_trace_ids(&find(vec![("k1", "v1"), ("k2", "v2")], None, None))
+        .await
+        .unwrap();
+    assert!(r.is_empty());
+}
+
+/// Tags are found in span, event, link, resource and scope attributes, on the span that also
+/// satisfies the other conditions; text values match int, double and bool attributes.
+#[tokio::test]
+async fn tags_match_every_attribute_source_and_typed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    let mut sp = spec(10, 0, None, "typed", 0, 300);
+    sp.attrs = vec![
+        kv("n", Value::IntValue(123)),
+        kv("ratio", Value::DoubleValue(72.5)),
+        kv("flag", Value::BoolValue(true)),
+        kv("text", s("123")),
+    ];
+    let mut span = otlp(base, &sp);
+    span.events = vec![Event {
+        name: "retry".into(),
+        attributes: vec![kv("attempt", Value::IntValue(3))],
+        ..Default::default()
+    }];
+    span.links = vec![Link {
+        trace_id: tid(99).to_vec(),
+        span_id: sid(99, 0).to_vec(),
+        attributes: vec![kv("link.kind", s("batch"))],
+        ..Default::default()
+    }];
+    let short = otlp(base, &spec(10, 1, Some(0), "short", 1, 5));
+    let mut rs = batch("typed-svc", vec![span]);
+    rs.resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(kv("k8s.pod.name", s("pod-1")));
+    // A second scope in the same resource: its attribute lives on the short span only.
+    rs.scope_spans[0].scope.as_mut().unwrap().attributes = vec![kv("lib.flavour", s("long"))];
+    rs.scope_spans.push(ScopeSpans {
+        scope: Some(InstrumentationScope {
+            name: "other".into(),
+            version: "2".into(),
+            attributes: vec![kv("lib.flavour", s("short"))],
+            ..Default::default()
+        }),
+        spans: vec![short],
+        ..Default::default()
+    });
+    store.insert_spans(&[rs]).await.unwrap();
+    let hit = async |k: &str, v: &str, min_ms: u64| {
+        !store
+            .find_trace_ids(&TraceQuery {
+                tags: vec![(k.into(), v.into())],
+                min_duration_us: Some(min_ms * 1000),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    };
+    for (k, v) in [
+        ("n", "123"),
+        ("n", "123.0"),
+        ("ratio", "72.5"),
+        ("ratio", "72.50"),
+        ("flag", "true"),
+        ("flag", "TRUE"),
+        ("text", "123"),
+        ("attempt", "3"),
+        ("link.kind", "batch"),
+        ("k8s.pod.name", "pod-1"),
+        ("service.name", "typed-svc"),
+        ("lib.flavour", "long"),
+        ("span.kind", "internal"),
+    ] {
+        assert!(hit(k, v, 100).await, "{k}={v} on the long span");
+    }
+    for (k, v) in [
+        ("n", "124"),
+        ("ratio", "72"),
+        ("flag", "false"),
+        ("text", "123.0"),
+        // On the short span's scope only: not together with minDuration.
+        ("lib.flavour", "short"),
+    ] {
+        assert!(!hit(k, v, 100).await, "{k}={v} must not match");
+    }
+    assert!(
+        hit("lib.flavour", "short", 1).await,
+        "the short span's scope"
+    );
+}
+
+#[tokio::test]
+async fn a_search_stopped_by_its_scan_bound_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let base = base_ns();
+    let spans: Vec<Span> = (0..20u32)
+        .map(|t| otlp(base, &spec(100 + t, 0, None, "op", t as u64, 10)))
+        .collect();
+    store.insert_spans(&[batch("many", spans)]).await.unwrap();
+    store.set_search_scan_bound(5);
+    let q = |limit| TraceQuery {
+        limit,
+        ..Default::default()
+    };
+    let out = store.search_trace_ids(&q(100)).await.unwrap();
+    assert_eq!(out.ids.len(), 5);
+    assert!(out.scan_bound_hit);
+    let w = out.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("scan bound"), "{w:?}");
+    let (traces, warnings) = store.search_traces(&q(100)).await.unwrap();
+    assert_eq!((traces.len(), warnings.len()), (5, 1));
+    // The limit reached first: nothing to warn about.
+    let out = store.search_trace_ids(&q(3)).await.unwrap();
+    assert_eq!(out.ids.len(), 3);
+    assert!(!out.scan_bound_hit && out.warnings().is_empty());
+    // Exactly at the bound with nothing left: complete.
+    store.set_search_scan_bound(20);
+    let out = store.search_trace_ids(&q(100)).await.unwrap();
+    assert_eq!(out.ids.len(), 20);
+    assert!(!out.scan_bound_hit);
+}

@@ -232,6 +232,10 @@ pub struct TelemetryConfig {
     pub span_filter: String,
     /// Write JSON logs to stdout.
     pub stdout_logs: bool,
+    /// Write stdout logs as human-readable lines (tracing's default format) instead of JSON.
+    /// Off by default; never set from the environment (the collector's
+    /// `service.telemetry.logs.encoding: console` sets it).
+    pub stdout_console: bool,
 }
 
 impl TelemetryConfig {
@@ -253,6 +257,7 @@ impl TelemetryConfig {
             log_filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             span_filter: span_filter_from_env(),
             stdout_logs: true,
+            stdout_console: false,
         }
     }
 

@@ -125,15 +125,25 @@ pub fn init_with(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryErr
 
     let stdout_filter = env_filter(&config.log_filter)?;
     let bridge_filter = env_filter(&without_self_telemetry(&config.log_filter))?;
-    let stdout = config.stdout_logs.then(|| {
+    let stdout = (config.stdout_logs && !config.stdout_console).then(|| {
         tracing_subscriber::fmt::layer()
             .event_format(logs::JsonWithTraceIds)
             .with_writer(std::io::stdout)
             .with_filter(stdout_filter)
     });
+    let console = (config.stdout_logs && config.stdout_console)
+        .then(|| env_filter(&config.log_filter))
+        .transpose()?
+        .map(|filter| {
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stdout)
+                .with_filter(filter)
+        });
     let subscriber = tracing_subscriber::registry()
         .with(otel_trace_layer(&tracer, &config.span_filter)?)
         .with(stdout)
+        .with(console)
         .with(OpenTelemetryTracingBridge::new(&logger).with_filter(bridge_filter));
     tracing::subscriber::set_global_default(subscriber)?;
     Ok(TelemetryGuard {

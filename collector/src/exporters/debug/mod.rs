@@ -1,6 +1,13 @@
 //! `debug` exporter (old name `logging`): logs what passes through it — a count per batch
 //! (`basic`), one line per span / log record / metric (`normal`) or the full OTLP/JSON
 //! (`detailed`).
+//!
+//! `sampling_initial` / `sampling_thereafter` sample the output as contrib's zap sampler does: in
+//! every one-second window the first `sampling_initial` batches are logged, then every
+//! `sampling_thereafter`-th (0: none); defaults 2 and 1 (everything logged), as in contrib.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -21,7 +28,10 @@ pub enum Verbosity {
 #[serde(deny_unknown_fields, default)]
 pub struct DebugExporterConfig {
     pub verbosity: Verbosity,
+    /// Batches logged per second before sampling starts (contrib's default: 2).
     pub sampling_initial: Option<u64>,
+    /// After `sampling_initial` in a second, every this-many-th batch is logged (default 1 =
+    /// all; 0 = none).
     pub sampling_thereafter: Option<u64>,
     /// Only for the old `logging` name: `debug|info|warn|error`, mapped onto `verbosity`.
     pub loglevel: Option<String>,
@@ -60,6 +70,46 @@ impl DebugExporterConfig {
 pub struct DebugExporter {
     pub id: String,
     pub cfg: DebugExporterConfig,
+    sampler: Sampler,
+}
+
+impl DebugExporter {
+    pub fn new(id: String, cfg: DebugExporterConfig) -> Self {
+        let sampler = Sampler::new(
+            cfg.sampling_initial.unwrap_or(2),
+            cfg.sampling_thereafter.unwrap_or(1),
+        );
+        Self { id, cfg, sampler }
+    }
+}
+
+/// Zap's sampler (what contrib's debug exporter configures): per one-second tick, the first
+/// `initial` entries pass, then every `thereafter`-th.
+struct Sampler {
+    initial: u64,
+    thereafter: u64,
+    window: Mutex<(Instant, u64)>,
+}
+
+impl Sampler {
+    fn new(initial: u64, thereafter: u64) -> Self {
+        Self {
+            initial,
+            thereafter,
+            window: Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    fn allow(&self, now: Instant) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        w.1 += 1;
+        let n = w.1;
+        n <= self.initial
+            || (self.thereafter > 0 && (n - self.initial).is_multiple_of(self.thereafter))
+    }
 }
 
 #[async_trait::async_trait]
@@ -68,6 +118,9 @@ where
     T::Request: serde::Serialize,
 {
     async fn consume(&self, batch: Vec<T>) -> Result<(), ConsumeError> {
+        if !self.sampler.allow(Instant::now()) {
+            return Ok(());
+        }
         let items: usize = batch.iter().map(Signal::item_count).sum();
         let signal = T::KIND.as_str();
         tracing::info!(
@@ -96,5 +149,28 @@ where
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_as_zap_initial_then_every_nth_per_second() {
+        let t0 = Instant::now();
+        let s = Sampler::new(2, 3);
+        let got: Vec<bool> = (0..8).map(|_| s.allow(t0)).collect();
+        // 1, 2 pass; then every 3rd after the initial: 5, 8.
+        assert_eq!(got, [true, true, false, false, true, false, false, true]);
+        // A new second starts over.
+        assert!(s.allow(t0 + Duration::from_millis(1001)));
+        let none = Sampler::new(1, 0);
+        assert!(none.allow(t0));
+        assert!(!none.allow(t0));
+        assert!(!none.allow(t0));
+        // Contrib's defaults (2, 1) log everything.
+        let d = DebugExporter::new("debug".into(), DebugExporterConfig::default());
+        assert!((0..100).all(|_| d.sampler.allow(t0)));
     }
 }

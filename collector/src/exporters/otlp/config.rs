@@ -59,6 +59,7 @@ impl Default for QueueConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub insecure: bool,
+    /// Only `false`: there is no TLS, so no certificate to verify (refused in `check_tls`).
     pub insecure_skip_verify: bool,
 }
 
@@ -152,6 +153,15 @@ fn check_tls(endpoint: &str, tls: &Option<TlsConfig>) -> Result<(), FieldError> 
         return Err(FieldError::new(
             "endpoint",
             "TLS is not built into tracelab's collector; use an http:// endpoint or `tls: {insecure: true}`",
+        ));
+    }
+    if let Some(t) = tls
+        && t.insecure_skip_verify
+    {
+        return Err(FieldError::new(
+            "tls.insecure_skip_verify",
+            "`insecure_skip_verify: true` has no effect: TLS is not built into tracelab's collector \
+             (plaintext only), so there is no server certificate to verify; remove the key",
         ));
     }
     if let Some(t) = tls

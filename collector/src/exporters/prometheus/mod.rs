@@ -42,6 +42,7 @@ pub struct PrometheusExporterConfig {
     pub metric_expiration: Duration,
     pub add_metric_suffixes: bool,
     pub enable_open_metrics: bool,
+    /// Only `false` (refused in `validate`): samples carry no timestamp.
     pub send_timestamps: bool,
 }
 
@@ -63,6 +64,14 @@ impl Default for PrometheusExporterConfig {
 impl PrometheusExporterConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
         crate::config::registry::check_listen("endpoint", &self.endpoint)?;
+        if self.send_timestamps {
+            return Err(FieldError::new(
+                "send_timestamps",
+                "`send_timestamps: true` is not supported: the exporter keeps no data point \
+                 timestamps, so samples are exposed without one (Prometheus stamps them at scrape \
+                 time); remove the key or set it to false",
+            ));
+        }
         if self.metric_expiration.is_zero() {
             return Err(FieldError::new(
                 "metric_expiration",

@@ -246,7 +246,8 @@ pub struct StringAttributeConfig {
     pub values: Vec<String>,
     #[serde(default)]
     pub enabled_regex_matching: bool,
-    /// Accepted for contrib compatibility; compiled regexes need no cache here.
+    /// Contrib's LRU of regex match results. Refused when set (see `validate_policy`): the
+    /// compiled regexes are matched directly, so a size would change nothing.
     #[serde(default)]
     pub cache_max_size: Option<u64>,
     #[serde(default)]
@@ -465,6 +466,14 @@ fn validate_policy(p: &PolicyConfig, at: &str) -> Result<(), FieldError> {
         }
         PolicyType::StringAttribute => {
             let c = p.string_attribute.as_ref().ok_or_else(missing)?;
+            if c.cache_max_size.is_some() {
+                return Err(FieldError::new(
+                    field("cache_max_size"),
+                    "`cache_max_size` is not supported: contrib uses it to size an LRU cache of \
+                     regex match results; tracelab matches its compiled regexes directly and keeps \
+                     no such cache, so the size would change nothing; remove the key",
+                ));
+            }
             if c.key.is_empty() {
                 return Err(FieldError::new(field("key"), "must not be empty"));
             }

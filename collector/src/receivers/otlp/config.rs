@@ -35,7 +35,8 @@ pub struct GrpcConfig {
     pub transport: String,
     pub max_recv_msg_size_mib: usize,
     pub max_concurrent_streams: Option<u32>,
-    /// Accepted for compatibility; request metadata is not forwarded.
+    /// Only `false`: tracelab has no per-request client metadata to forward (see
+    /// [`refuse_include_metadata`]).
     pub include_metadata: bool,
 }
 
@@ -68,6 +69,7 @@ pub struct HttpConfig {
     pub endpoint: String,
     /// Bytes; larger requests (compressed or decompressed) get 413.
     pub max_request_body_size: usize,
+    /// Only `false`, as for gRPC.
     pub include_metadata: bool,
     pub cors: Option<CorsConfig>,
     pub traces_url_path: String,
@@ -89,6 +91,20 @@ impl Default for HttpConfig {
     }
 }
 
+/// Contrib's `include_metadata: true` copies request headers into the client metadata that
+/// `batch`'s `metadata_keys` and auth/header-setter extensions read; tracelab has none of those, so
+/// the setting could only be silently ignored: `true` is refused, `false` (the default) accepted.
+fn refuse_include_metadata(path: &str, on: bool) -> Result<(), FieldError> {
+    if on {
+        return Err(FieldError::new(
+            path,
+            "`include_metadata: true` is not supported: tracelab forwards no request metadata \
+             (no batch `metadata_keys`, no header-setter or auth extensions read it); remove the key",
+        ));
+    }
+    Ok(())
+}
+
 impl OtlpReceiverConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
         let p = &self.protocols;
@@ -100,6 +116,7 @@ impl OtlpReceiverConfig {
         }
         if let Some(g) = &p.grpc {
             check_listen("protocols.grpc.endpoint", &g.endpoint)?;
+            refuse_include_metadata("protocols.grpc.include_metadata", g.include_metadata)?;
             if g.transport != "tcp" {
                 return Err(FieldError::new(
                     "protocols.grpc.transport",
@@ -115,6 +132,7 @@ impl OtlpReceiverConfig {
         }
         if let Some(h) = &p.http {
             check_listen("protocols.http.endpoint", &h.endpoint)?;
+            refuse_include_metadata("protocols.http.include_metadata", h.include_metadata)?;
             if h.max_request_body_size == 0 {
                 return Err(FieldError::new(
                     "protocols.http.max_request_body_size",
