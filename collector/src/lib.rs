@@ -6,6 +6,7 @@
 //! [`processors`], [`exporters`], [`connectors`], [`extensions`], and [`Collector`] (start,
 //! bound addresses, ordered shutdown); [`settings`] backs `--print-config`.
 pub mod app;
+pub mod component;
 pub mod config;
 pub mod connectors;
 pub mod exporters;

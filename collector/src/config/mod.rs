@@ -8,7 +8,6 @@
 //! check the `service.pipelines` graph. Every problem becomes a [`ConfigIssue`] naming the file,
 //! the line, the full key path and what was expected; all issues are collected, not just the first.
 
-pub mod duration;
 pub mod registry;
 pub mod yaml;
 
@@ -20,39 +19,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use crate::component::{ComponentId, FieldError, SignalKind, duration};
 pub use registry::{
     ConnectorConfig, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig,
 };
-
-/// A validation failure inside one component's config. `path` is relative to the component
-/// (e.g. `policies[1].latency.threshold_ms`); the loader prefixes the component path and adds
-/// the file name and line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for FieldError {}
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,67 +76,6 @@ impl fmt::Display for ConfigError {
             write!(f, "\n  warning: {w}")?;
         }
         Ok(())
-    }
-}
-
-/// `type[/name]` — how components are named in the config.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ComponentId {
-    pub ty: String,
-    pub name: Option<String>,
-}
-
-impl ComponentId {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (ty, name) = match s.split_once('/') {
-            Some((t, n)) => (t, Some(n)),
-            None => (s, None),
-        };
-        let valid_ty = !ty.is_empty()
-            && ty
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
-        if !valid_ty {
-            return Err(format!(
-                "invalid component id `{s}`: expected `type` or `type/name` (type: letters, digits, `_`)"
-            ));
-        }
-        if name.is_some_and(str::is_empty) {
-            return Err(format!(
-                "invalid component id `{s}`: the name after `/` is empty"
-            ));
-        }
-        Ok(Self {
-            ty: ty.to_string(),
-            name: name.map(str::to_string),
-        })
-    }
-}
-
-impl fmt::Display for ComponentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "{}/{}", self.ty, n),
-            None => write!(f, "{}", self.ty),
-        }
-    }
-}
-
-/// The three telemetry signals a pipeline can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SignalKind {
-    Traces,
-    Metrics,
-    Logs,
-}
-
-impl SignalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Traces => "traces",
-            Self::Metrics => "metrics",
-            Self::Logs => "logs",
-        }
     }
 }
 

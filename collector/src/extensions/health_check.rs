@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,7 +24,7 @@ impl Default for HealthCheckConfig {
 
 impl HealthCheckConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
-        crate::config::registry::check_listen("endpoint", &self.endpoint)?;
+        crate::component::endpoint::check_listen("endpoint", &self.endpoint)?;
         if !self.path.starts_with('/') {
             return Err(FieldError::new("path", "must start with `/`"));
         }

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
-use crate::config::SignalKind;
+use crate::component::SignalKind;
 
 pub trait Signal: Clone + Send + Sync + std::fmt::Debug + 'static {
     const KIND: SignalKind;

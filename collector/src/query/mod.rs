@@ -32,7 +32,7 @@ use collector_api::v1::{
 };
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::sampling::SamplingRegistry;
 use crate::store::{StoreError, TraceStore};
 

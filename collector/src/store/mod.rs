@@ -39,7 +39,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 pub type TraceId = [u8; 16];
 
@@ -54,7 +54,7 @@ pub struct StoreConfig {
     /// Most database bytes in use (pages holding data), in MiB.
     pub max_size_mib: u64,
     /// Spans, logs and decisions older than this (by start time) are removed (Go duration).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub retention: Duration,
     /// Most log records kept.
     pub max_logs: u64,

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::signal::{service_name, string_value};
 use crate::pipeline::{ConsumeError, Consumer};
 
@@ -88,13 +88,13 @@ pub struct SpanMetricsConfig {
     pub histogram: HistogramConfig,
     pub dimensions: Vec<Dimension>,
     pub exemplars: ExemplarsConfig,
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub metrics_flush_interval: Duration,
     /// A resource (its metrics, all series) not updated for this long is dropped; 0 = never.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub metrics_expiration: Duration,
     /// A series not updated for this long is dropped; 0 = never.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub series_expiration: Duration,
     /// Resource attributes that identify a resource's metrics (empty: all of them).
     pub resource_metrics_key_attributes: Vec<String>,

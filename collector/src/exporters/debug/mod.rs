@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::signal::Signal;
 use crate::pipeline::{ConsumeError, Consumer};
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::signal::Signal;
 use crate::pipeline::{ConsumeError, Consumer};
 

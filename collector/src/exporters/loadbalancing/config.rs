@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::exporters::otlp::OtlpExporterConfig;
 
 /// Port used when a hostname gives none (the OTLP/gRPC port).
@@ -60,10 +60,10 @@ pub struct DnsResolverConfig {
     #[serde(deserialize_with = "port")]
     pub port: u16,
     /// Re-resolve interval.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub interval: Duration,
     /// Timeout of one lookup.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub timeout: Duration,
 }
 

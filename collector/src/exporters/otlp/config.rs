@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub initial_interval: Duration,
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub max_interval: Duration,
     /// Give up on a batch after retrying this long (0 = retry forever, bounded by the queue).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub max_elapsed_time: Duration,
     pub multiplier: f64,
     pub randomization_factor: f64,
@@ -72,7 +72,7 @@ pub struct OtlpExporterConfig {
     pub headers: BTreeMap<String, String>,
     /// `gzip` (default) or `none`.
     pub compression: Option<String>,
-    #[serde(deserialize_with = "crate::config::duration::deserialize_opt")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize_opt")]
     pub timeout: Option<Duration>,
     pub retry_on_failure: RetryConfig,
     pub sending_queue: QueueConfig,
@@ -91,7 +91,7 @@ pub struct OtlpHttpExporterConfig {
     pub tls: Option<TlsConfig>,
     pub headers: BTreeMap<String, String>,
     pub compression: Option<String>,
-    #[serde(deserialize_with = "crate::config::duration::deserialize_opt")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize_opt")]
     pub timeout: Option<Duration>,
     pub retry_on_failure: RetryConfig,
     pub sending_queue: QueueConfig,
@@ -188,7 +188,7 @@ impl OtlpExporterConfig {
             .endpoint
             .trim_start_matches("http://")
             .trim_end_matches('/');
-        crate::config::registry::resolve_endpoint(hostport)
+        crate::component::endpoint::resolve_endpoint(hostport)
             .map_err(|m| FieldError::new("endpoint", m))?;
         check_tls(&self.endpoint, &self.tls)?;
         check_common(
@@ -252,8 +252,8 @@ impl OtlpHttpExporterConfig {
         )
     }
 
-    pub fn url_for(&self, signal: crate::config::SignalKind) -> String {
-        use crate::config::SignalKind::*;
+    pub fn url_for(&self, signal: crate::component::SignalKind) -> String {
+        use crate::component::SignalKind::*;
         let explicit = match signal {
             Traces => &self.traces_endpoint,
             Metrics => &self.metrics_endpoint,

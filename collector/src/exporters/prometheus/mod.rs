@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::{ConsumeError, Consumer};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,7 +38,7 @@ pub struct PrometheusExporterConfig {
     /// Add every resource attribute as a label (otherwise only `job` and `instance`).
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
     /// Series not updated for this long disappear.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub metric_expiration: Duration,
     pub add_metric_suffixes: bool,
     pub enable_open_metrics: bool,
@@ -63,7 +63,7 @@ impl Default for PrometheusExporterConfig {
 
 impl PrometheusExporterConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
-        crate::config::registry::check_listen("endpoint", &self.endpoint)?;
+        crate::component::endpoint::check_listen("endpoint", &self.endpoint)?;
         if self.send_timestamps {
             return Err(FieldError::new(
                 "send_timestamps",

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 use crate::query::QueryConfig;
 use crate::sampling::DecisionQueue;
@@ -31,7 +31,7 @@ pub struct TracelabExporterConfig {
     pub storage: StoreConfig,
     pub query: QueryConfig,
     /// How often the store is pruned to its bounds (and sampling decisions persisted, every second).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub prune_interval: Duration,
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Send a batch this long after its first item arrived, full or not.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub timeout: Duration,
     /// Send as soon as this many items (spans, data points, log records) are buffered.
     pub send_batch_size: usize,

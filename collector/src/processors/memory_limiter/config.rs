@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryLimiterConfig {
     /// How often the process memory is measured.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub check_interval: Duration,
     /// Hard limit in MiB (0 = use `limit_percentage`).
     pub limit_mib: u64,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::{FieldError, SignalKind};
+use crate::component::{FieldError, SignalKind};
 use crate::pipeline::signal::Signal;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 use crate::sampling::{ComponentCounter, ProbabilisticStats};

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 /// `processors.tail_sampling`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TailSamplingConfig {
     /// How long after a trace's first span it is decided (Go duration, e.g. `10s`).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub decision_wait: Duration,
     /// Most undecided traces held; when reached, the oldest undecided trace is decided early.
     pub num_traces: u64,

@@ -19,7 +19,7 @@ pub use sampler::{
     COMPOSITE_POLICY_ATTRIBUTE, Clock, ManualClock, POLICY_ATTRIBUTE, SystemClock, TailSampler,
 };
 
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 use crate::sampling::{DecisionQueue, SamplingStats};
 

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use regex::Regex;
 
 use super::config::{PolicyConfig, PolicyType};
-use crate::config::FieldError;
+use crate::component::FieldError;
 
 /// One policy's verdict on one trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

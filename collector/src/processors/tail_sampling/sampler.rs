@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 use super::config::TailSamplingConfig;
 use super::policy::{EvalContext, Evaluator, TraceView, Vote, combine, second_of};
-use crate::config::FieldError;
+use crate::component::FieldError;
 use crate::sampling::{ComponentCounter, DecisionQueue, PolicyVote, SamplingStats};
 
 /// With `record_policy_attribute`: the attribute naming the policy that kept a trace (contrib's

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::FieldError;
-use crate::config::registry::check_listen;
+use crate::component::FieldError;
+use crate::component::endpoint::check_listen;
 
 /// `grpc:` with no settings means "enabled with defaults", not "absent".
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(

@@ -168,7 +168,7 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Binds `endpoint` (host:port; `localhost` = 127.0.0.1).
 pub(crate) async fn bind(endpoint: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let addr = crate::config::registry::listen_addr(endpoint)
+    let addr = crate::component::endpoint::listen_addr(endpoint)
         .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
     tokio::net::TcpListener::bind(addr)
         .await

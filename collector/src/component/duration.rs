@@ -1,6 +1,6 @@
 //! Serde helpers for Go-style durations in component configs (`5s`, `100ms`, `1m30s`).
 //!
-//! Use as `#[serde(deserialize_with = "crate::config::duration::deserialize")]` on a
+//! Use as `#[serde(deserialize_with = "crate::component::duration::deserialize")]` on a
 //! `std::time::Duration` field (and `deserialize_opt` for `Option<Duration>`).
 
 use std::time::Duration;
