@@ -5,6 +5,9 @@
 //! to measure) stays above the soft limit.
 //!
 //! `cargo test -p collector --test memory_limiter -- --nocapture` prints heap and RSS per stage.
+//! Without the `jemalloc` feature there is no heap to measure (the unit tests check that the
+//! collector then refuses to start with `measure: heap`).
+#![cfg(feature = "jemalloc")]
 
 mod common;
 

@@ -174,3 +174,46 @@ impl<T: Send + 'static> Consumer<T> for MemoryLimiter<T> {
         self.next.consume(batch).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn heap_is_measured_with_jemalloc() {
+        let probe = probe_for(Measure::Heap).expect("jemalloc statistics");
+        let before = probe();
+        let big = vec![1u8; 64 * 1024 * 1024];
+        let during = probe();
+        drop(big);
+        assert!(during >= before + 60 * 1024 * 1024, "{before} → {during}");
+        assert!(probe() < during);
+    }
+
+    #[cfg(not(feature = "jemalloc"))]
+    #[test]
+    fn heap_without_jemalloc_refuses_to_start() {
+        let e = probe_for(Measure::Heap).err().expect("no heap statistics");
+        assert!(e.contains("jemalloc") && e.contains("measure: heap"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn start_fails_with_the_reason_when_the_measure_is_unavailable() {
+        let cfg = MemoryLimiterConfig {
+            measure: Measure::Cgroup,
+            limit_mib: 100,
+            ..Default::default()
+        };
+        match MemoryGauge::start(&cfg, None) {
+            Ok(_) => assert!(measure::Cgroup::current().is_some()),
+            Err(e) => {
+                assert!(measure::Cgroup::current().is_none());
+                assert!(e.contains("cgroup v2"), "{e}");
+            }
+        }
+        // An injected probe needs no platform support.
+        let g = MemoryGauge::start(&cfg, Some(Arc::new(|| 200 * 1024 * 1024))).unwrap();
+        assert!(g.is_over());
+    }
+}
