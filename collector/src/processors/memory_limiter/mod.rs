@@ -84,13 +84,14 @@ impl MemoryGauge {
             tracing::info!(
                 total_mib = total / (1024 * 1024),
                 source,
-                "memory_limiter: limit_percentage of"
+                "memory_limiter: limit_percentage is a percentage of this total"
             );
             total
         } else {
             0
         };
         let (hard, soft) = cfg.limits(total);
+        let injected = probe.is_some();
         let probe = match probe {
             Some(p) => p,
             None => probe_for(cfg.measure)?,
@@ -104,6 +105,14 @@ impl MemoryGauge {
             measure: cfg.measure,
         });
         g.check();
+        tracing::info!(
+            measure = cfg.measure.name(),
+            injected = injected,
+            used_mib = g.last_reading.load(Ordering::Relaxed) / (1024 * 1024),
+            soft_limit_mib = soft / (1024 * 1024),
+            hard_limit_mib = hard / (1024 * 1024),
+            "memory_limiter: measuring"
+        );
         let weak = Arc::downgrade(&g);
         let interval = cfg.check_interval;
         tokio::spawn(async move {
