@@ -2,11 +2,11 @@
 //! crate — the collector, its tests and benches — allocates through jemalloc, so
 //! `memory_limiter`'s `measure: heap` can read what is allocated ([`allocated_bytes`]).
 //!
-//! jemalloc is built with background threads on (`background_threads` feature); [`tune`] also
-//! shortens every arena's dirty-page decay to [`DIRTY_DECAY_MS`], so the pages a big request
-//! freed go back to the kernel within about a second and RSS follows the heap.
-//! (SQLite, C code, allocates through the C library's malloc: its page caches are bounded by
-//! the store's `cache_size_mib`, not measured here.)
+//! jemalloc also replaces the C library's `malloc` (`unprefixed_malloc_on_supported_platforms`),
+//! so SQLite's page caches (bounded by the store's `cache_size_mib`) are in the same heap and
+//! counted. It is built with background threads on (`background_threads` feature); [`tune`]
+//! also shortens every arena's dirty-page decay to [`DIRTY_DECAY_MS`], so the pages a big
+//! request freed go back to the kernel within about a second and RSS follows the heap.
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]

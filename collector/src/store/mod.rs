@@ -57,8 +57,8 @@ pub struct StoreConfig {
     pub max_logs: u64,
     /// Most sampling decisions kept (for the sampling dashboard).
     pub max_decisions: u64,
-    /// SQLite page cache bound per connection, in MiB (one writer + up to 4 readers). SQLite
-    /// allocates it with the C library's malloc, outside memory_limiter's `measure: heap`.
+    /// SQLite page cache bound per connection, in MiB (one writer + up to 4 readers); part of
+    /// memory_limiter's `measure: heap` when jemalloc is the allocator.
     pub cache_size_mib: u64,
 }
 
