@@ -11,7 +11,8 @@ ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=debian:12.11-slim
 
 FROM ${RUST_IMAGE} AS chef
-# rdkafka builds its bundled librdkafka (C, make) and links zlib; SQLite is bundled by sqlx.
+# rdkafka builds its bundled librdkafka (C, make) and links zlib; SQLite is bundled by sqlx;
+# tikv-jemalloc-sys builds jemalloc (C, make) for the collector.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*

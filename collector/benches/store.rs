@@ -40,6 +40,16 @@ fn kv(key: &str, v: Value) -> KeyValue {
     }
 }
 
+/// What memory_limiter's `measure: heap` reads (jemalloc `stats.allocated`; 0 without jemalloc).
+fn heap_mib() -> u64 {
+    collector::alloc::allocated_bytes().unwrap_or(0) / 1048576
+}
+
+/// Pages jemalloc holds (allocated or not yet returned to the kernel).
+fn jemalloc_resident_mib() -> u64 {
+    collector::alloc::resident_bytes().unwrap_or(0) / 1048576
+}
+
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -188,6 +198,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // As the collector does at start: background purging, 1 s dirty decay.
+    collector::alloc::tune();
     rt.block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TraceStore::open(StoreConfig {
@@ -375,6 +387,26 @@ fn main() {
             t.elapsed(),
             whole.spans.len()
         );
+        println!(
+            "  holding it: heap {} MiB, jemalloc resident {} MiB, RSS {} MiB",
+            heap_mib(),
+            jemalloc_resident_mib(),
+            rss_kib("VmRSS:") / 1024
+        );
+        drop(whole);
+        println!(
+            "  dropped: heap {} MiB, jemalloc resident {} MiB, RSS {} MiB",
+            heap_mib(),
+            jemalloc_resident_mib(),
+            rss_kib("VmRSS:") / 1024
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "  2 s later: heap {} MiB, jemalloc resident {} MiB, RSS {} MiB",
+            heap_mib(),
+            jemalloc_resident_mib(),
+            rss_kib("VmRSS:") / 1024
+        );
         let t = Instant::now();
         let deps = store
             .dependencies(base_ns / 1000 + 3_600_000_000, 3_600_000_000)
@@ -386,9 +418,10 @@ fn main() {
             deps.len()
         );
         println!(
-            "final RSS {} MiB, peak {} MiB",
+            "final RSS {} MiB, peak {} MiB, heap {} MiB",
             rss_kib("VmRSS:") / 1024,
-            rss_kib("VmHWM:") / 1024
+            rss_kib("VmHWM:") / 1024,
+            heap_mib()
         );
         store.close().await;
     });

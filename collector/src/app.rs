@@ -163,6 +163,8 @@ impl Collector {
     }
 
     pub async fn start_with(config: LoadedConfig, opts: BuildOptions) -> Result<Self, StartError> {
+        // Freed memory goes back to the kernel within about a second (jemalloc's decay).
+        crate::alloc::tune();
         // Stores are opened before wiring; only those a pipeline uses. In id order, so `query`
         // below names the same store every time.
         let mut stores = BTreeMap::new();

@@ -5,6 +5,7 @@
 //! [`pipeline`] (consumer contract, fan-out, graph wiring, self-metrics), [`receivers`],
 //! [`processors`], [`exporters`], [`connectors`], [`extensions`], and [`Collector`] (start,
 //! bound addresses, ordered shutdown); [`settings`] backs `--print-config`.
+pub mod alloc;
 pub mod app;
 pub mod component;
 pub mod config;

@@ -73,7 +73,7 @@ impl<T: Send + 'static> Stop for StopConsumer<T> {
 /// Injection points for tests and embedders.
 #[derive(Clone, Default)]
 pub struct BuildOptions {
-    /// Replaces the RSS reading of every memory_limiter.
+    /// Replaces the measurement of every memory_limiter (see its `measure` key).
     pub memory_probe: Option<MemoryProbe>,
 }
 
@@ -349,11 +349,16 @@ impl Builder<'_> {
             }
             ProcessorConfig::MemoryLimiter(m) => {
                 let probe = self.opts.memory_probe.clone();
-                let gauge = self
-                    .gauges
-                    .entry(id.clone())
-                    .or_insert_with(|| MemoryGauge::start(m, probe))
-                    .clone();
+                let gauge = match self.gauges.get(id) {
+                    Some(g) => g.clone(),
+                    None => {
+                        let g = MemoryGauge::start(m, probe).map_err(|e| {
+                            format!("processors.{id}: memory_limiter cannot start: {e}")
+                        })?;
+                        self.gauges.insert(id.clone(), g.clone());
+                        g
+                    }
+                };
                 Arc::new(MemoryLimiter::new(gauge, next))
             }
             ProcessorConfig::Attributes(a) => Arc::new(AttributesProcessor::new(a.clone(), next)),

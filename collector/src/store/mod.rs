@@ -60,6 +60,9 @@ pub struct StoreConfig {
     pub max_logs: u64,
     /// Most sampling decisions kept (for the sampling dashboard).
     pub max_decisions: u64,
+    /// SQLite page cache bound per connection, in MiB (one writer + up to 4 readers); part of
+    /// memory_limiter's `measure: heap` when jemalloc is the allocator.
+    pub cache_size_mib: u64,
 }
 
 impl Default for StoreConfig {
@@ -71,6 +74,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(24 * 3600),
             max_logs: 1_000_000,
             max_decisions: 100_000,
+            cache_size_mib: 16,
         }
     }
 }
@@ -85,6 +89,12 @@ impl StoreConfig {
         }
         if self.max_size_mib == 0 {
             return Err(FieldError::new("max_size_mib", "must be at least 1"));
+        }
+        if self.cache_size_mib == 0 || self.cache_size_mib > 4096 {
+            return Err(FieldError::new(
+                "cache_size_mib",
+                "must be between 1 and 4096",
+            ));
         }
         if self.retention.is_zero() {
             return Err(FieldError::new(
@@ -384,7 +394,8 @@ impl TraceStore {
             // WAL + NORMAL: a crash may lose the last transactions but never corrupts the file.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-65536")
+            // Negative: a size in KiB, not pages.
+            .pragma("cache_size", format!("-{}", cfg.cache_size_mib * 1024))
             .pragma("temp_store", "memory")
             .pragma("journal_size_limit", "67108864")
             // Keeps `PRAGMA optimize` (run after pruning) quick on big tables.

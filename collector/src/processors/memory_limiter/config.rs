@@ -6,17 +6,44 @@ use serde::Deserialize;
 
 use crate::component::FieldError;
 
+/// What the limit applies to (tracelab's key; contrib measures the Go runtime's heap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Measure {
+    /// Bytes the allocator has allocated (jemalloc `stats.allocated`): the pipeline's data,
+    /// not SQLite's bounded page caches nor freed memory the allocator still holds.
+    #[default]
+    Heap,
+    /// The cgroup v2 `memory.current` (everything charged to the container, page cache included).
+    Cgroup,
+    /// The process resident set size (`/proc/self/statm`).
+    Rss,
+}
+
+impl Measure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Heap => "heap",
+            Self::Cgroup => "cgroup",
+            Self::Rss => "rss",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryLimiterConfig {
-    /// How often the process memory is measured.
+    /// What is measured against the limits.
+    pub measure: Measure,
+    /// How often the memory is measured.
     #[serde(deserialize_with = "crate::component::duration::deserialize")]
     pub check_interval: Duration,
     /// Hard limit in MiB (0 = use `limit_percentage`).
     pub limit_mib: u64,
     /// Headroom below the hard limit; the soft limit is `limit - spike`. Default 20 % of the limit.
     pub spike_limit_mib: u64,
-    /// Hard limit as a percentage of the machine's total memory (when `limit_mib` is 0).
+    /// Hard limit as a percentage of the total memory (when `limit_mib` is 0): the cgroup v2
+    /// `memory.max` when one is set, else the machine's `MemTotal`.
     pub limit_percentage: u64,
     pub spike_limit_percentage: u64,
 }
@@ -24,6 +51,7 @@ pub struct MemoryLimiterConfig {
 impl Default for MemoryLimiterConfig {
     fn default() -> Self {
         Self {
+            measure: Measure::Heap,
             check_interval: Duration::from_secs(1),
             limit_mib: 0,
             spike_limit_mib: 0,
@@ -71,7 +99,7 @@ impl MemoryLimiterConfig {
         Ok(())
     }
 
-    /// (hard, soft) limits in bytes; `total` is the machine's memory for percentages.
+    /// (hard, soft) limits in bytes; `total` is what percentages are of (see `measure::total_memory`).
     pub fn limits(&self, total: u64) -> (u64, u64) {
         const MIB: u64 = 1024 * 1024;
         let (hard, spike) = if self.limit_mib > 0 {
