@@ -14,30 +14,7 @@ pub const POSITIONS_PER_ENDPOINT: u32 = 100;
 
 /// CRC-32 (IEEE 802.3, the polynomial of Go's `crc32.ChecksumIEEE`).
 pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    let mut c = !0u32;
-    for b in data {
-        c = TABLE[((c ^ u32::from(*b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(data)
 }
 
 #[derive(Debug, Clone, Default)]
