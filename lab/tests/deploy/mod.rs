@@ -372,13 +372,25 @@ pub fn runtime_stage() -> RuntimeStage {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes
 
+/// `kubectl kustomize DIR`, as text; rendered once per test binary (several tests read each render).
+pub fn kustomize_text(dir: &str) -> String {
+    static RENDERS: std::sync::Mutex<BTreeMap<String, String>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut renders = RENDERS.lock().unwrap_or_else(|p| p.into_inner());
+    renders
+        .entry(dir.to_string())
+        .or_insert_with(|| {
+            run(Command::new(tool("kubectl"))
+                .arg("kustomize")
+                .arg(repo().join(dir)))
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .clone()
+}
+
 /// `kubectl kustomize DIR`, as YAML documents.
 pub fn kustomize(dir: &str) -> Vec<Yaml> {
-    let out = run(Command::new(tool("kubectl"))
-        .arg("kustomize")
-        .arg(repo().join(dir)))
-    .unwrap_or_else(|e| panic!("{e}"));
-    YamlLoader::load_from_str(&out).expect("kustomize output is YAML")
+    YamlLoader::load_from_str(&kustomize_text(dir)).expect("kustomize output is YAML")
 }
 
 /// One container of a rendered workload, its environment resolved as the kubelet would.
