@@ -66,7 +66,21 @@ pub fn critical_path(spans: &[Span]) -> Vec<Segment> {
             children[p].push(i);
         }
     }
+    critical_path_in(
+        |i| (spans[i].start_time, spans[i].end_time()),
+        &children,
+        root,
+    )
+}
 
+/// The same walk over any tree: `range(i)` is node `i`'s (start, end) in µs and `children[i]` its
+/// children (any order). The collector runs it over its cached span headers, so a 100,000-span
+/// trace's path is found without building Jaeger spans.
+pub fn critical_path_in(
+    range: impl Fn(usize) -> (u64, u64),
+    children: &[Vec<usize>],
+    root: usize,
+) -> Vec<Segment> {
     struct Frame {
         span: usize,
         /// The span's range clipped to its parent's clipped range.
@@ -83,8 +97,8 @@ pub fn critical_path(spans: &[Span]) -> Vec<Segment> {
             .iter()
             .filter(|&&c| !visited[c])
             .filter_map(|&c| {
-                let s = &spans[c];
-                let (start, end) = (s.start_time.max(lo), s.end_time().min(hi));
+                let (s, e) = range(c);
+                let (start, end) = (s.max(lo), e.min(hi));
                 (start < end).then_some((end, start, c))
             })
             .collect();
@@ -98,9 +112,12 @@ pub fn critical_path(spans: &[Span]) -> Vec<Segment> {
         }
     };
 
-    let mut visited = vec![false; spans.len()];
-    let r = &spans[root];
-    let mut stack = vec![frame(root, r.start_time, r.end_time(), &mut visited)];
+    if root >= children.len() {
+        return Vec::new();
+    }
+    let mut visited = vec![false; children.len()];
+    let (r_start, r_end) = range(root);
+    let mut stack = vec![frame(root, r_start, r_end, &mut visited)];
     let mut out = Vec::new();
     while let Some(f) = stack.last_mut() {
         // The next child that ended no later than where the walk stands in this span.
@@ -139,7 +156,7 @@ pub fn critical_path(spans: &[Span]) -> Vec<Segment> {
 }
 
 /// The (service, operation) that holds the most time on the critical path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bottleneck {
     pub service: String,
     pub operation: String,
@@ -188,15 +205,34 @@ pub fn critical_time_by_operation(
     processes: &BTreeMap<String, Process>,
     path: &[Segment],
 ) -> Vec<((String, String), u64)> {
-    let mut by: HashMap<(String, String), u64> = HashMap::new();
+    time_by_name(|i| span_name(spans, processes, i), path)
+}
+
+fn span_name<'a>(
+    spans: &'a [Span],
+    processes: &'a BTreeMap<String, Process>,
+    i: usize,
+) -> (&'a str, &'a str) {
+    let s = &spans[i];
+    let service = processes
+        .get(&s.process_id)
+        .map_or("unknown", |p| p.service_name.as_str());
+    (service, s.operation_name.as_str())
+}
+
+/// Critical-path time per name (`name(i)` is node `i`'s (service, operation)), largest first.
+fn time_by_name<'a>(
+    name: impl Fn(usize) -> (&'a str, &'a str),
+    path: &[Segment],
+) -> Vec<((String, String), u64)> {
+    let mut by: HashMap<(&str, &str), u64> = HashMap::new();
     for seg in path {
-        let s = &spans[seg.span];
-        let service = processes
-            .get(&s.process_id)
-            .map_or_else(|| "unknown".to_string(), |p| p.service_name.clone());
-        *by.entry((service, s.operation_name.clone())).or_default() += seg.duration();
+        *by.entry(name(seg.span)).or_default() += seg.duration();
     }
-    let mut v: Vec<_> = by.into_iter().collect();
+    let mut v: Vec<_> = by
+        .into_iter()
+        .map(|((s, o), t)| ((s.to_string(), o.to_string()), t))
+        .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
 }
@@ -208,16 +244,26 @@ pub fn bottleneck(
     path: &[Segment],
 ) -> Option<Bottleneck> {
     let root = root_index(spans)?;
-    let ((service, operation), critical_us) = critical_time_by_operation(spans, processes, path)
-        .into_iter()
-        .next()?;
+    bottleneck_in(
+        |i| span_name(spans, processes, i),
+        |i| spans[i].span_id.clone(),
+        path,
+        spans[root].duration,
+    )
+}
+
+/// [`bottleneck`] over any tree: `name(i)` is node `i`'s (service, operation), `span_id(i)` its id,
+/// `total_us` the root's duration (what the collector computes from its span headers).
+pub fn bottleneck_in<'a>(
+    name: impl Fn(usize) -> (&'a str, &'a str),
+    span_id: impl Fn(usize) -> String,
+    path: &[Segment],
+    total_us: u64,
+) -> Option<Bottleneck> {
+    let ((service, operation), critical_us) = time_by_name(&name, path).into_iter().next()?;
     let mut per_span: HashMap<usize, u64> = HashMap::new();
     for seg in path {
-        let s = &spans[seg.span];
-        let svc = processes
-            .get(&s.process_id)
-            .map(|p| p.service_name.as_str());
-        if s.operation_name == operation && svc.unwrap_or("unknown") == service {
+        if name(seg.span) == (service.as_str(), operation.as_str()) {
             *per_span.entry(seg.span).or_default() += seg.duration();
         }
     }
@@ -228,9 +274,9 @@ pub fn bottleneck(
     Some(Bottleneck {
         service,
         operation,
-        span_id: spans[span].span_id.clone(),
+        span_id: span_id(span),
         critical_us,
-        total_us: spans[root].duration,
+        total_us,
     })
 }
 

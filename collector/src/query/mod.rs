@@ -1,6 +1,6 @@
 //! The query API on 16686: the Jaeger HTTP JSON API (so Grafana's Jaeger data source and Jaeger
 //! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
-//! windowed span reads of huge traces, trace summaries, logs of a span, the collector's stores and
+//! windowed span reads of huge traces, their tree-aware windows (`tree`), trace summaries, logs of a span, the collector's stores and
 //! trace lookups in any of them).
 //!
 //! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
@@ -13,6 +13,7 @@
 mod params;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -238,6 +239,8 @@ struct AppState {
     own_id: Arc<str>,
     stores: Arc<StoreRegistry>,
     sampling: Arc<SamplingRegistry>,
+    /// Built trace trees for `/api/v1/traces/{id}/tree` and `…/overview`.
+    trees: Arc<tree::TreeCache>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
@@ -257,6 +260,7 @@ pub fn router(
         own_id: own.into(),
         stores: registry,
         sampling: samplers,
+        trees: Arc::new(tree::TreeCache::default()),
     };
     Ok(Router::new()
         .route("/api/services", get(services))
@@ -275,6 +279,15 @@ pub fn router(
         .route("/api/v1/traces/lookup", post(lookup))
         .route("/api/v1/traces/{trace_id}/spans", get(span_window))
         .route("/api/v1/traces/{trace_id}/logs", get(logs))
+        .route(
+            "/api/v1/traces/{trace_id}/tree",
+            get(tree::tree_window_get).post(tree::tree_window_post),
+        )
+        .route(
+            "/api/v1/traces/{trace_id}/tree/spans",
+            get(tree::tree_spans),
+        )
+        .route("/api/v1/traces/{trace_id}/overview", get(tree::overview))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -138,6 +138,33 @@ pub struct TraceQuery {
     pub limit: usize,
 }
 
+/// A span without its body: what a trace's tree is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanHeader {
+    /// The span's row in the store (to fetch its body later).
+    pub row: i64,
+    /// The span id's last 8 bytes as a number (OTLP span ids are 8 bytes).
+    pub span_id: u64,
+    pub parent_id: Option<u64>,
+    pub service: String,
+    pub name: String,
+    /// OTLP span kind.
+    pub kind: i32,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub error: bool,
+}
+
+/// An OTLP span id's last 8 bytes as a number; `format!("{:016x}")` gives back its hex.
+pub fn span_key(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .take(8)
+        .rev()
+        .fold(0u64, |k, b| (k << 8) | u64::from(*b))
+}
+
 /// What a prune removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -967,6 +994,73 @@ impl TraceStore {
             trace_start_time: lo.unwrap_or(0) as u64,
             trace_end_time: hi.unwrap_or(0) as u64,
         }))
+    }
+
+    /// The compact headers of every span of a trace (no bodies), in storage order; empty when the
+    /// trace is unknown. What the query API builds a trace's tree from (see `query::tree`).
+    pub async fn span_headers(&self, id: &TraceId) -> Result<Vec<SpanHeader>, StoreError> {
+        let mut rows = sqlx::query(
+            "SELECT id, span_id, parent_id, service, name, kind, start_us, duration_us, status \
+             FROM spans WHERE trace_id = $1",
+        )
+        .bind(id.to_vec())
+        .fetch(&self.read);
+        let mut out = Vec::new();
+        while let Some(r) = rows.try_next().await? {
+            out.push(SpanHeader {
+                row: r.get(0),
+                span_id: span_key(r.get::<&[u8], _>(1)),
+                parent_id: r.get::<Option<&[u8]>, _>(2).map(span_key),
+                service: r.get(3),
+                name: r.get(4),
+                kind: r.get(5),
+                start_us: r.get::<i64, _>(6).max(0) as u64,
+                duration_us: r.get::<i64, _>(7).max(0) as u64,
+                error: r.get::<i32, _>(8) == 2,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Spans of a trace, its span count and time range (one pass over the `(trace_id, …)` index):
+    /// `(0, 0, 0)` when unknown.
+    pub async fn trace_extent(&self, id: &TraceId) -> Result<(u64, u64, u64), StoreError> {
+        let (total, lo, hi): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(start_us), MAX(start_us + duration_us) FROM spans WHERE trace_id = $1",
+        )
+        .bind(id.to_vec())
+        .fetch_one(&self.read)
+        .await?;
+        Ok((
+            total as u64,
+            lo.unwrap_or(0).max(0) as u64,
+            hi.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    /// Jaeger spans by their [`SpanHeader::row`], in the order given (rows no longer stored are
+    /// left out), with the processes they reference (`p1`, … in order of first use).
+    pub async fn spans_by_row(
+        &self,
+        rows: &[i64],
+    ) -> Result<(Vec<(i64, Span)>, BTreeMap<String, Process>), StoreError> {
+        let mut found: Vec<sqlx::sqlite::SqliteRow> = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(ID_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT body, scope_name, scope_version, resource_id, id FROM spans WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for r in chunk {
+                sep.push_bind(*r);
+            }
+            qb.push(")");
+            found.extend(qb.build().fetch_all(&self.read).await?);
+        }
+        let pos: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+        found.sort_by_key(|r| pos.get(&r.get::<i64, _>(4)).copied().unwrap_or(usize::MAX));
+        let ids: Vec<i64> = found.iter().map(|r| r.get(4)).collect();
+        let (spans, processes) = self.jaeger_spans(&found).await?;
+        Ok((ids.into_iter().zip(spans).collect(), processes))
     }
 
     /// Trace ids matching `q`, newest first (by the matching span's start), at most `q.limit`.
