@@ -3,7 +3,8 @@
 //! HTTP calls to the viewer's server under `/_viewer/`, so the browser never needs to reach the
 //! collector itself (no CORS, one origin, works behind any single port-forward).
 
-use collector_api::v1::{SamplingDecision, SpanWindow, TraceSummaries, TraceSummary};
+use collector_api::tree::{TraceOverview, TreeRequest, TreeSpans, TreeWindow};
+use collector_api::v1::{LogsResponse, SamplingDecision, SpanWindow, TraceSummaries, TraceSummary};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -67,6 +68,54 @@ pub async fn load_span_window(
     backend::get(&["api", "v1", "traces", &id, "spans"], &params).await
 }
 
+#[cfg(feature = "ssr")]
+fn trace_id_param(trace_id: &str) -> Result<String, ServerFnError> {
+    collector_api::normalize_trace_id(trace_id)
+        .map_err(|e| ServerFnError::new(format!("{trace_id:?} is not a trace id: {e}")))
+}
+
+/// The header facts of a trace from the collector's cached tree (`/api/v1/traces/{id}/overview`).
+#[server(prefix = "/_viewer", input = Json)]
+pub async fn load_overview(trace_id: String) -> Result<TraceOverview, ServerFnError> {
+    let id = trace_id_param(&trace_id)?;
+    backend::get(&["api", "v1", "traces", &id, "overview"], &[]).await
+}
+
+/// Visible waterfall rows (`POST /api/v1/traces/{id}/tree`: the collapsed set can be long).
+#[server(prefix = "/_viewer", input = Json)]
+pub async fn load_tree_window(
+    trace_id: String,
+    request: TreeRequest,
+) -> Result<TreeWindow, ServerFnError> {
+    let id = trace_id_param(&trace_id)?;
+    backend::post(&["api", "v1", "traces", &id, "tree"], &request).await
+}
+
+/// Given spans of a trace wherever they are in its tree, with their parents' and links' names.
+#[server(prefix = "/_viewer", input = Json)]
+pub async fn load_tree_spans(
+    trace_id: String,
+    span_ids: Vec<String>,
+) -> Result<TreeSpans, ServerFnError> {
+    let id = trace_id_param(&trace_id)?;
+    let params = vec![("spanID".to_string(), span_ids.join(","))];
+    backend::get(&["api", "v1", "traces", &id, "tree", "spans"], &params).await
+}
+
+/// The OTLP log records of a trace, or of one of its spans.
+#[server(prefix = "/_viewer", input = Json)]
+pub async fn load_logs(
+    trace_id: String,
+    span_id: Option<String>,
+) -> Result<LogsResponse, ServerFnError> {
+    let id = trace_id_param(&trace_id)?;
+    let params: Vec<(String, String)> = span_id
+        .into_iter()
+        .map(|s| ("spanID".to_string(), s))
+        .collect();
+    backend::get(&["api", "v1", "traces", &id, "logs"], &params).await
+}
+
 /// The tail-sampling decision recorded for a trace, if the collector made one.
 #[server(prefix = "/_viewer", input = Json)]
 pub async fn find_sampling_decision(
@@ -101,17 +150,17 @@ pub mod backend {
         BASE.get().map_or("http://127.0.0.1:16686", String::as_str)
     }
 
-    /// GET `base/seg1/seg2…?params` on the query API, each segment and parameter percent-encoded.
-    pub async fn get<T: DeserializeOwned>(
-        segments: &[&str],
-        params: &[(String, String)],
-    ) -> Result<T, ServerFnError> {
-        let client = CLIENT.get_or_init(|| {
+    fn client() -> &'static reqwest::Client {
+        CLIENT.get_or_init(|| {
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .expect("reqwest client")
-        });
+        })
+    }
+
+    /// `base/seg1/seg2…?params`, each segment and parameter percent-encoded.
+    fn url(segments: &[&str], params: &[(String, String)]) -> Result<reqwest::Url, ServerFnError> {
         let mut url = reqwest::Url::parse(base())
             .map_err(|e| ServerFnError::new(format!("QUERY_API_URL {}: {e}", base())))?;
         url.path_segments_mut()
@@ -121,9 +170,34 @@ pub mod backend {
         if !params.is_empty() {
             url.query_pairs_mut().extend_pairs(params);
         }
+        Ok(url)
+    }
+
+    /// GET `base/seg1/seg2…?params` on the query API.
+    pub async fn get<T: DeserializeOwned>(
+        segments: &[&str],
+        params: &[(String, String)],
+    ) -> Result<T, ServerFnError> {
+        let url = url(segments, params)?;
+        send(client().get(url.clone()), url).await
+    }
+
+    /// POST a JSON body to `base/seg1/seg2…` on the query API.
+    pub async fn post<B: serde::Serialize, T: DeserializeOwned>(
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, ServerFnError> {
+        let url = url(segments, &[])?;
+        send(client().post(url.clone()).json(body), url).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        req: reqwest::RequestBuilder,
+        url: reqwest::Url,
+    ) -> Result<T, ServerFnError> {
         let path = url.path().to_string();
         let resp =
-            client.get(url.clone()).send().await.map_err(|e| {
+            req.send().await.map_err(|e| {
                 ServerFnError::new(format!("query API at {} unreachable: {e}", base()))
             })?;
         let status = resp.status();

@@ -1,10 +1,14 @@
-//! The trace page's model: the span tree in display order, per-service colours, the critical path
-//! per span and the trace's facts (depth, missing parents, bottleneck). Built once when a trace's
-//! spans have arrived; collapsing a row only recomputes which rows are visible, in O(rows).
+//! The trace page's model. The waterfall's rows come from the collector's tree windows
+//! (`/api/v1/traces/{id}/tree`): [`Collapse`] is the page's collapse state (what it sends),
+//! [`RowWindow`] the rows it holds around the scroll position, [`window_offset`] where the next
+//! window starts. [`TraceModel`] is the span tree of a trace loaded whole (display order,
+//! collapse, critical path per span), for pages that hold every span; per-service colours and the
+//! log levels are shared by both.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use collector_api::critical_path::{Bottleneck, bottleneck, critical_path};
+use collector_api::tree::{SubtreeSummary, TreeRequest, TreeRow, TreeWindow};
 use collector_api::{Process, Span};
 
 /// Service colours; red is left out so that only errors are red.
@@ -271,6 +275,158 @@ impl WindowMerger {
     }
 }
 
+/// The waterfall's collapse state, as the collector's tree endpoint reads it: a span with children
+/// is collapsed when listed in `collapsed`, or when `depth` is set, it is that deep or deeper and
+/// not listed in `expanded`. `version` changes with every change, so answers to older states are
+/// recognised and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collapse {
+    pub collapsed: HashSet<String>,
+    pub expanded: HashSet<String>,
+    pub depth: Option<u32>,
+    pub version: u64,
+}
+
+impl Collapse {
+    /// Flips one row (whose current state the last answer gave).
+    pub fn toggle(&mut self, span_id: &str, is_collapsed: bool) {
+        if is_collapsed {
+            self.collapsed.remove(span_id);
+            self.expanded.insert(span_id.to_string());
+        } else {
+            self.expanded.remove(span_id);
+            self.collapsed.insert(span_id.to_string());
+        }
+        self.version += 1;
+    }
+
+    pub fn expand_all(&mut self) {
+        self.collapsed.clear();
+        self.expanded.clear();
+        self.depth = None;
+        self.version += 1;
+    }
+
+    /// Every span below the roots' children collapsed (the roots and their children stay open).
+    pub fn collapse_all(&mut self) {
+        self.collapsed.clear();
+        self.expanded.clear();
+        self.depth = Some(1);
+        self.version += 1;
+    }
+
+    /// Keeps open the ancestors the collector opened to reveal a span.
+    pub fn open(&mut self, opened: &[String]) {
+        if opened.is_empty() {
+            return;
+        }
+        for a in opened {
+            self.collapsed.remove(a);
+            self.expanded.insert(a.clone());
+        }
+        self.version += 1;
+    }
+
+    pub fn request(&self, offset: u64, limit: u64, reveal: Option<String>) -> TreeRequest {
+        let mut collapsed: Vec<String> = self.collapsed.iter().cloned().collect();
+        let mut expanded: Vec<String> = self.expanded.iter().cloned().collect();
+        collapsed.sort();
+        expanded.sort();
+        TreeRequest {
+            offset,
+            limit,
+            collapsed,
+            // Only meaningful under a depth rule.
+            expanded: if self.depth.is_some() {
+                expanded
+            } else {
+                Vec::new()
+            },
+            expand_depth: self.depth,
+            reveal,
+        }
+    }
+}
+
+/// Rows of one tree window, for one collapse version.
+#[derive(Debug, Clone, Default)]
+pub struct RowWindow {
+    pub version: u64,
+    pub offset: u64,
+    pub rows: Vec<TreeRow>,
+    pub processes: BTreeMap<String, Process>,
+}
+
+impl RowWindow {
+    pub fn new(version: u64, w: TreeWindow) -> Self {
+        Self {
+            version,
+            offset: w.offset,
+            rows: w.rows,
+            processes: w.processes,
+        }
+    }
+
+    /// The row at visible position `pos`, when this window holds it.
+    pub fn get(&self, pos: u64) -> Option<&TreeRow> {
+        pos.checked_sub(self.offset)
+            .and_then(|k| self.rows.get(k as usize))
+    }
+
+    /// Whether rows `[first, last)` are all here (for `version`), given `total` visible rows.
+    pub fn covers(&self, version: u64, first: u64, last: u64, total: u64) -> bool {
+        let end = self.offset + self.rows.len() as u64;
+        version == self.version && first >= self.offset && (last <= end || end >= total)
+    }
+
+    pub fn service(&self, row: &TreeRow) -> &str {
+        service_name(&self.processes, &row.span)
+    }
+
+    pub fn position_of(&self, span_id: &str) -> Option<u64> {
+        self.rows
+            .iter()
+            .position(|r| r.span.span_id == span_id)
+            .map(|k| self.offset + k as u64)
+    }
+}
+
+/// Where a window of `size` rows starts so that it holds `[first, last)` with 40 % of its spare
+/// rows before it (scrolling on is likelier than back), within `total` rows.
+pub fn window_offset(first: u64, last: u64, total: u64, size: u64) -> u64 {
+    let spare = size.saturating_sub(last.saturating_sub(first));
+    let start = first.saturating_sub(spare * 2 / 5);
+    start.min(total.saturating_sub(size))
+}
+
+/// `4,999`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (k, ch) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// What a collapsed row says it hides: `+ 4,999 spans, 12 errors, 830ms`.
+pub fn hidden_text(h: &SubtreeSummary) -> String {
+    let plural = |n: u64, one: &str, many: &str| {
+        format!("{} {}", thousands(n), if n == 1 { one } else { many })
+    };
+    let mut parts = vec![plural(h.span_count, "span", "spans")];
+    if h.error_count > 0 {
+        parts.push(plural(h.error_count, "error", "errors"));
+    }
+    parts.push(crate::format::duration_us(
+        h.end_time.saturating_sub(h.start_time),
+    ));
+    format!("+ {}", parts.join(", "))
+}
+
 pub fn service_name<'a>(processes: &'a BTreeMap<String, Process>, s: &Span) -> &'a str {
     processes
         .get(&s.process_id)
@@ -316,6 +472,65 @@ mod tests {
         );
         let n = spans.len() as u64;
         TraceModel::new("t".into(), spans, procs, n)
+    }
+
+    #[test]
+    fn collapse_state_toggles_and_asks_for_what_it_shows() {
+        let mut c = Collapse::default();
+        c.toggle("a", false);
+        assert!(c.collapsed.contains("a"));
+        c.toggle("a", true);
+        assert!(!c.collapsed.contains("a"));
+        assert_eq!(c.version, 2);
+        c.collapse_all();
+        c.toggle("b", true);
+        let r = c.request(10, 300, Some("x".into()));
+        assert_eq!(
+            (r.offset, r.limit, r.expand_depth, r.expanded, r.reveal),
+            (10, 300, Some(1), vec!["b".to_string()], Some("x".to_string()))
+        );
+        c.open(&["p".into()]);
+        assert!(c.expanded.contains("p"));
+        c.expand_all();
+        assert_eq!(c.request(0, 1, None).expand_depth, None);
+        assert_eq!(c.version, 6);
+    }
+
+    #[test]
+    fn windows_centre_on_the_view_and_know_what_they_hold() {
+        assert_eq!(window_offset(0, 40, 100_000, 300), 0);
+        assert_eq!(window_offset(1000, 1040, 100_000, 300), 1000 - 104);
+        assert_eq!(window_offset(99_960, 100_000, 100_000, 300), 99_700);
+        assert_eq!(window_offset(0, 3, 3, 300), 0);
+        let w = RowWindow {
+            version: 2,
+            offset: 100,
+            ..Default::default()
+        };
+        assert!(!w.covers(2, 100, 120, 1000), "empty");
+        assert!(w.covers(2, 100, 120, 100), "nothing more to hold");
+        assert!(!w.covers(1, 100, 100, 100), "older version");
+        assert!(w.get(99).is_none());
+    }
+
+    #[test]
+    fn hidden_subtrees_are_summarised_in_words() {
+        let h = SubtreeSummary {
+            span_count: 4_999,
+            error_count: 12,
+            start_time: 1_000,
+            end_time: 831_000,
+        };
+        assert_eq!(hidden_text(&h), "+ 4,999 spans, 12 errors, 830ms");
+        let one = SubtreeSummary {
+            span_count: 1,
+            error_count: 0,
+            start_time: 0,
+            end_time: 500,
+        };
+        assert_eq!(hidden_text(&one), "+ 1 span, 500µs");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
     }
 
     #[test]
