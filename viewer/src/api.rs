@@ -196,10 +196,10 @@ pub mod backend {
         url: reqwest::Url,
     ) -> Result<T, ServerFnError> {
         let path = url.path().to_string();
-        let resp =
-            req.send().await.map_err(|e| {
-                ServerFnError::new(format!("query API at {} unreachable: {e}", base()))
-            })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ServerFnError::new(format!("query API at {} unreachable: {e}", base())))?;
         let status = resp.status();
         let body = resp
             .bytes()

@@ -487,7 +487,13 @@ mod tests {
         let r = c.request(10, 300, Some("x".into()));
         assert_eq!(
             (r.offset, r.limit, r.expand_depth, r.expanded, r.reveal),
-            (10, 300, Some(1), vec!["b".to_string()], Some("x".to_string()))
+            (
+                10,
+                300,
+                Some(1),
+                vec!["b".to_string()],
+                Some("x".to_string())
+            )
         );
         c.open(&["p".into()]);
         assert!(c.expanded.contains("p"));

@@ -24,6 +24,34 @@ use collector_api::v1::ServiceSpanCount;
 use super::{AppState, Pairs, QueryError, V1Failure, params};
 use crate::store::{SpanHeader, StoreError, TraceId, TraceStore, span_key};
 
+/// FNV-1a for the tree's maps: building a 100,000-span tree hashes 300,000 keys, and SipHash's
+/// DoS resistance buys nothing for span ids and names of one trace already stored.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn write_u64(&mut self, v: u64) {
+        // Span ids are random already: one multiply spreads them.
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// No node (a root's tree parent).
 const NONE: u32 = u32::MAX;
 /// Rows a window returns when the request names no limit.
@@ -55,14 +83,17 @@ struct Node {
     desc_end: u64,
 }
 
-/// The tree of one trace, immutable once built.
+/// The tree of one trace, immutable once built (but for the store generation it was last found
+/// current at).
 #[derive(Debug)]
 pub struct TraceTree {
     trace_id: TraceId,
+    /// The store's span generation read before the spans were: unchanged means still current.
+    generation: std::sync::atomic::AtomicU64,
     nodes: Vec<Node>,
     /// Node indices in display order.
     order: Vec<u32>,
-    by_id: HashMap<u64, u32>,
+    by_id: FastMap<u64, u32>,
     services: Vec<String>,
     names: Vec<String>,
     critical: HashMap<u32, Vec<[u64; 2]>>,
@@ -77,7 +108,7 @@ pub struct TraceTree {
 #[derive(Default)]
 struct Interner {
     list: Vec<String>,
-    index: HashMap<String, u32>,
+    index: FastMap<String, u32>,
 }
 
 impl Interner {
@@ -130,7 +161,7 @@ impl TraceTree {
                 desc_end: 0,
             });
         }
-        let by_id: HashMap<u64, u32> = nodes
+        let by_id: FastMap<u64, u32> = nodes
             .iter()
             .enumerate()
             .map(|(i, s)| (s.span_id, i as u32))
@@ -246,6 +277,7 @@ impl TraceTree {
         let max_depth = nodes.iter().map(|s| s.depth).max().unwrap_or(0);
         Self {
             trace_id,
+            generation: Default::default(),
             nodes,
             order,
             by_id,
@@ -432,11 +464,15 @@ impl TraceTree {
             })
             .collect();
         let total = leaves.len() as u64;
-        leaves.sort_by_key(|&i| {
-            let n = &self.nodes[i as usize];
-            (n.end - n.start, n.start, i)
-        });
-        leaves.truncate(MAX_LEAF_CALLS);
+        let key = |i: &u32| {
+            let n = &self.nodes[*i as usize];
+            (n.end - n.start, n.start, *i)
+        };
+        if leaves.len() > MAX_LEAF_CALLS {
+            leaves.select_nth_unstable_by_key(MAX_LEAF_CALLS, key);
+            leaves.truncate(MAX_LEAF_CALLS);
+        }
+        leaves.sort_by_key(key);
         let calls = leaves
             .into_iter()
             .map(|i| {
@@ -503,6 +539,17 @@ impl TreeCache {
         self.builds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The cached tree of `id`, whatever its state (marked used).
+    fn peek(&self, id: &TraceId) -> Option<Arc<TraceTree>> {
+        let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        g.trees.get_mut(id).map(|(used, t)| {
+            *used = tick;
+            t.clone()
+        })
+    }
+
     fn cached(&self, id: &TraceId, span_count: u64) -> Option<Arc<TraceTree>> {
         let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         g.tick += 1;
@@ -537,12 +584,22 @@ impl TreeCache {
         }
     }
 
-    /// The tree of trace `id` as stored now; `None` when the store holds no span of it.
+    /// The tree of trace `id` as stored now; `None` when the store holds no span of it. A cached
+    /// tree is served without a query while the store's span generation is unchanged since it was
+    /// last checked; otherwise the trace's spans are counted (one pass over its index entries) and
+    /// the tree rebuilt when the count differs.
     pub async fn get(
         &self,
         store: &TraceStore,
         id: &TraceId,
     ) -> Result<Option<Arc<TraceTree>>, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let generation = store.span_generation();
+        if let Some(t) = self.peek(id)
+            && t.generation.load(Relaxed) == generation
+        {
+            return Ok(Some(t));
+        }
         let (count, _, _) = store.trace_extent(id).await?;
         if count == 0 {
             self.entries
@@ -553,6 +610,7 @@ impl TreeCache {
             return Ok(None);
         }
         if let Some(t) = self.cached(id, count) {
+            t.generation.store(generation, Relaxed);
             return Ok(Some(t));
         }
         let _one = self.building.lock().await;
@@ -560,24 +618,27 @@ impl TreeCache {
         if let Some(t) = self.cached(id, count) {
             return Ok(Some(t));
         }
+        let began = std::time::Instant::now();
         let headers = store.span_headers(id).await?;
         if headers.is_empty() {
             return Ok(None);
         }
+        let read_ms = began.elapsed().as_millis() as u64;
         let trace = *id;
-        let began = std::time::Instant::now();
         // CPU work off the async workers: ~100k spans take a noticeable moment in a debug build.
         let tree = tokio::task::spawn_blocking(move || TraceTree::build(trace, headers))
             .await
             .map_err(|e| StoreError::Schema(format!("building a trace tree failed: {e}")))?;
-        tracing::debug!(
+        tree.generation.store(generation, Relaxed);
+        tracing::info!(
+            trace_id = %collector_api::ids::hex_id(id),
             spans = tree.span_count(),
-            ms = began.elapsed().as_millis() as u64,
+            read_ms,
+            total_ms = began.elapsed().as_millis() as u64,
             "query API: trace tree built"
         );
         let tree = Arc::new(tree);
-        self.builds
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.builds.fetch_add(1, Relaxed);
         self.insert(tree.clone());
         Ok(Some(tree))
     }

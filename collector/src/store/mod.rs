@@ -360,6 +360,10 @@ pub struct TraceStore {
     operations: Mutex<HashSet<(String, String, i32)>>,
     /// Span rows one search examines at most ([`MAX_SEARCH_SCAN`]).
     search_scan_bound: AtomicUsize,
+    /// Bumped after every committed change to the spans table: a reader that saw the same value
+    /// before and after knows no span was added or removed in between (the query API's trace
+    /// trees skip re-counting a trace then).
+    span_generation: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -501,6 +505,7 @@ impl TraceStore {
             resources: Mutex::new(ResourceCache::default()),
             operations: Mutex::new(ops.into_iter().collect()),
             search_scan_bound: AtomicUsize::new(MAX_SEARCH_SCAN),
+            span_generation: AtomicU64::new(0),
         })
     }
 
@@ -511,6 +516,11 @@ impl TraceStore {
     /// Spans stored (kept in memory, exact).
     pub fn span_count(&self) -> u64 {
         self.spans.load(Ordering::Relaxed)
+    }
+
+    /// Changes when spans were added or removed (see the field); read it BEFORE reading spans.
+    pub fn span_generation(&self) -> u64 {
+        self.span_generation.load(Ordering::Acquire)
     }
 
     /// Distinct traces stored (kept in memory, exact).
@@ -759,6 +769,7 @@ impl TraceStore {
             .await?;
         }
         tx.commit().await?;
+        self.span_generation.fetch_add(1, Ordering::Release);
         self.traces.fetch_add(new_traces, Ordering::Relaxed);
         lock(&self.operations).extend(new_ops);
         let n = stored;
@@ -1540,6 +1551,7 @@ impl TraceStore {
             }
         }
         tx.commit().await?;
+        self.span_generation.fetch_add(1, Ordering::Release);
         self.spans.fetch_sub(
             spans.min(self.spans.load(Ordering::Relaxed)),
             Ordering::Relaxed,

@@ -70,25 +70,6 @@ pub async fn load_trace_model(id: String) -> Result<Arc<TraceModel>, String> {
     )))
 }
 
-/// What the page needs before it draws: the header facts and the first rows.
-#[derive(Clone)]
-struct Opened {
-    overview: Arc<TraceOverview>,
-    first: TreeWindow,
-}
-
-async fn open(id: String) -> Result<Opened, String> {
-    // The first call builds the collector's tree of the trace; the second reads it.
-    let first = load_tree_window(id.clone(), Collapse::default().request(0, WINDOW_ROWS, None))
-        .await
-        .map_err(|e| error_text(&e))?;
-    let overview = load_overview(id).await.map_err(|e| error_text(&e))?;
-    Ok(Opened {
-        overview: Arc::new(overview),
-        first,
-    })
-}
-
 #[component]
 pub fn TracePage() -> impl IntoView {
     let params = use_params_map();
@@ -96,14 +77,23 @@ pub fn TracePage() -> impl IntoView {
     let trace_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let selected = Memo::new(move |_| query.read().get("span"));
     let logs_tab = Memo::new(move |_| query.read().get("tab").as_deref() == Some("logs"));
-    let loaded = LocalResource::new(move || open(trace_id.get()));
+    // Both requests go out at once; the collector builds the trace's tree for the first to
+    // arrive and serves the other from it.
+    let first = LocalResource::new(move || {
+        load_tree_window(
+            trace_id.get(),
+            Collapse::default().request(0, WINDOW_ROWS, None),
+        )
+    });
+    let overview = LocalResource::new(move || load_overview(trace_id.get()));
     view! {
         <Suspense fallback=|| view! { <p class="notice" id="loading">"Loading trace…"</p> }>
             {move || Suspend::new(async move {
-                match loaded.await {
-                    Ok(o) => view! { <TraceView overview=o.overview first=o.first selected logs_tab/> }.into_any(),
+                let (o, w) = (overview.await, first.await);
+                match o.and_then(|o| w.map(|w| (o, w))) {
+                    Ok((o, w)) => view! { <TraceView overview=Arc::new(o) first=w selected logs_tab/> }.into_any(),
                     Err(e) => view! {
-                        <p class="error" role="alert">{format!("Trace {}: {e}", trace_id.get_untracked())}</p>
+                        <p class="error" role="alert">{format!("Trace {}: {}", trace_id.get_untracked(), error_text(&e))}</p>
                     }.into_any(),
                 }
             })}
@@ -550,9 +540,10 @@ fn fragment_hints(o: &TraceOverview, others: &[TraceSummary]) -> impl IntoView +
         }
         // The shortest of our leaves that was running when the other trace began (the list is
         // shortest first).
-        let during = o.leaf_calls.iter().find(|c| {
-            t.start_time >= c.start_time && t.start_time <= c.start_time + c.duration
-        });
+        let during = o
+            .leaf_calls
+            .iter()
+            .find(|c| t.start_time >= c.start_time && t.start_time <= c.start_time + c.duration);
         if let Some(c) = during {
             hints.push((
                 t.trace_id.clone(),
@@ -569,7 +560,8 @@ fn fragment_hints(o: &TraceOverview, others: &[TraceSummary]) -> impl IntoView +
     {
         let svc = service_name(&o.processes, r);
         for t in &others {
-            let contains = t.start_time <= r.start_time && t.start_time + t.duration >= r.end_time();
+            let contains =
+                t.start_time <= r.start_time && t.start_time + t.duration >= r.end_time();
             if contains
                 && t.start_time < r.start_time
                 && !t.services.iter().any(|s| s.service == svc)
