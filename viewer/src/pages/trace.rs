@@ -497,11 +497,17 @@ fn TraceHeader(overview: Arc<TraceOverview>) -> impl IntoView {
                         {format!("Incomplete trace: {missing} span{} point{} to a missing parent", if missing == 1 { "" } else { "s" }, if missing == 1 { "s" } else { "" })}
                     </span>
                 })}
-                <span class="badge sampling" id="sampling">
-                    {move || sampling_text(policy.clone(), decision.get().and_then(|d| d.ok()).flatten())}
-                </span>
+                // Their own Suspense boundaries: the page's waits only for the rows, not for these
+                // (a search over the trace's time range can take a second in a busy store).
+                <Suspense fallback=|| ()>
+                    <span class="badge sampling" id="sampling">
+                        {move || sampling_text(policy.clone(), decision.get().and_then(|d| d.ok()).flatten())}
+                    </span>
+                </Suspense>
             </div>
-            {move || neighbours.get().and_then(|r| r.ok()).map(|others| fragment_hints(&fo, &others))}
+            <Suspense fallback=|| ()>
+                {move || neighbours.get().and_then(|r| r.ok()).map(|others| fragment_hints(&fo, &others))}
+            </Suspense>
         </section>
     }
 }
