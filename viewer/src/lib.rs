@@ -7,6 +7,8 @@
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
 //! - [`model`]: the span tree in display order, colours, the critical path per span.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
+//! - [`flags`]: the flags panel's types and server functions (towards the gateway's and
+//!   inventory's `/admin` routes, with the admin token).
 //! - [`format`]: durations and UTC timestamps, identical on server and browser.
 //! - `server` (ssr only): configuration and `Application::build` → `run_until_stopped`.
 
@@ -14,6 +16,7 @@
 
 pub mod api;
 pub mod app;
+pub mod flags;
 pub mod format;
 pub mod model;
 pub mod pages;
