@@ -188,20 +188,22 @@ fn lane(m: &TraceModel, i: Option<usize>, scale: u64) -> AnyView {
     let s = &m.spans[i];
     let offset = s.start_time.saturating_sub(m.start);
     let width = s.duration.max(scale / 2000);
+    let start_pct = offset as f64 * 100.0 / scale as f64;
     let end_pct = (offset + width) as f64 * 100.0 / scale as f64;
-    // The duration after the bar, or before it when the bar reaches the lane's right side.
-    let label_style = if end_pct < 80.0 {
-        format!("left: {end_pct:.3}%")
-    } else {
-        format!(
-            "right: {:.3}%",
-            100.0 - offset as f64 * 100.0 / scale as f64
+    // The duration after the bar; near the lane's right side inside a wide bar, or before a narrow
+    // one, so it never spills into the other lane.
+    let (label_class, label_style) = if end_pct < 80.0 {
+        ("bar-label", format!("left: {end_pct:.3}%"))
+    } else if end_pct - start_pct > 15.0 {
+        (
+            "bar-label inside",
+            format!("right: {:.3}%", 100.0 - end_pct),
         )
-    };
-    let label_class = if end_pct < 80.0 {
-        "bar-label"
     } else {
-        "bar-label before"
+        (
+            "bar-label before",
+            format!("right: {:.3}%", 100.0 - start_pct),
+        )
     };
     view! {
         <a class="cmp-lane" href=format!("/trace/{}?span={}", m.trace_id, s.span_id)>
@@ -301,7 +303,7 @@ fn CompareHeader(l: Arc<Loaded>, scale: u64) -> impl IntoView {
                 <div><dt>"Matched"</dt><dd id="cmp-matched">{c.matched}</dd></div>
                 <div><dt>"Added (only in B)"</dt><dd id="cmp-added">{c.added}</dd></div>
                 <div><dt>"Removed (only in A)"</dt><dd id="cmp-removed">{c.removed}</dd></div>
-                <div><dt>"Scale"</dt><dd class="notice">{format!("one for both, {} wide; each trace from its own start", format::duration_us(scale))}</dd></div>
+                <div title="One time scale for both waterfalls, each trace drawn from its own start: equal widths are equal times."><dt>"Scale"</dt><dd>{format!("{} for both", format::duration_us(scale))}</dd></div>
             </dl>
             {match biggest {
                 Some((name, what, own)) => view! {
