@@ -124,6 +124,10 @@ async fn check_compare_page(c: &Client, a: &Charge, b: &Charge) {
         .await
         .unwrap();
     assert_eq!(exact.as_str(), Some(want_us.to_string().as_str()));
+    eprintln!(
+        "[compare] payment-service · {op}: A {} µs, B {} µs, shown {text} (B − A = {want_us} µs)",
+        a.duration_us, b.duration_us
+    );
 
     let name = text_of(c, "cmp-biggest-name").await;
     assert_eq!(name, format!("payment-service · {op}"));
@@ -195,6 +199,17 @@ async fn two_checkouts_ticked_in_search_compare_and_show_the_payment_delta() {
         c.goto(&format!("{}/trace/{}...{}", e.viewer, e.plain, e.slow))
             .await
             .unwrap();
+        // performance.now(): ms since navigation start, when the aligned rows are on the page.
+        let shown = js_until(
+            &c,
+            "the aligned rows",
+            "document.querySelector('.cmp-row[data-change]') && performance.now()",
+        )
+        .await;
+        eprintln!(
+            "[compare] /trace/A...B by URL: aligned rows {:.0} ms after navigation start",
+            shown.as_f64().unwrap_or_default()
+        );
         check_compare_page(&c, &a, &b).await;
     })
     .await;
