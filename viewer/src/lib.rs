@@ -5,6 +5,7 @@
 //! - [`pages`]: the search page (form, scatter plot, results) and the trace page (header,
 //!   bottleneck sentence, virtualised waterfall, span panel).
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
+//! - [`compare`]: two traces aligned span by span (trace compare), with signed deltas.
 //! - [`model`]: the span tree in display order, colours, the critical path per span.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
 //! - [`flags`]: the flags panel's types and server functions (towards the gateway's and
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod compare;
 pub mod flags;
 pub mod format;
 pub mod model;
