@@ -123,19 +123,16 @@ async fn apply_flag(c: &Client, scenario: &str, enabled: bool, share: &str, expe
     assert_eq!(v, json!(true), "{scenario}: the panel reported {v}");
 }
 
-/// The gateway's flag, read with the stack's admin token (not through the viewer).
+/// GET an admin route with the stack's admin token (not through the viewer).
+async fn admin_get(e: &Env<()>, url: String) -> Value {
+    let resp = e.stack.admin_http().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url} with the token");
+    resp.json().await.unwrap()
+}
+
+/// The gateway's flag of `scenario`.
 async fn gateway_flag(e: &Env<()>, scenario: &str) -> Value {
-    let flags: Value = e
-        .stack
-        .admin_http()
-        .get(format!("{}/admin/flags", e.stack.urls.gateway))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    flags[scenario].clone()
+    admin_get(e, format!("{}/admin/flags", e.stack.urls.gateway)).await[scenario].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,16 +295,7 @@ async fn the_slow_query_fix_from_the_panel_shrinks_the_query_span() {
         js_until(&c, "one message at a time", &format!("document.querySelector(\"{}\") !== null", consumer(1))).await;
         webdriver_click(&c, Locator::Css(&in_card(lag, "#consumer-fix"))).await;
         js_until(&c, "eight at once", &format!("document.querySelector(\"{}\") !== null", consumer(8))).await;
-        let settings: Value = e
-            .stack
-            .admin_http()
-            .get(format!("{}/admin/consumer", e.stack.urls.inventory))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let settings = admin_get(e, format!("{}/admin/consumer", e.stack.urls.inventory)).await;
         assert_eq!(settings["concurrency"], 8);
         webdriver_click(&c, Locator::Css(&in_card(lag, "#consumer-fix"))).await;
         js_until(&c, "back to one", &format!("document.querySelector(\"{}\") !== null", consumer(1))).await;
@@ -330,8 +318,7 @@ async fn the_token_stays_on_the_server_and_the_services_require_it() {
         assert_eq!(open.status(), 401, "{url} without the token");
         let body: Value = open.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized", "{url}");
-        let with = e.stack.admin_http().get(&url).send().await.unwrap();
-        assert_eq!(with.status(), 200, "{url} with the token");
+        admin_get(e, url).await;
     }
     e.with_browser(|c| async move {
         open_panel(&c, "payment.slow").await;

@@ -109,22 +109,21 @@ async fn require_token(
 /// The Authorization header against the expected token.
 fn check(value: Option<&HeaderValue>, expected: &str) -> Result<(), AdminAuthError> {
     let value = value.ok_or(AdminAuthError::Missing)?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
-        })
-        .filter(|t| !t.is_empty())
-        .ok_or(AdminAuthError::Malformed)?;
+    let token = bearer(value).ok_or(AdminAuthError::Malformed)?;
     if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(AdminAuthError::Wrong)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, surrounding
+/// spaces ignored); `None` for another scheme, an empty token or a value that is not text. The
+/// gateway's caller authentication parses its header with it too.
+pub fn bearer(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// `a == b`, looking at every byte whatever the first difference is; only a length difference

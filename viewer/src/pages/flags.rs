@@ -172,37 +172,73 @@ fn FlagControls(name: String, initial: Flag) -> impl IntoView {
     }
 }
 
+/// A fix's state as the service last reported it, the error of the last call (or of reading it),
+/// and whether a call is under way.
+struct FixState<T: Send + Sync + 'static> {
+    current: RwSignal<Option<T>>,
+    message: RwSignal<Option<String>>,
+    busy: RwSignal<bool>,
+}
+
+impl<T: Send + Sync + 'static> Clone for FixState<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Send + Sync + 'static> Copy for FixState<T> {}
+
+impl<T: Clone + Send + Sync + 'static> FixState<T> {
+    fn new(state: Result<T, String>) -> Self {
+        let (current, message) = match state {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            current: RwSignal::new(current),
+            message: RwSignal::new(message),
+            busy: RwSignal::new(false),
+        }
+    }
+
+    /// Runs `call` (a server function) and shows the service's answer, or the error.
+    fn apply(self, call: impl std::future::Future<Output = Result<T, ServerFnError>> + 'static) {
+        self.busy.set(true);
+        leptos::task::spawn_local(async move {
+            match call.await {
+                Ok(v) => {
+                    self.current.set(Some(v));
+                    self.message.set(None);
+                }
+                Err(e) => self.message.set(Some(e.to_string())),
+            }
+            self.busy.set(false);
+        });
+    }
+
+    fn error_view(self) -> impl IntoView {
+        move || {
+            self.message
+                .get()
+                .map(|m| view! { <p class="error fix-message" role="alert">{m}</p> })
+        }
+    }
+}
+
 /// inventory's index: its state, the plan, and the button that flips it.
 #[component]
 fn SlowQueryFix(state: Result<SlowQuery, String>) -> impl IntoView {
-    let (initial, error) = match state {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
-    };
-    let reachable = initial.is_some();
-    let current = RwSignal::new(initial);
-    let message = RwSignal::new(error);
-    let busy = RwSignal::new(false);
+    let reachable = state.is_ok();
+    let fix = FixState::new(state);
     let flip = move |_| {
-        let Some(indexed) = current.get_untracked().map(|s| s.indexed) else {
-            return;
-        };
-        busy.set(true);
-        leptos::task::spawn_local(async move {
-            match set_slow_query_index(!indexed).await {
-                Ok(s) => {
-                    current.set(Some(s));
-                    message.set(None);
-                }
-                Err(e) => message.set(Some(e.to_string())),
-            }
-            busy.set(false);
-        });
+        if let Some(s) = fix.current.get_untracked() {
+            fix.apply(set_slow_query_index(!s.indexed));
+        }
     };
     view! {
         <div class="fix-action slow-query">
             <h3>"Fix it at inventory-service"</h3>
-            {move || current.get().map(|s| {
+            {move || fix.current.get().map(|s| {
                 let state = if s.indexed { "present: the audit query searches the index" } else { "absent: the audit query scans the table" };
                 view! {
                     <p class="fix-state" data-indexed=s.indexed.to_string()>
@@ -212,11 +248,11 @@ fn SlowQueryFix(state: Result<SlowQuery, String>) -> impl IntoView {
                 }
             })}
             {reachable.then(|| view! {
-                <button class="fix-apply" id="slow-query-fix" disabled=move || busy.get() on:click=flip>
-                    {move || if current.get().is_some_and(|s| s.indexed) { "Drop the index" } else { "Add the index" }}
+                <button class="fix-apply" id="slow-query-fix" disabled=move || fix.busy.get() on:click=flip>
+                    {move || if fix.current.get().is_some_and(|s| s.indexed) { "Drop the index" } else { "Add the index" }}
                 </button>
             })}
-            {move || message.get().map(|m| view! { <p class="error fix-message" role="alert">{m}</p> })}
+            {fix.error_view()}
         </div>
     }
 }
@@ -224,45 +260,31 @@ fn SlowQueryFix(state: Result<SlowQuery, String>) -> impl IntoView {
 /// inventory's consumer concurrency: one at a time (the bug) or [`FIXED_CONCURRENCY`].
 #[component]
 fn ConsumerFix(state: Result<usize, String>) -> impl IntoView {
-    let (initial, error) = match state {
-        Ok(c) => (Some(c), None),
-        Err(e) => (None, Some(e)),
-    };
-    let reachable = initial.is_some();
-    let current = RwSignal::new(initial);
-    let message = RwSignal::new(error);
-    let busy = RwSignal::new(false);
+    let reachable = state.is_ok();
+    let fix = FixState::new(state);
     let flip = move |_| {
-        let Some(now) = current.get_untracked() else {
-            return;
-        };
-        let next = if now == 1 { FIXED_CONCURRENCY } else { 1 };
-        busy.set(true);
-        leptos::task::spawn_local(async move {
-            match set_consumer_concurrency(next).await {
-                Ok(c) => {
-                    current.set(Some(c));
-                    message.set(None);
-                }
-                Err(e) => message.set(Some(e.to_string())),
-            }
-            busy.set(false);
-        });
+        if let Some(now) = fix.current.get_untracked() {
+            fix.apply(set_consumer_concurrency(if now == 1 {
+                FIXED_CONCURRENCY
+            } else {
+                1
+            }));
+        }
     };
     view! {
         <div class="fix-action consumer">
             <h3>"Fix it at inventory-service"</h3>
-            {move || current.get().map(|c| view! {
+            {move || fix.current.get().map(|c| view! {
                 <p class="fix-state" data-concurrency=c.to_string()>
                     {format!("The orders consumer processes {c} message{} at once", if c == 1 { "" } else { "s" })}
                 </p>
             })}
             {reachable.then(|| view! {
-                <button class="fix-apply" id="consumer-fix" disabled=move || busy.get() on:click=flip>
-                    {move || if current.get() == Some(1) { format!("Process {FIXED_CONCURRENCY} at once") } else { "Back to one at a time".to_owned() }}
+                <button class="fix-apply" id="consumer-fix" disabled=move || fix.busy.get() on:click=flip>
+                    {move || if fix.current.get() == Some(1) { format!("Process {FIXED_CONCURRENCY} at once") } else { "Back to one at a time".to_owned() }}
                 </button>
             })}
-            {move || message.get().map(|m| view! { <p class="error fix-message" role="alert">{m}</p> })}
+            {fix.error_view()}
         </div>
     }
 }
