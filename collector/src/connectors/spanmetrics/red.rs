@@ -98,15 +98,11 @@ fn is_entry(kind: i32) -> bool {
     kind == SERVER || kind == CONSUMER
 }
 
-/// Jaeger's lower-case names, as `spanKind=` takes them.
+/// Jaeger's lower-case names, as `spanKind=` takes them (`unspecified` too).
 fn kind_name(kind: i32) -> &'static str {
-    match kind {
-        1 => "internal",
-        2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
-        _ => "unspecified",
+    match crate::store::kind_name(kind) {
+        "" => "unspecified",
+        k => k,
     }
 }
 
