@@ -1172,6 +1172,61 @@ mod tests {
         );
     }
 
+    /// The worst case the defaults allow: 500 series, every bucket of the hour holding spans.
+    /// Prints how long recording and the queries take (`--nocapture`); the bound asserted is
+    /// loose (debug builds on a shared machine), the printed numbers are the measurement.
+    #[test]
+    fn a_full_store_records_and_answers_quickly() {
+        let st = store(10, 360, 500, 0);
+        let services = [
+            "api-gateway",
+            "order-service",
+            "payment-service",
+            "inventory-service",
+        ];
+        let ops: Vec<String> = (0..125).map(|i| format!("op {i}")).collect();
+        let t = std::time::Instant::now();
+        let mut spans = 0u64;
+        for b in 0..360u64 {
+            let now = T0 + b * 10 * S + 5 * S;
+            let mut w = st.writer(now);
+            for (i, op) in ops.iter().enumerate() {
+                for svc in services {
+                    w.record(&Observation {
+                        service: svc,
+                        operation: op,
+                        kind: if i == 0 { SERVER } else { 1 },
+                        error: b % 7 == 0,
+                        end_ns: now,
+                        duration_ns: (b % 50 + 1) * MS,
+                        trace_id: &[1; 16],
+                        span_id: &[2; 8],
+                    });
+                    spans += 1;
+                }
+            }
+        }
+        let record = t.elapsed();
+        assert_eq!(st.series_count(), 500);
+        let now = T0 + 359 * 10 * S + 5 * S;
+        let t = std::time::Instant::now();
+        let overview = st.query("x", &q(None, 3600, 30), now);
+        let overview_took = t.elapsed();
+        let t = std::time::Instant::now();
+        let one = st.query("x", &q(Some("payment-service"), 3600, 10), now);
+        let one_took = t.elapsed();
+        assert_eq!(overview.services.len(), 4);
+        assert_eq!(one.operations.len(), 125);
+        assert_eq!(one.services[0].points.len(), 360);
+        println!(
+            "time series, 500 full series: {spans} spans recorded in {record:?} ({:.0} spans/s); \
+             overview (1h, 30s step) {overview_took:?}; one service with 125 operations \
+             (1h, 10s step) {one_took:?}",
+            spans as f64 / record.as_secs_f64()
+        );
+        assert!(overview_took < Duration::from_secs(2) && one_took < Duration::from_secs(2));
+    }
+
     /// Prints the memory bound (run with `--nocapture` to read it) and fills one series to it.
     #[test]
     fn a_full_series_stays_within_its_computed_bound() {
