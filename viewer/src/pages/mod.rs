@@ -1,5 +1,6 @@
 //! The viewer's pages.
 
 pub mod compare;
+pub mod monitor;
 pub mod search;
 pub mod trace;
