@@ -7,6 +7,7 @@ use leptos_router::path;
 
 use crate::pages::compare::{ComparePage, TraceOrCompare};
 use crate::pages::flags::FlagsPage;
+use crate::pages::monitor::{MonitorPage, MonitorServicePage};
 use crate::pages::search::SearchPage;
 
 /// The document around the app, rendered on the server only.
@@ -43,6 +44,8 @@ pub fn App() -> impl IntoView {
                     // `/trace/A...B` is Jaeger UI's compare URL: the same route, told apart by its id.
                     <Route path=path!("/trace/:id") view=TraceOrCompare/>
                     <Route path=path!("/compare") view=ComparePage/>
+                    <Route path=path!("/monitor") view=MonitorPage/>
+                    <Route path=path!("/monitor/:service") view=MonitorServicePage/>
                     <Route path=path!("/flags") view=FlagsPage/>
                 </Routes>
             </main>
@@ -56,6 +59,7 @@ fn NavBar() -> impl IntoView {
         <header class="nav">
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
+            <a href="/monitor">"Monitor"</a>
             <a href="/flags">"Flags"</a>
             <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.

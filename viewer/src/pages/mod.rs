@@ -2,5 +2,6 @@
 
 pub mod compare;
 pub mod flags;
+pub mod monitor;
 pub mod search;
 pub mod trace;
