@@ -6,6 +6,7 @@
 //! - [`v1`]: tracelab's own `/api/v1` endpoints (sampling statistics, windowed span reads of huge
 //!   traces, trace summaries, logs of a span).
 //! - [`tree`]: the tree-aware window of a huge trace (`/api/v1/traces/{id}/tree`, overview).
+//! - [`metrics`]: `/api/v1/metrics/red`, RED time series with exemplars from spanmetrics.
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
@@ -13,6 +14,7 @@ pub mod critical_path;
 pub mod duration;
 pub mod ids;
 pub mod jaeger;
+pub mod metrics;
 pub mod tree;
 pub mod v1;
 

@@ -5,12 +5,14 @@
 //!
 //! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
 //! also knows all the stores ([`StoreRegistry`]: `/api/v1/stores`, `/api/v1/traces/lookup?store=`)
-//! and all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`).
+//! and all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`) and the spanmetrics
+//! connectors' RED time series ([`RedRegistry`]: `/api/v1/metrics/red`).
 //!
 //! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
 //! `/api/v1` routes answer `{"error": {"code", "message"}}`.
 
 mod params;
+mod red;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -34,6 +36,7 @@ use collector_api::v1::{
 use serde::Deserialize;
 
 use crate::component::FieldError;
+use crate::connectors::spanmetrics::red::RedRegistry;
 use crate::sampling::SamplingRegistry;
 use crate::store::{StoreError, TraceStore};
 
@@ -241,6 +244,7 @@ struct AppState {
     sampling: Arc<SamplingRegistry>,
     /// Built trace trees for `/api/v1/traces/{id}/tree` and `…/overview`.
     trees: Arc<tree::TreeCache>,
+    red: Arc<RedRegistry>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
@@ -250,6 +254,7 @@ pub fn router(
     own: &str,
     registry: Arc<StoreRegistry>,
     samplers: Arc<SamplingRegistry>,
+    red: Arc<RedRegistry>,
 ) -> Result<Router, UnknownStore> {
     let store = registry.get(own).ok_or_else(|| UnknownStore {
         own: own.to_string(),
@@ -261,6 +266,7 @@ pub fn router(
         stores: registry,
         sampling: samplers,
         trees: Arc::new(tree::TreeCache::default()),
+        red,
     };
     Ok(Router::new()
         .route("/api/services", get(services))
@@ -288,6 +294,7 @@ pub fn router(
             get(tree::tree_spans),
         )
         .route("/api/v1/traces/{trace_id}/overview", get(tree::overview))
+        .route("/api/v1/metrics/red", get(red::red))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -309,9 +316,10 @@ pub async fn serve(
     own: &str,
     stores: Arc<StoreRegistry>,
     sampling: Arc<SamplingRegistry>,
+    red: Arc<RedRegistry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let r = router(own, stores.clone(), sampling).map_err(std::io::Error::other)?;
+    let r = router(own, stores.clone(), sampling, red).map_err(std::io::Error::other)?;
     stores.set_query_endpoint(own, listener.local_addr()?);
     axum::serve(listener, r)
         .with_graceful_shutdown(shutdown)

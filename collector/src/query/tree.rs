@@ -1124,6 +1124,7 @@ mod tests {
             "tracelab",
             Arc::new(stores),
             Arc::new(crate::sampling::SamplingRegistry::default()),
+            Arc::new(crate::connectors::spanmetrics::red::RedRegistry::default()),
             async {
                 let _ = rx.await;
             },

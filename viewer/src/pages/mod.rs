@@ -1,4 +1,7 @@
 //! The viewer's pages.
 
+pub mod compare;
+pub mod flags;
+pub mod monitor;
 pub mod search;
 pub mod trace;

@@ -23,14 +23,11 @@ use leptos_router::NavigateOptions;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use crate::api::{
-    WINDOW, find_sampling_decision, load_logs, load_overview, load_span_window, load_tree_spans,
-    load_tree_window, traces_between,
+    find_sampling_decision, load_logs, load_overview, load_tree_spans, load_tree_window,
+    traces_between,
 };
 use crate::format;
-use crate::model::{
-    Collapse, RowWindow, TraceModel, WindowMerger, hidden_text, service_colour, service_name,
-    window_offset,
-};
+use crate::model::{Collapse, RowWindow, hidden_text, service_colour, service_name, window_offset};
 use crate::pages::search::error_text;
 
 /// Pixel height of one waterfall row (CSS `.row` uses the same).
@@ -39,37 +36,6 @@ const ROW_H: f64 = 26.0;
 const OVERSCAN: u64 = 12;
 /// Rows one tree window asks for (the collector allows 2,000).
 pub const WINDOW_ROWS: u64 = 300;
-/// [`load_trace_model`] stops loading windows past this many spans.
-pub const MAX_SPANS: u64 = 100_000;
-
-/// A whole trace (up to [`MAX_SPANS`] spans) as a [`TraceModel`], for pages that need every span
-/// at once; the trace page itself reads tree windows instead.
-pub async fn load_trace_model(id: String) -> Result<Arc<TraceModel>, String> {
-    let first = load_span_window(id.clone(), 0, WINDOW)
-        .await
-        .map_err(|e| error_text(&e))?;
-    let total = first.total;
-    let trace_id = first.trace_id.clone();
-    let mut merged = WindowMerger::default();
-    merged.add(first.spans, first.processes);
-    let want = total.min(MAX_SPANS);
-    while (merged.spans.len() as u64) < want {
-        let w = load_span_window(id.clone(), merged.spans.len() as u64, WINDOW)
-            .await
-            .map_err(|e| error_text(&e))?;
-        if w.spans.is_empty() {
-            break;
-        }
-        merged.add(w.spans, w.processes);
-    }
-    Ok(Arc::new(TraceModel::new(
-        trace_id,
-        merged.spans,
-        merged.processes,
-        total,
-    )))
-}
-
 #[component]
 pub fn TracePage() -> impl IntoView {
     let params = use_params_map();
