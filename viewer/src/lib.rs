@@ -6,7 +6,7 @@
 //!   bottleneck sentence, virtualised waterfall, span panel).
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
 //! - [`compare`]: two traces aligned span by span (trace compare), with signed deltas.
-//! - [`model`]: the span tree in display order, colours, the critical path per span.
+//! - [`model`]: the waterfall's collapse state and row windows, the whole-trace span tree, colours.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
 //! - [`chart`]: the RED pages' chart geometry (scales, nice maxima, gap-aware line paths).
 //! - [`flags`]: the flags panel's types and server functions (towards the gateway's and
