@@ -1,6 +1,7 @@
 //! The sampling lab on a short run against the real stack with the lab's collector config
 //! (`collector/config/sampling-lab.yaml`, what `tracelab up --sampling lab` runs): every strategy
-//! sees the same requests, and each keeps what its policy says.
+//! sees the same requests, and each keeps what its policy says; the result is stored in the
+//! collector for the sampling dashboard.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -137,4 +138,14 @@ async fn each_strategy_keeps_what_its_policy_says_of_the_same_requests() {
         table.contains("errors kept") && table.contains("per 1M req"),
         "{table}"
     );
+
+    // The run's result is the collector's latest sampling-lab result (the dashboard reads it).
+    let resp = reqwest::get(format!("{}/api/v1/sampling/lab", stack.urls.query))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stored: collector_api::sampling::SamplingLabResult = resp.json().await.unwrap();
+    assert_eq!(stored, s.result(), "stored as measured");
+    assert_eq!(stored.strategies.len(), s.strategies.len());
+    assert_eq!(stored.truth.error_traces, t.error_traces);
 }
