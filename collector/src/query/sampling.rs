@@ -300,3 +300,44 @@ pub(super) async fn get_lab(
         .into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        s.split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_grid_is_aligned_to_the_step_and_bounded() {
+        let now = 1_700_000_012_345;
+        let g = parse_grid(&q(""), now).unwrap();
+        assert_eq!((g.step_ms, g.buckets), (15_000, 60), "15m in 60 buckets");
+        assert_eq!(g.end_ms() % 15_000, 0);
+        assert!(g.end_ms() >= now as i64 && g.end_ms() - (now as i64) < 15_000);
+        let g = parse_grid(&q("lookback=1h&step=1m&end=120000"), now).unwrap();
+        assert_eq!(
+            (g.start_ms, g.end_ms(), g.buckets),
+            (120_000 - 3_600_000, 120_000, 60)
+        );
+        // 7 s over 60 buckets: whole seconds, rounded up.
+        let g = parse_grid(&q("lookback=7s"), now).unwrap();
+        assert_eq!((g.step_ms, g.buckets), (1000, 7));
+        let g = parse_grid(&q("lookback=2d"), now).unwrap();
+        assert_eq!(g.step_ms, 2 * 86_400_000 / 60);
+        for bad in [
+            "step=999ms",
+            "lookback=24h&step=1s",
+            "lookback=0s",
+            "step=soon",
+            "end=x",
+        ] {
+            assert!(parse_grid(&q(bad), now).is_err(), "{bad}");
+        }
+    }
+}

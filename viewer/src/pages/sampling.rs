@@ -27,8 +27,6 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 /// The lookbacks offered (Go durations, as the timeline takes them).
 const LOOKBACKS: [&str; 5] = ["5m", "15m", "1h", "6h", "24h"];
 const DEFAULT_LOOKBACK: &str = "15m";
-/// Recent decisions listed.
-const RECENT: usize = 25;
 
 /// Everything the page shows, read in one round trip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +44,8 @@ pub async fn load_sampling(
     slow_ms: Option<u64>,
 ) -> Result<SamplingData, ServerFnError> {
     use crate::api::backend;
+    /// Recent decisions listed.
+    const RECENT: usize = 25;
     let mut tl = vec![("lookback".to_string(), lookback)];
     if let Some(ms) = slow_ms {
         tl.push(("slowMs".to_string(), ms.to_string()));
@@ -198,7 +198,7 @@ fn slow_text(p: &ProcessorTimeline) -> String {
     let ms = p.slow_ms;
     match (p.slow_source, &p.slow_policy) {
         (SlowSource::LatencyPolicy, Some(name)) => {
-            format!("≥ {ms} ms (latency policy {name}'s threshold)")
+            format!("≥ {ms} ms (the threshold of latency policy {name})")
         }
         (SlowSource::Parameter, _) => format!("≥ {ms} ms (slowMs in the URL)"),
         _ => format!("≥ {ms} ms (default: the processor has no latency policy)"),
@@ -243,7 +243,10 @@ fn ProcessorPanel(
             </div>
             <div class="samp-charts">
                 <figure>
-                    <figcaption>"Traces kept and dropped per "{format::duration_us(step_ms.max(0) as u64 * 1000)}</figcaption>
+                    <figcaption>
+                        {format!("Traces per {} — ", step_text(step_ms))}
+                        <span class="samp-key kept">"■ kept"</span>" "<span class="samp-key dropped">"■ dropped"</span>
+                    </figcaption>
                     <KeptChart buckets=p.buckets.clone() width=720.0 height=150.0 axis=true/>
                 </figure>
                 <figure>
@@ -276,6 +279,16 @@ fn ProcessorPanel(
             </table>
             {live.map(|l| view! { <Counters p=l/> })}
         </section>
+    }
+}
+
+/// `15 s`, `2 min`, `1 h`: a bucket's width.
+fn step_text(step_ms: i64) -> String {
+    let s = step_ms.max(0) / 1000;
+    match s {
+        _ if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        _ if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        _ => format!("{s} s"),
     }
 }
 
@@ -523,4 +536,21 @@ fn LabResult(lab: Option<SamplingLabResult>) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_widths_and_shares_read_plainly() {
+        assert_eq!(step_text(15_000), "15 s");
+        assert_eq!(step_text(120_000), "2 min");
+        assert_eq!(step_text(3_600_000), "1 h");
+        assert_eq!(step_text(90_000), "90 s");
+        assert_eq!(share(Some(100.0)), "100.0 %");
+        assert_eq!(share(None), "—");
+        assert_eq!(ratio(0, 0), "—");
+        assert_eq!(ratio(2, 3), "2 of 3");
+    }
 }
