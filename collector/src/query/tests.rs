@@ -153,11 +153,11 @@ impl Api {
         (status, r.json().await.unwrap())
     }
 
-    /// PUT a JSON body; the status and the body as text (a 204 has none).
-    async fn put(&self, path: &str, body: String) -> (u16, String) {
+    /// Sends a JSON body; the status and the body as text (a 204 has none).
+    async fn send(&self, method: reqwest::Method, path: &str, body: String) -> (u16, String) {
         let r = self
             .http
-            .put(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -167,17 +167,13 @@ impl Api {
         (status, r.text().await.unwrap())
     }
 
+    async fn put(&self, path: &str, body: String) -> (u16, String) {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
     async fn post(&self, path: &str, body: String) -> (u16, J) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        let (status, text) = self.send(reqwest::Method::POST, path, body).await;
+        (status, serde_json::from_str(&text).unwrap())
     }
 }
 
