@@ -7,7 +7,8 @@
 //! per policy, equal the decisions the query API reports; every error trace (the declined ones
 //! among them) was kept and credited to `errors-always` (100 %); the
 //! slow share with `?slowMs=1000` equals the decisions' own; the recent decisions link to their
-//! traces; without a lab result the page says how to produce one. Screenshot `sampling`.
+//! traces; without a lab result the page says how to produce one, and a result stored meanwhile
+//! appears with the next 5 s refresh (no reload). Screenshot `sampling`.
 
 mod support;
 
@@ -274,6 +275,64 @@ async fn the_dashboard_shows_each_policys_decisions_and_keeps_every_error_trace(
             text.contains(&format!("{slow_kept} of {n_slow} slow traces")),
             "{text}"
         );
+
+        // A sampling-lab result stored now shows up with the next refresh, without a reload.
+        c.execute("window.__same_page = true; return 1", vec![]).await.unwrap();
+        let r = reqwest::Client::new()
+            .put(format!("{}/api/v1/sampling/lab", e.stack.urls.query))
+            .json(&lab_result())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        js_until(
+            &c,
+            "the stored lab result's table",
+            "(() => { const r = document.querySelector('#lab-result tr[data-strategy=\"tail\"] .errors-kept'); \
+              return r && r.textContent.trim() === '18 (100.0 %)' && window.__same_page === true; })()",
+        )
+        .await;
     })
     .await;
+}
+
+/// A result as `loadgen sampling-lab` would store it (one strategy).
+fn lab_result() -> collector_api::sampling::SamplingLabResult {
+    use collector_api::sampling::{LabTruth, SamplingLabResult, StrategyResult};
+    SamplingLabResult {
+        finished_at_ms: 1_796_000_000_000,
+        requests: 120,
+        rate: 20.0,
+        seed: 11,
+        mix: [
+            ("checkout".to_string(), 70),
+            ("payment.declined".to_string(), 30),
+        ]
+        .into_iter()
+        .collect(),
+        slow_ms: 1000,
+        truth: LabTruth {
+            traced_requests: 120,
+            traces: 120,
+            spans: 4400,
+            error_traces: 18,
+            slow_traces: 0,
+        },
+        strategies: vec![StrategyResult {
+            name: "tail".into(),
+            store: "tracelab/tail".into(),
+            description: "tail: errors + slow (≥ 1 s) + 10 % of the rest".into(),
+            traces_kept: 28,
+            traces_kept_pct: 23.3,
+            spans_kept: 1000,
+            spans_kept_pct: 22.7,
+            error_traces_kept: 18,
+            error_traces_kept_pct: 100.0,
+            slow_traces_kept: 0,
+            slow_traces_kept_pct: 0.0,
+            partial_traces: 0,
+            bytes_stored: 2_000_000,
+            bytes_per_million_requests: 1.6e10,
+        }],
+    }
 }
