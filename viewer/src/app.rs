@@ -5,9 +5,10 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::compare::{ComparePage, TraceOrCompare};
+use crate::pages::monitor::{MonitorPage, MonitorServicePage};
 use crate::pages::sampling::SamplingPage;
 use crate::pages::search::SearchPage;
-use crate::pages::trace::TracePage;
 
 /// The document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -40,7 +41,11 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="notice">"No such page. "<a href="/search">"Search traces"</a></p> }>
                     <Route path=path!("/") view=SearchPage/>
                     <Route path=path!("/search") view=SearchPage/>
-                    <Route path=path!("/trace/:id") view=TracePage/>
+                    // `/trace/A...B` is Jaeger UI's compare URL: the same route, told apart by its id.
+                    <Route path=path!("/trace/:id") view=TraceOrCompare/>
+                    <Route path=path!("/compare") view=ComparePage/>
+                    <Route path=path!("/monitor") view=MonitorPage/>
+                    <Route path=path!("/monitor/:service") view=MonitorServicePage/>
                     <Route path=path!("/sampling") view=SamplingPage/>
                 </Routes>
             </main>
@@ -54,7 +59,9 @@ fn NavBar() -> impl IntoView {
         <header class="nav">
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
+            <a href="/monitor">"Monitor"</a>
             <a href="/sampling">"Sampling"</a>
+            <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.
             <form class="goto" method="get" action="/go">
                 <input name="traceID" placeholder="Look up a trace ID…" aria-label="Trace ID" spellcheck="false"/>

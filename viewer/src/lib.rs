@@ -5,8 +5,10 @@
 //! - [`pages`]: the search page (form, scatter plot, results) and the trace page (header,
 //!   bottleneck sentence, virtualised waterfall, span panel).
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
+//! - [`compare`]: two traces aligned span by span (trace compare), with signed deltas.
 //! - [`model`]: the span tree in display order, colours, the critical path per span.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
+//! - [`chart`]: the RED pages' chart geometry (scales, nice maxima, gap-aware line paths).
 //! - [`format`]: durations and UTC timestamps, identical on server and browser.
 //! - `server` (ssr only): configuration and `Application::build` → `run_until_stopped`.
 
@@ -14,6 +16,8 @@
 
 pub mod api;
 pub mod app;
+pub mod chart;
+pub mod compare;
 pub mod format;
 pub mod model;
 pub mod pages;

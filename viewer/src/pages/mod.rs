@@ -1,5 +1,7 @@
 //! The viewer's pages.
 
+pub mod compare;
+pub mod monitor;
 pub mod sampling;
 pub mod search;
 pub mod trace;

@@ -363,7 +363,7 @@ fn KeptChart(buckets: Vec<TimelineBucket>, width: f64, height: f64, axis: bool) 
     let first = buckets.first().map(|b| b.start_ms).unwrap_or(0);
     let last = buckets.last().map(|b| b.start_ms).unwrap_or(0);
     view! {
-        <svg class="samp-chart" class:spark=!axis viewBox=format!("0 0 {width} {height}")
+        <svg class="samp-chart" class:samp-spark=!axis viewBox=format!("0 0 {width} {height}")
             width=if axis { None } else { Some(width) } height=if axis { None } else { Some(height) }
             role="img" aria-label="Traces kept and dropped over time">
             {axis.then(|| view! {
