@@ -173,13 +173,24 @@ pub mod backend {
         Ok(url)
     }
 
-    /// GET `base/seg1/seg2…?params` on the query API.
+    /// GET `base/seg1/seg2…?params` on the query API, each segment and parameter percent-encoded.
     pub async fn get<T: DeserializeOwned>(
         segments: &[&str],
         params: &[(String, String)],
     ) -> Result<T, ServerFnError> {
         let url = url(segments, params)?;
-        send(client().get(url.clone()), url).await
+        send(client().get(url.clone()), url, false)
+            .await?
+            .ok_or_else(|| ServerFnError::new("query API answered 404"))
+    }
+
+    /// As [`get`], but a 404 answer (e.g. "no sampling-lab result yet") is `None`.
+    pub async fn get_optional<T: DeserializeOwned>(
+        segments: &[&str],
+        params: &[(String, String)],
+    ) -> Result<Option<T>, ServerFnError> {
+        let url = url(segments, params)?;
+        send(client().get(url.clone()), url, true).await
     }
 
     /// POST a JSON body to `base/seg1/seg2…` on the query API.
@@ -188,19 +199,25 @@ pub mod backend {
         body: &B,
     ) -> Result<T, ServerFnError> {
         let url = url(segments, &[])?;
-        send(client().post(url.clone()).json(body), url).await
+        send(client().post(url.clone()).json(body), url, false)
+            .await?
+            .ok_or_else(|| ServerFnError::new("query API answered 404"))
     }
 
     async fn send<T: DeserializeOwned>(
         req: reqwest::RequestBuilder,
         url: reqwest::Url,
-    ) -> Result<T, ServerFnError> {
+        missing_is_none: bool,
+    ) -> Result<Option<T>, ServerFnError> {
         let path = url.path().to_string();
         let resp = req
             .send()
             .await
             .map_err(|e| ServerFnError::new(format!("query API at {} unreachable: {e}", base())))?;
         let status = resp.status();
+        if missing_is_none && status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let body = resp
             .bytes()
             .await
@@ -209,6 +226,7 @@ pub mod backend {
             return Err(ServerFnError::new(error_message(status.as_u16(), &body)));
         }
         serde_json::from_slice(&body)
+            .map(Some)
             .map_err(|e| ServerFnError::new(format!("unexpected answer from {path}: {e}")))
     }
 

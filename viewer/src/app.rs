@@ -8,6 +8,7 @@ use leptos_router::path;
 use crate::pages::compare::{ComparePage, TraceOrCompare};
 use crate::pages::flags::FlagsPage;
 use crate::pages::monitor::{MonitorPage, MonitorServicePage};
+use crate::pages::sampling::SamplingPage;
 use crate::pages::search::SearchPage;
 
 /// The document around the app, rendered on the server only.
@@ -47,6 +48,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/monitor") view=MonitorPage/>
                     <Route path=path!("/monitor/:service") view=MonitorServicePage/>
                     <Route path=path!("/flags") view=FlagsPage/>
+                    <Route path=path!("/sampling") view=SamplingPage/>
                 </Routes>
             </main>
         </Router>
@@ -60,6 +62,7 @@ fn NavBar() -> impl IntoView {
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
             <a href="/monitor">"Monitor"</a>
+            <a href="/sampling">"Sampling"</a>
             <a href="/flags">"Flags"</a>
             <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.

@@ -7,6 +7,7 @@
 //!   traces, trace summaries, logs of a span).
 //! - [`tree`]: the tree-aware window of a huge trace (`/api/v1/traces/{id}/tree`, overview).
 //! - [`metrics`]: `/api/v1/metrics/red`, RED time series with exemplars from spanmetrics.
+//! - [`sampling`]: the sampling dashboard's timeline and the sampling lab's result.
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod ids;
 pub mod jaeger;
 pub mod metrics;
+pub mod sampling;
 pub mod tree;
 pub mod v1;
 

@@ -3,5 +3,6 @@
 pub mod compare;
 pub mod flags;
 pub mod monitor;
+pub mod sampling;
 pub mod search;
 pub mod trace;
