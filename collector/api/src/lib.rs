@@ -5,10 +5,12 @@
 //!   field as Jaeger's query service emits them, so Grafana's Jaeger data source and Jaeger-aware tools work.
 //! - [`v1`]: tracelab's own `/api/v1` endpoints (sampling statistics, windowed span reads of huge
 //!   traces, trace summaries, logs of a span).
+//! - [`dependencies`]: `/api/v1/dependencies`, the service map (nodes, edges, rates, percentiles).
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
 pub mod critical_path;
+pub mod dependencies;
 pub mod duration;
 pub mod ids;
 pub mod jaeger;

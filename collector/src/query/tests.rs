@@ -734,3 +734,52 @@ async fn searches_match_on_one_span_and_report_the_scan_bound() {
     let v1: TraceSummaries = serde_json::from_value(body).unwrap();
     assert_eq!(v1.warnings.len(), 1);
 }
+
+#[tokio::test]
+async fn v1_dependencies_serve_the_service_map_and_refuse_bad_windows() {
+    let (api, _stats) = start().await;
+    let end_ms = now_ns() / 1_000_000 + 120_000;
+    let (st, body) = api
+        .get(&format!(
+            "/api/v1/dependencies?endTs={end_ms}&lookback=3600000"
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let m: collector_api::dependencies::DependenciesResponse =
+        serde_json::from_value(body.clone()).unwrap();
+    // The stored trace: the gateway's CLIENT span is the parent of payment's declined SERVER span.
+    let e = m
+        .edge(
+            "service:api-gateway",
+            "service:payment-service",
+            collector_api::dependencies::EdgeKind::Http,
+        )
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!((e.calls, e.errors), (1, 1));
+    assert!(within_pct(e.latency.p50_us, 1_200_000), "{:?}", e.latency);
+    assert_eq!(body["edges"][0]["kind"], "http");
+    assert_eq!(body["nodes"][0]["kind"], "service");
+    let gw = m.node("service:api-gateway").unwrap();
+    assert_eq!(gw.calls, 1, "its SERVER root");
+    assert!(gw.rate > 0.0 && gw.rate <= 1.0 / 3600.0 * 1.02);
+    assert!(m.end_us - m.start_us >= 3_600_000_000);
+
+    for (q, names) in [
+        ("endTs=yesterday", "endTs"),
+        ("lookback=-5", "lookback"),
+        ("lookback=0", "lookback"),
+        ("endTs=99999999999999999", "endTs"),
+    ] {
+        let (st, body) = api.get(&format!("/api/v1/dependencies?{q}")).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(names),
+            "{q}: {body}"
+        );
+    }
+}
+
+fn within_pct(got: u64, want: u64) -> bool {
+    (got as f64 - want as f64).abs() <= want as f64 * 0.0625
+}
