@@ -5,6 +5,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::dependencies::DependenciesPage;
 use crate::pages::search::SearchPage;
 use crate::pages::trace::TracePage;
 
@@ -40,6 +41,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=SearchPage/>
                     <Route path=path!("/search") view=SearchPage/>
                     <Route path=path!("/trace/:id") view=TracePage/>
+                    <Route path=path!("/dependencies") view=DependenciesPage/>
                 </Routes>
             </main>
         </Router>
@@ -52,6 +54,7 @@ fn NavBar() -> impl IntoView {
         <header class="nav">
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
+            <a href="/dependencies">"Service map"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.
             <form class="goto" method="get" action="/go">
                 <input name="traceID" placeholder="Look up a trace ID…" aria-label="Trace ID" spellcheck="false"/>

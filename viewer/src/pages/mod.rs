@@ -1,4 +1,5 @@
 //! The viewer's pages.
 
+pub mod dependencies;
 pub mod search;
 pub mod trace;
