@@ -63,10 +63,11 @@ sampling-lab: viewer
 viewer:
 	./viewer/scripts/build-assets.sh
 
-## Screenshots of the search and trace pages for the README, taken by the browser tests.
+## Screenshots of every viewer page for the README and docs/images, taken by the browser tests
+## (every viewer/tests/browser*.rs binary).
 screenshots: viewer
 	$(CARGO) build --workspace --bins
-	TRACELAB_SCREENSHOTS=$(CURDIR)/docs/images $(CARGO) test -p viewer --test browser
+	TRACELAB_SCREENSHOTS=$(CURDIR)/docs/images $(CARGO) test -p viewer --test 'browser*'
 
 lint: fmt clippy
 

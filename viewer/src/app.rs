@@ -5,9 +5,9 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::compare::{ComparePage, TraceOrCompare};
 use crate::pages::dependencies::DependenciesPage;
 use crate::pages::search::SearchPage;
-use crate::pages::trace::TracePage;
 
 /// The document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -40,7 +40,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="notice">"No such page. "<a href="/search">"Search traces"</a></p> }>
                     <Route path=path!("/") view=SearchPage/>
                     <Route path=path!("/search") view=SearchPage/>
-                    <Route path=path!("/trace/:id") view=TracePage/>
+                    // `/trace/A...B` is Jaeger UI's compare URL: the same route, told apart by its id.
+                    <Route path=path!("/trace/:id") view=TraceOrCompare/>
+                    <Route path=path!("/compare") view=ComparePage/>
                     <Route path=path!("/dependencies") view=DependenciesPage/>
                 </Routes>
             </main>
@@ -55,6 +57,7 @@ fn NavBar() -> impl IntoView {
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
             <a href="/dependencies">"Service map"</a>
+            <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.
             <form class="goto" method="get" action="/go">
                 <input name="traceID" placeholder="Look up a trace ID…" aria-label="Trace ID" spellcheck="false"/>

@@ -5,6 +5,7 @@
 //! - [`pages`]: the search page (form, scatter plot, results) and the trace page (header,
 //!   bottleneck sentence, virtualised waterfall, span panel).
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
+//! - [`compare`]: two traces aligned span by span (trace compare), with signed deltas.
 //! - [`map_layout`]: the service map's layered layout (a pure function).
 //! - [`model`]: the span tree in display order, colours, the critical path per span.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod app;
+pub mod compare;
 pub mod format;
 pub mod map_layout;
 pub mod model;

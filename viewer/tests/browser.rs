@@ -10,26 +10,21 @@
 //! pages are written to `$TRACELAB_SCREENSHOTS` (`make screenshots` sets `docs/images`), else to
 //! `target/viewer-e2e/screenshots`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod support;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use lab::launcher::Reaper;
-use lab::{SpanKind, SpanMatcher, Stack, StackOptions, TraceClient, Wait};
+use fantoccini::Locator;
+use lab::SpanMatcher;
 use serde_json::{Value, json};
+use support::{
+    Env, checkout, click, js_until, now_ns, otlp_span, resource, screenshot, send_trace,
+    webdriver_click,
+};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Upper bound for any one thing the browser must show.
-const UI_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Env {
-    #[allow(dead_code)] // kept alive: the stack's processes run while it exists
-    stack: Stack,
-    viewer: String,
-    driver: String,
+/// What the set-up stored for the tests.
+struct Ids {
     /// The payment.slow checkout.
     slow: String,
     /// A trace whose names and values are HTML and script.
@@ -38,280 +33,43 @@ struct Env {
     big: String,
     /// The gateway's half of a propagation.broken checkout.
     broken: String,
-    _reaper: Reaper,
-    _chromedriver: tokio::process::Child,
-    /// Runs the stack's and chromedriver's tasks; outlives every test.
-    _rt: tokio::runtime::Runtime,
 }
 
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/browser-HASH
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-fn env() -> &'static Env {
-    static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
-    match ENV.get_or_init(|| {
-        std::thread::spawn(start)
-            .join()
-            .unwrap_or_else(|_| Err("start-up panicked".into()))
-    }) {
-        Ok(e) => e,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn start() -> Result<Env, String> {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        if !Path::new(bin).is_file() {
-            return Err(format!(
-                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver \
-                 (`apt-get install chromium chromium-driver`; .ci/run installs them)"
-            ));
-        }
-    }
-    let target = target_dir();
-    let bins = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
-        .ok_or("bin dir")?;
-    for b in ["viewer", "collector", "api-gateway", "tracelab"] {
-        if !bins.join(b).is_file() {
-            return Err(format!(
-                "{} missing: run `make test` (it builds the binaries and the viewer's assets first)",
-                bins.join(b).display()
-            ));
-        }
-    }
-    let dir = target
-        .join("viewer-e2e")
-        .join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let (stack, viewer, driver, reaper, chromedriver, ids) = rt.block_on(async {
-        let mut opts = StackOptions::for_tests(&bins, &dir).map_err(|e| e.to_string())?;
-        opts.viewer = true;
-        let stack = Stack::start(opts)
-            .await
-            .map_err(|e| format!("stack did not start (logs in {}): {e}", dir.display()))?;
-        let viewer = stack
-            .urls
-            .viewer
-            .clone()
-            .ok_or("the stack started no viewer")?;
-
-        // chromedriver in its own process group, watched by a reaper: it and the Chromium it
-        // starts die with this test binary even though the statics are never dropped.
-        let port = free_port()?;
-        let mut reaper = Reaper::spawn(&bins.join("tracelab")).map_err(|e| e.to_string())?;
-        let chromedriver = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("starting chromedriver: {e}"))?;
-        if let Some(pid) = chromedriver.id() {
-            reaper.watch(pid).await.map_err(|e| e.to_string())?;
-        }
-        let driver = format!("http://127.0.0.1:{port}");
-        wait_until("chromedriver ready", Duration::from_secs(20), || async {
-            reqwest::get(format!("{driver}/status"))
+fn env() -> &'static Env<Ids> {
+    static ENV: OnceLock<Result<Env<Ids>, String>> = OnceLock::new();
+    support::shared(
+        &ENV,
+        |_| {},
+        async |stack, query| {
+            // A happy and a declined checkout, so the search page has some variety.
+            checkout(stack, query, "checkout", true).await?;
+            checkout(stack, query, "payment.declined", false).await?;
+            let slow = checkout(stack, query, "payment.slow", true).await?;
+            let from = lab::client::now_us();
+            let broken = checkout(stack, query, "propagation.broken", false).await?;
+            // The callee's half must be stored too before the page looks for it.
+            query
+                .find_detached_fragments(
+                    &broken,
+                    &SpanMatcher::name("POST /charges").service("payment-service"),
+                    from,
+                    lab::client::now_us(),
+                    Duration::from_secs(30),
+                )
                 .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await?;
-
-        let query = TraceClient::new(stack.urls.query.clone());
-        // A happy and a declined checkout, so the search page has some variety.
-        checkout(&stack, &query, "checkout", true).await?;
-        checkout(&stack, &query, "payment.declined", false).await?;
-        let slow = checkout(&stack, &query, "payment.slow", true).await?;
-        let from = lab::client::now_us();
-        let broken = checkout(&stack, &query, "propagation.broken", false).await?;
-        // The callee's half must be stored too before the page looks for it.
-        query
-            .find_detached_fragments(
-                &broken,
-                &SpanMatcher::name("POST /charges").service("payment-service"),
-                from,
-                lab::client::now_us(),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .first()
-            .ok_or("propagation.broken: payment's detached trace never arrived")?;
-        let xss = send_trace(&stack, &query, xss_trace()).await?;
-        let big = send_trace(&stack, &query, big_trace()).await?;
-        Ok::<_, String>((
-            stack,
-            viewer,
-            driver,
-            reaper,
-            chromedriver,
-            [slow, xss, big, broken],
-        ))
-    })?;
-    let [slow, xss, big, broken] = ids;
-    Ok(Env {
-        stack,
-        viewer,
-        driver,
-        slow,
-        xss,
-        big,
-        broken,
-        _reaper: reaper,
-        _chromedriver: chromedriver,
-        _rt: rt,
-    })
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if start.elapsed() > deadline {
-            return Err(format!("{what}: not within {deadline:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Places an order through the gateway and waits for its complete trace.
-async fn checkout(
-    stack: &Stack,
-    query: &TraceClient,
-    scenario: &str,
-    with_consumer: bool,
-) -> Result<String, String> {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/orders", stack.urls.gateway))
-        .header("X-Tracelab-Scenario", scenario)
-        .json(&json!({"items":[{"sku":"LAPTOP-1","qty":1}],"payment":{"method":"card","token":"tok_test_123"}}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let id = resp
-        .headers()
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| format!("{scenario}: no X-Trace-Id (status {})", resp.status()))?
-        .to_string();
-    let mut wait = Wait::new(Duration::from_secs(40), Duration::from_millis(800));
-    if with_consumer {
-        wait = wait.until_present(SpanMatcher::name("process orders").kind(SpanKind::Consumer));
-    }
-    query
-        .fetch_trace(&id, &wait)
-        .await
-        .map_err(|e| format!("{scenario} trace {id}: {e}"))?;
-    Ok(id)
-}
-
-/// Sends OTLP/JSON straight to the collector, 1,000 spans a request, and waits until all are stored.
-async fn send_trace(
-    stack: &Stack,
-    query: &TraceClient,
-    (trace_id, resource_spans): (String, Vec<Value>),
-) -> Result<String, String> {
-    let http = reqwest::Client::new();
-    let mut total = 0usize;
-    for rs in resource_spans {
-        let spans = rs["scopeSpans"][0]["spans"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        total += spans.len();
-        for chunk in spans.chunks(1000) {
-            let mut one = rs.clone();
-            one["scopeSpans"][0]["spans"] = Value::Array(chunk.to_vec());
-            let r = http
-                .post(format!("{}/v1/traces", stack.urls.otlp_http))
-                .json(&json!({ "resourceSpans": [one] }))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !r.status().is_success() {
-                return Err(format!(
-                    "OTLP export refused: {} {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                ));
-            }
-        }
-    }
-    let url = format!(
-        "{}/api/v1/traces/{trace_id}/spans?limit=1",
-        query.base_url()
-    );
-    wait_until(
-        &format!("{total} spans of {trace_id} stored"),
-        Duration::from_secs(60),
-        || async {
-            let v: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-            (v["total"].as_u64() == Some(total as u64)).then_some(())
+                .map_err(|e| e.to_string())?
+                .first()
+                .ok_or("propagation.broken: payment's detached trace never arrived")?;
+            let xss = send_trace(stack, query, xss_trace()).await?;
+            let big = send_trace(stack, query, big_trace()).await?;
+            Ok(Ids {
+                slow,
+                xss,
+                big,
+                broken,
+            })
         },
     )
-    .await?;
-    Ok(trace_id)
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-}
-
-fn resource(service: &str, spans: Vec<Value>) -> Value {
-    json!({
-        "resource": { "attributes": [ { "key": "service.name", "value": { "stringValue": service } } ] },
-        "scopeSpans": [ { "scope": { "name": "viewer-browser-test" }, "spans": spans } ]
-    })
-}
-
-fn otlp_span(
-    trace: &str,
-    id: &str,
-    parent: &str,
-    name: &str,
-    start: u64,
-    end: u64,
-    attrs: Vec<Value>,
-) -> Value {
-    json!({
-        "traceId": trace, "spanId": id, "parentSpanId": parent, "name": name, "kind": 1,
-        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": end.to_string(),
-        "attributes": attrs
-    })
 }
 
 const XSS: &str = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">";
@@ -397,113 +155,10 @@ fn big_trace() -> (String, Vec<Value>) {
     (trace, vec![resource("bulk-service", spans)])
 }
 
-async fn browser() -> Client {
-    let e = env();
-    let profile =
-        target_dir()
-            .join("viewer-e2e")
-            .join(format!("chrome-{}-{}", std::process::id(), now_ns()));
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let caps = caps.as_object().cloned().expect("object");
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&e.driver)
-        .await
-        .expect("a WebDriver session in headless Chromium")
-}
-
-/// Runs a JS expression until it returns a truthy value; returns that value.
-async fn js_until(c: &Client, what: &str, expr: &str) -> Value {
-    let script = format!("return ({expr});");
-    let start = Instant::now();
-    loop {
-        match c.execute(&script, vec![]).await {
-            Ok(v) if !v.is_null() && v != json!(false) && v != json!(0) && v != json!("") => {
-                return v;
-            }
-            _ => {}
-        }
-        if start.elapsed() > UI_DEADLINE {
-            let text = c
-                .execute(
-                    "return document.body ? document.body.innerText.slice(0, 1500) : ''",
-                    vec![],
-                )
-                .await
-                .unwrap_or_default();
-            panic!(
-                "{what}: not within {UI_DEADLINE:?}; the page shows:\n{}",
-                text.as_str().unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A real pointer click through WebDriver (for elements that are not recycled).
-async fn webdriver_click(c: &Client, l: Locator<'_>) {
-    c.find(l)
-        .await
-        .expect("element to click")
-        .click()
-        .await
-        .expect("click");
-}
-
-/// A click dispatched in the page: waterfall rows are recycled as the list scrolls, so a WebDriver
-/// element reference can point at another row by the time it is clicked.
-async fn click(c: &Client, css: &str) {
-    let css_js = serde_json::to_string(css).expect("json");
-    js_until(
-        c,
-        &format!("clicking {css}"),
-        &format!("(() => {{ const e = document.querySelector({css_js}); if (!e) return false; e.click(); return true; }})()"),
-    )
-    .await;
-}
-
-fn screenshot_dir() -> PathBuf {
-    std::env::var_os("TRACELAB_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("viewer-e2e").join("screenshots"))
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    let dir = screenshot_dir();
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
-
-/// The session is closed whatever the test's outcome, so no Chromium outlives a failed test.
-async fn with_browser<F, Fut>(f: F)
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let c = browser().await;
-    let outcome = tokio::spawn(f(c.clone())).await;
-    let _ = c.close().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_finds_the_slow_payment_and_its_trace_names_the_bottleneck() {
     let e = env();
-    with_browser(|c| async move {
+    e.with_browser(|c| async move {
         // Every checkout: the declined one in red on the scatter plot and in the list.
         c.goto(&format!(
             "{}/search?service=api-gateway&operation=POST%20/orders",
@@ -636,7 +291,7 @@ async fn search_finds_the_slow_payment_and_its_trace_names_the_bottleneck() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_hydrated_and_client_side_interactions_work() {
     let e = env();
-    with_browser(|c| async move {
+    e.with_browser(|c| async move {
         // Picking a service loads its operations in the browser, with no page load. Until the
         // wasm has hydrated the page the change event does nothing, so it is sent again.
         c.goto(&format!("{}/search", e.viewer)).await.unwrap();
@@ -694,7 +349,7 @@ async fn the_page_is_hydrated_and_client_side_interactions_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_in_names_and_values_is_shown_as_text() {
     let e = env();
-    with_browser(|c| async move {
+    e.with_browser(|c| async move {
         c.goto(&format!("{}/trace/{}", e.viewer, e.xss)).await.unwrap();
         js_until(&c, "rows", "document.querySelectorAll('.row').length >= 3").await;
         click(&c, ".row[data-span-id='00000000000000a2']").await;
@@ -719,7 +374,7 @@ async fn html_in_names_and_values_is_shown_as_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_thousand_span_trace_opens_and_scrolls() {
     let e = env();
-    with_browser(|c| async move {
+    e.with_browser(|c| async move {
         let started = Instant::now();
         c.goto(&format!("{}/trace/{}", e.viewer, e.big)).await.unwrap();
         // performance.now() is ms since navigation start: the first waterfall rows' paint time.
@@ -760,7 +415,7 @@ async fn a_ten_thousand_span_trace_opens_and_scrolls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_context_is_flagged_as_a_detached_fragment() {
     let e = env();
-    with_browser(|c| async move {
+    e.with_browser(|c| async move {
         c.goto(&format!("{}/trace/{}", e.viewer, e.broken))
             .await
             .unwrap();

@@ -10,6 +10,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use crate::api::{list_operations, list_services, search_traces};
 use crate::format;
 use crate::model::service_colour;
+use crate::pages::compare::{CompareBar, Picked, pick_box};
 use crate::search::{LOOKBACKS, SearchForm};
 
 #[component]
@@ -24,6 +25,12 @@ pub fn SearchPage() -> impl IntoView {
     let services = Resource::new(|| (), |_| list_services());
     let operations = Resource::new(move || service.get(), list_operations);
     let results = Resource::new(move || form.get(), search_traces);
+    // Traces ticked for comparing; a new search starts a new selection.
+    let picked: Picked = RwSignal::new(Vec::new());
+    Effect::new(move |_| {
+        form.track();
+        picked.set(Vec::new());
+    });
 
     let f = initial;
     let op_selected = f.operation.clone();
@@ -120,8 +127,9 @@ pub fn SearchPage() -> impl IntoView {
                                 view! {
                                     <Scatter traces=r.data.clone()/>
                                     <h2 class="count">{format!("{n} trace{}", if n == 1 { "" } else { "s" })}</h2>
+                                    <CompareBar picked/>
                                     <ol class="result-list">
-                                        {r.data.into_iter().map(|t| view! { <ResultItem t/> }).collect_view()}
+                                        {r.data.into_iter().map(|t| view! { <ResultItem t picked/> }).collect_view()}
                                     </ol>
                                 }.into_any()
                             }
@@ -143,7 +151,7 @@ pub fn error_text(e: &ServerFnError) -> String {
 }
 
 #[component]
-fn ResultItem(t: TraceSummary) -> impl IntoView {
+fn ResultItem(t: TraceSummary, picked: Picked) -> impl IntoView {
     let href = format!("/trace/{}", t.trace_id);
     let title = if t.root_service.is_empty() {
         "(root span not received)".to_string()
@@ -161,6 +169,7 @@ fn ResultItem(t: TraceSummary) -> impl IntoView {
                 <span class="result-duration">{format::duration_us(t.duration)}</span>
             </a>
             <div class="result-meta">
+                {pick_box(picked, t.start_time, t.trace_id.clone())}
                 <span>{format!("{} spans", t.span_count)}</span>
                 {(errors > 0).then(|| view! { <span class="errors">{format!("{errors} errors")}</span> })}
                 <span>{format::timestamp_us(t.start_time)}</span>
