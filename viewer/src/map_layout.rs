@@ -1,7 +1,7 @@
 //! The service map's layered layout, a pure function (Sugiyama's scheme, small-graph edition):
 //! cycles broken by reversing DFS back edges; layers by longest path from the roots (so the
 //! gateway stands left and every edge points right); edges longer than one layer routed through
-//! virtual points, one per layer they cross; the order within each layer chosen by barycentre
+//! virtual points, a lane in each layer they cross; the order within each layer chosen by barycentre
 //! sweeps (down, then up, keeping the ordering with the fewest crossings); then coordinates:
 //! fixed-width columns, each layer's boxes stacked and centred. Deterministic: the result depends
 //! only on the sets of nodes and edges, not on their order in the input.
@@ -27,8 +27,8 @@ pub struct Placed {
     pub h: f64,
 }
 
-/// An edge's route from the source box's side to the target box's side, through one point per
-/// layer it crosses. `back`: the edge closes a cycle and runs right to left.
+/// An edge's route from the source box's right side to the target box's left side, through a
+/// lane (its entry and exit point) in each layer it crosses. `back`: the edge closes a cycle and runs right to left.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub source: String,
@@ -48,9 +48,11 @@ pub struct Layout {
 }
 
 /// Horizontal space between columns, vertical space between boxes, and the margin around all.
-pub const GAP_X: f64 = 110.0;
+pub const GAP_X: f64 = 150.0;
 pub const GAP_Y: f64 = 36.0;
 pub const MARGIN: f64 = 24.0;
+/// Most vertical space between two edges' ends on one side of a box.
+const PORT_STEP: f64 = 16.0;
 /// Height a virtual point takes in its layer (room for the edge passing by).
 const VIRTUAL_H: f64 = 18.0;
 /// Barycentre sweeps (each one down and one up).
@@ -221,15 +223,48 @@ pub fn layout(nodes: &[NodeBox], edges: &[(String, String)]) -> Layout {
             }
         })
         .collect();
+    // Ports: a box's edges leave its right side and reach its left side spread over that side,
+    // ordered by where their other end lies, so arrowheads do not pile up on one point.
+    let mut leaving: BTreeMap<usize, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut arriving: BTreeMap<usize, Vec<(f64, usize)>> = BTreeMap::new();
+    for (ei, (&(u, v, _, _), chain)) in dag.iter().zip(&chains).enumerate() {
+        leaving
+            .entry(u)
+            .or_default()
+            .push((centre[&chain[1]].1, ei));
+        arriving
+            .entry(v)
+            .or_default()
+            .push((centre[&chain[chain.len() - 2]].1, ei));
+    }
+    let spread = |ports: BTreeMap<usize, Vec<(f64, usize)>>| {
+        let mut dy = vec![0.0; dag.len()];
+        for (v, mut list) in ports {
+            list.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let k = list.len() as f64;
+            let step = (boxes[v].h / (k + 1.0)).min(PORT_STEP);
+            for (i, (_, ei)) in list.iter().enumerate() {
+                dy[*ei] = (i as f64 - (k - 1.0) / 2.0) * step;
+            }
+        }
+        dy
+    };
+    let (start_dy, end_dy) = (spread(leaving), spread(arriving));
     let mut routes: Vec<Route> = dag
         .iter()
         .zip(&chains)
-        .map(|(&(u, v, (a, b), reversed), chain)| {
+        .enumerate()
+        .map(|(ei, (&(u, v, (a, b), reversed), chain))| {
             let (ux, uy) = centre[&Item::Node(u)];
             let (vx, vy) = centre[&Item::Node(v)];
-            let mut points = vec![(ux + boxes[u].w / 2.0, uy)];
-            points.extend(chain[1..chain.len() - 1].iter().map(|it| centre[it]));
-            points.push((vx - boxes[v].w / 2.0, vy));
+            let mut points = vec![(ux + boxes[u].w / 2.0, uy + start_dy[ei])];
+            // Through a column: straight along its lane, curving only between columns.
+            for it in &chain[1..chain.len() - 1] {
+                let (cx, cy) = centre[it];
+                points.push((cx - col_w / 2.0, cy));
+                points.push((cx + col_w / 2.0, cy));
+            }
+            points.push((vx - boxes[v].w / 2.0, vy + end_dy[ei]));
             if reversed {
                 points.reverse();
             }
@@ -449,19 +484,28 @@ mod tests {
             assert!(!r.back);
             assert_eq!(
                 r.points.len(),
-                t.layer - s.layer + 1,
-                "one point per layer crossed"
+                2 * (t.layer - s.layer),
+                "a lane per layer crossed"
             );
             assert!(r.points.windows(2).all(|w| w[0].0 < w[1].0));
-            assert_eq!(
-                r.points[0],
-                (s.x + s.w, s.y + s.h / 2.0),
-                "leaves the source's right side"
+            let (first, last) = (r.points[0], *r.points.last().unwrap());
+            assert!(
+                first.0 == s.x + s.w && first.1 > s.y && first.1 < s.y + s.h,
+                "leaves the source's right side: {r:?}"
             );
-            assert_eq!(*r.points.last().unwrap(), (t.x, t.y + t.h / 2.0));
+            assert!(last.0 == t.x && last.1 > t.y && last.1 < t.y + t.h, "{r:?}");
         }
         assert_eq!(route_crossings(&l), 0);
         assert_eq!(l.edges.len(), 5);
+        // Two edges reach inventory-service: at two points of its side, not one.
+        let ends: Vec<f64> = l
+            .edges
+            .iter()
+            .filter(|r| r.target == "service:inventory-service")
+            .map(|r| r.points.last().unwrap().1)
+            .collect();
+        assert_eq!(ends.len(), 2);
+        assert!((ends[0] - ends[1]).abs() >= 8.0, "{ends:?}");
     }
 
     #[test]

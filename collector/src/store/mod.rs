@@ -1391,14 +1391,7 @@ impl TraceStore {
         .bind(end_us as i64)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(parent, child, n)| DependencyLink {
-                parent,
-                child,
-                call_count: n as u64,
-            })
-            .collect())
+        Ok(service_map::links(rows))
     }
 
     /// Log records of a trace (or of one span of it), oldest first.

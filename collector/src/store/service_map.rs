@@ -517,14 +517,7 @@ impl TraceStore {
         .bind(hi)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(parent, child, n)| DependencyLink {
-                parent,
-                child,
-                call_count: n as u64,
-            })
-            .collect())
+        Ok(links(rows))
     }
 }
 
@@ -550,6 +543,17 @@ impl PendingChange {
             }
         }
     }
+}
+
+/// Jaeger's links from (parent service, child service, count) rows.
+pub(super) fn links(rows: Vec<(String, String, i64)>) -> Vec<DependencyLink> {
+    rows.into_iter()
+        .map(|(parent, child, n)| DependencyLink {
+            parent,
+            child,
+            call_count: n as u64,
+        })
+        .collect()
 }
 
 /// The first and last minute of a window.

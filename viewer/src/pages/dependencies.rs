@@ -213,11 +213,11 @@ fn MapView(map: DependenciesResponse, refreshes: u64) -> impl IntoView {
                 width=format!("{:.0}", layout.width) height=format!("{:.0}", layout.height)>
                 <defs>
                     <marker id="map-arrow" viewBox="0 0 10 10" refX="9" refY="5"
-                        markerWidth="8" markerHeight="8" orient="auto-start-reverse">
+                        markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse">
                         <path d="M 0 0 L 10 5 L 0 10 z" class="arrow-head"/>
                     </marker>
                     <marker id="map-arrow-err" viewBox="0 0 10 10" refX="9" refY="5"
-                        markerWidth="8" markerHeight="8" orient="auto-start-reverse">
+                        markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse">
                         <path d="M 0 0 L 10 5 L 0 10 z" class="arrow-head err"/>
                     </marker>
                 </defs>
@@ -267,12 +267,8 @@ fn edge_view(e: &MapEdge, points: &[(f64, f64)], offset: f64, max_calls: u64) ->
     } else {
         ""
     };
-    let label = format!(
-        "{}{unit} · {} err · p95 {}",
-        rate(e.rate),
-        percent(e.error_rate),
-        format::duration_us(e.latency.p95_us)
-    );
+    let label = format!("{}{unit} · {} err", rate(e.rate), percent(e.error_rate));
+    let p95 = format!("p95 {}", format::duration_us(e.latency.p95_us));
     let tip = format!(
         "{} → {} ({}): {} calls, {} errors, p50 {}, p95 {}, p99 {}",
         e.source,
@@ -293,7 +289,10 @@ fn edge_view(e: &MapEdge, points: &[(f64, f64)], offset: f64, max_calls: u64) ->
         <g class=format!("map-edge {}", e.kind.as_str()) class:err=err
             data-source=e.source.clone() data-target=e.target.clone() data-kind=e.kind.as_str()>
             <path d=d class="edge-line" stroke-width=format!("{width:.1}") marker-end=marker/>
-            <text x=format!("{lx:.1}") y=format!("{:.1}", ly - 6.0) class="edge-label" text-anchor="middle">{label}</text>
+            <text x=format!("{lx:.1}") y=format!("{:.1}", ly - 19.0) class="edge-label" text-anchor="middle">
+                <tspan x=format!("{lx:.1}") dy="0">{label}</tspan>
+                <tspan x=format!("{lx:.1}") dy="13">{p95}</tspan>
+            </text>
             <title>{tip}</title>
         </g>
     }
@@ -307,11 +306,15 @@ fn node_view(n: &MapNode, p: &map_layout::Placed) -> impl IntoView {
     let translate = format!("translate({:.1},{:.1})", p.x, p.y);
     let (w, h) = (p.w, p.h);
     if n.kind == NodeKind::Topic {
-        let stats = format!("{} msg · {} err", rate(n.rate), percent(n.error_rate));
+        let stats = format!(
+            "topic · {} msg · {} err",
+            rate(n.rate),
+            percent(n.error_rate)
+        );
         return view! {
             <g class="map-node topic" class:err=err data-node=n.id.clone() data-name=n.name.clone() transform=translate>
                 <rect width=w height=h rx=h / 2.0 class="node-box"/>
-                <text x=w / 2.0 y=21.0 class="node-name" text-anchor="middle">{format!("⧉ {}", n.name)}</text>
+                <text x=w / 2.0 y=21.0 class="node-name" text-anchor="middle">{n.name.clone()}</text>
                 <text x=w / 2.0 y=39.0 class="node-stats" text-anchor="middle">{stats}</text>
                 <title>{format!("Kafka topic {}: {} messages published, {} failed", n.name, n.calls, n.errors)}</title>
             </g>
