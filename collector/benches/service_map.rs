@@ -1,5 +1,5 @@
 //! Service-map bench: fills a store with N spans (default 1,000,000; `MAP_BENCH_SPANS`) of
-//! 16-span checkout traces spread over the last hour, each service exporting its own batches of
+//! 16-span checkout traces spread over the last hour (`MAP_BENCH_HOURS`), each service exporting its own batches of
 //! ~1000 spans in a rotating order (so parents arrive after their children as often as before),
 //! then serves the query API on 127.0.0.1:0 and times `GET /api/v1/dependencies` and Jaeger's
 //! `GET /api/dependencies` (both read the per-minute aggregate) for 5 m, 1 h and 24 h, against the
@@ -128,6 +128,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let hours: u64 = std::env::var("MAP_BENCH_HOURS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -151,9 +156,10 @@ fn main() {
             .unwrap()
             .as_nanos() as u64;
         let traces = n_spans.div_ceil(SHAPE.len() as u64);
-        // Spread over the hour before now.
-        let step_ns = 3_600_000_000_000 / traces;
-        let first_ns = now_ns - 3_600_000_000_000;
+        // Spread over the hours before now.
+        let span_ns = hours * 3_600_000_000_000;
+        let step_ns = span_ns / traces;
+        let first_ns = now_ns - span_ns;
         let per_batch = 1000 / SHAPE.len() as u64 * SERVICES.len() as u64;
         let t0 = Instant::now();
         for (b, chunk_start) in (0..traces).step_by(per_batch as usize).enumerate() {
@@ -175,7 +181,7 @@ fn main() {
         }
         let secs = t0.elapsed().as_secs_f64();
         println!(
-            "inserted {} spans ({traces} traces) in {secs:.1}s: {:.0} spans/s, service map kept up to date",
+            "inserted {} spans ({traces} traces over {hours} h) in {secs:.1}s: {:.0} spans/s, service map kept up to date",
             store.span_count(),
             store.span_count() as f64 / secs
         );
