@@ -194,6 +194,7 @@ impl Collector {
         let registry = Arc::new(registry);
         let graph = build(&config, opts, tracelab).map_err(StartError::Build)?;
         let sampling = graph.sampling.clone();
+        let red = graph.red.clone();
         let ready = Arc::new(AtomicBool::new(false));
         let mut c = Collector {
             receivers: Vec::new(),
@@ -207,13 +208,14 @@ impl Collector {
         let mut result = Ok(());
         for (id, (_, endpoint)) in &stores {
             let own = id.to_string();
-            let router = match crate::query::router(&own, registry.clone(), sampling.clone()) {
-                Ok(r) => r,
-                Err(e) => {
-                    result = Err(StartError::Build(e.to_string()));
-                    break;
-                }
-            };
+            let router =
+                match crate::query::router(&own, registry.clone(), sampling.clone(), red.clone()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        result = Err(StartError::Build(e.to_string()));
+                        break;
+                    }
+                };
             match serve(&format!("{id} query API"), endpoint, router).await {
                 Ok((addr, s)) => {
                     registry.set_query_endpoint(&own, addr);

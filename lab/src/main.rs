@@ -83,6 +83,10 @@ struct UpArgs {
     /// Seconds a child gets between SIGTERM and SIGKILL.
     #[arg(long, env = "TRACELAB_STOP_GRACE_SECS", default_value_t = 10)]
     stop_grace_secs: u64,
+    /// The services' ADMIN_TOKEN (their /admin routes need `Authorization: Bearer TOKEN`)
+    /// [default: a random token per run, printed at start].
+    #[arg(long, env = "TRACELAB_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -175,6 +179,7 @@ async fn up(args: UpArgs) -> ExitCode {
     opts.kafka_brokers = args.kafka_brokers.filter(|s| !s.trim().is_empty());
     opts.rust_log = args.rust_log;
     opts.stop_grace = Duration::from_secs(args.stop_grace_secs);
+    opts.admin_token = args.admin_token.filter(|s| !s.trim().is_empty());
     if let LogSink::Terminal { pretty, .. } = &mut opts.logs {
         *pretty = !args.raw_logs;
     }
@@ -272,8 +277,16 @@ async fn up(args: UpArgs) -> ExitCode {
         println!("  pid {pid:<8} {name}");
     }
     println!(
+        "  admin token    {}   (ADMIN_TOKEN of every /admin route; the viewer's /flags panel holds it)",
+        stack.admin_token
+    );
+    println!(
         "  try: curl -si -X POST {}/orders -H 'content-type: application/json' -d '{}'",
         u.gateway, CHECKOUT_BODY
+    );
+    println!(
+        "       curl -s {}/admin/flags -H 'authorization: Bearer {}'",
+        u.gateway, stack.admin_token
     );
     println!("  Ctrl-C stops everything.\n");
 

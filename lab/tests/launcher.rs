@@ -1,4 +1,5 @@
-//! `tracelab up` as a user runs it (the binary, free ports): it prints what runs where and how
+//! `tracelab up` as a user runs it (the binary, free ports): it prints what runs where, the run's
+//! admin token (its curl line works, and the flags refuse a request without it) and how
 //! long the first trace took to become queryable; SIGTERM stops everything and leaves no process
 //! behind; and if the launcher itself is SIGKILLed, its reaper still stops the children.
 
@@ -157,6 +158,37 @@ async fn up_reports_first_trace_and_sigterm_leaves_no_process_behind() {
     ] {
         assert!(names.contains(&n), "{n} not in the banner: {names:?}");
     }
+    // The banner's admin curl works as printed, and the flags refuse a request without the token.
+    let curl = up
+        .seen
+        .iter()
+        .find(|l| l.contains("/admin/flags -H 'authorization: Bearer "))
+        .cloned()
+        .unwrap_or_else(|| panic!("no admin curl line:\n{}", up.seen.join("\n")));
+    let url = curl
+        .split_whitespace()
+        .find(|w| w.ends_with("/admin/flags"))
+        .unwrap()
+        .to_owned();
+    let token = curl
+        .rsplit_once("Bearer ")
+        .map(|(_, t)| t.trim_end_matches('\'').to_owned())
+        .unwrap();
+    assert_eq!(token.len(), 32, "a random token per run: {curl}");
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains("admin token") && l.contains(&token)),
+        "the banner names the token"
+    );
+    let http = reqwest::Client::new();
+    let open = http.get(&url).send().await.unwrap();
+    assert_eq!(open.status(), 401, "the admin routes need the token");
+    let with = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(with.status(), 200);
+    let flags: serde_json::Value = with.json().await.unwrap();
+    assert_eq!(flags["payment.slow"]["enabled"], false, "{flags}");
+
     // Children's log lines are prefixed with their name.
     if !up.seen.iter().any(|l| l.contains("api-gateway |")) {
         up.wait_for("api-gateway |", Duration::from_secs(30)).await;

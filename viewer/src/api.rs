@@ -139,7 +139,7 @@ pub mod backend {
     }
 
     /// The message of a Jaeger (`errors[].msg`) or `/api/v1` (`error.message`) error body.
-    fn error_message(status: u16, body: &[u8]) -> String {
+    pub(crate) fn error_message(status: u16, body: &[u8]) -> String {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let msg = v["error"]["message"]
             .as_str()

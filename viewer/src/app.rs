@@ -7,6 +7,8 @@ use leptos_router::path;
 
 use crate::pages::compare::{ComparePage, TraceOrCompare};
 use crate::pages::dependencies::DependenciesPage;
+use crate::pages::flags::FlagsPage;
+use crate::pages::monitor::{MonitorPage, MonitorServicePage};
 use crate::pages::search::SearchPage;
 
 /// The document around the app, rendered on the server only.
@@ -44,6 +46,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/trace/:id") view=TraceOrCompare/>
                     <Route path=path!("/compare") view=ComparePage/>
                     <Route path=path!("/dependencies") view=DependenciesPage/>
+                    <Route path=path!("/monitor") view=MonitorPage/>
+                    <Route path=path!("/monitor/:service") view=MonitorServicePage/>
+                    <Route path=path!("/flags") view=FlagsPage/>
                 </Routes>
             </main>
         </Router>
@@ -57,6 +62,8 @@ fn NavBar() -> impl IntoView {
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
             <a href="/dependencies">"Service map"</a>
+            <a href="/monitor">"Monitor"</a>
+            <a href="/flags">"Flags"</a>
             <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.
             <form class="goto" method="get" action="/go">

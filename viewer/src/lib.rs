@@ -9,6 +9,9 @@
 //! - [`map_layout`]: the service map's layered layout (a pure function).
 //! - [`model`]: the span tree in display order, colours, the critical path per span.
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
+//! - [`chart`]: the RED pages' chart geometry (scales, nice maxima, gap-aware line paths).
+//! - [`flags`]: the flags panel's types and server functions (towards the gateway's and
+//!   inventory's `/admin` routes, with the admin token).
 //! - [`format`]: durations and UTC timestamps, identical on server and browser.
 //! - `server` (ssr only): configuration and `Application::build` → `run_until_stopped`.
 
@@ -16,7 +19,9 @@
 
 pub mod api;
 pub mod app;
+pub mod chart;
 pub mod compare;
+pub mod flags;
 pub mod format;
 pub mod map_layout;
 pub mod model;

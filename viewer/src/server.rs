@@ -26,6 +26,14 @@ pub struct Config {
     /// beside the binary's `target/<profile>/` directory, i.e. `target/site`, where
     /// `viewer/scripts/build-assets.sh` puts them.
     pub site_root: PathBuf,
+    /// `GATEWAY_URL`: the gateway, whose `/admin/flags` the flags panel reads and switches. Unset:
+    /// the panel says it is not connected.
+    pub gateway_url: Option<String>,
+    /// `INVENTORY_URL`: inventory-service, whose run-time fixes (`/admin/slow-query`,
+    /// `/admin/consumer`) the panel applies.
+    pub inventory_url: Option<String>,
+    /// `ADMIN_TOKEN`: sent as `Authorization: Bearer` to those admin routes; never to the browser.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +53,28 @@ pub enum ConfigError {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let query_api_url = var("QUERY_API_URL").unwrap_or_else(|| "http://127.0.0.1:16686".into());
-        if !query_api_url.starts_with("http://") && !query_api_url.starts_with("https://") {
-            return Err(ConfigError::Invalid {
-                name: "QUERY_API_URL",
-                value: query_api_url,
-                reason: "expected an http:// URL".into(),
-            });
-        }
+        let http_url = |name: &'static str, value: String| {
+            if value.starts_with("http://") || value.starts_with("https://") {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: "expected an http:// URL".into(),
+                })
+            }
+        };
+        let query_api_url = http_url(
+            "QUERY_API_URL",
+            var("QUERY_API_URL").unwrap_or_else(|| "http://127.0.0.1:16686".into()),
+        )?;
+        let gateway_url = var("GATEWAY_URL")
+            .map(|v| http_url("GATEWAY_URL", v))
+            .transpose()?;
+        let inventory_url = var("INVENTORY_URL")
+            .map(|v| http_url("INVENTORY_URL", v))
+            .transpose()?;
+        let admin_token = var("ADMIN_TOKEN").filter(|t| !t.trim().is_empty());
         let host = var("BIND_ADDR").unwrap_or_else(|| "0.0.0.0".into());
         let port = var("PORT").unwrap_or_else(|| "3000".into());
         let bind: SocketAddr =
@@ -70,24 +92,34 @@ impl Config {
             query_api_url,
             bind,
             site_root,
+            gateway_url,
+            inventory_url,
+            admin_token,
         })
     }
 }
 
-/// Every variable the viewer reads, with its default: [`Config::from_env`]'s, and `RUST_LOG` (the
-/// log filter `main` installs). `--print-config` lists exactly these.
-pub fn env_vars() -> [(&'static str, String); 5] {
+/// Every variable the viewer reads, with its default (`None`: no default, the setting is off when
+/// unset): [`Config::from_env`]'s, and `RUST_LOG` (the log filter `main` installs).
+/// `--print-config` lists exactly these.
+pub fn env_vars() -> [(&'static str, Option<String>); 8] {
     [
-        ("QUERY_API_URL", "http://127.0.0.1:16686".to_owned()),
-        ("BIND_ADDR", "0.0.0.0".to_owned()),
-        ("PORT", "3000".to_owned()),
+        ("QUERY_API_URL", Some("http://127.0.0.1:16686".to_owned())),
+        ("BIND_ADDR", Some("0.0.0.0".to_owned())),
+        ("PORT", Some("3000".to_owned())),
         (
             "LEPTOS_SITE_ROOT",
-            default_site_root().display().to_string(),
+            Some(default_site_root().display().to_string()),
         ),
-        ("RUST_LOG", "info".to_owned()),
+        ("GATEWAY_URL", None),
+        ("INVENTORY_URL", None),
+        ("ADMIN_TOKEN", None),
+        ("RUST_LOG", Some("info".to_owned())),
     ]
 }
+
+/// Variables whose value `--print-config` shows as `***`.
+const SECRETS: [&str; 1] = ["ADMIN_TOKEN"];
 
 /// One line of `--print-config`: the services' shape (service-kit's `print_config`), without flags.
 #[derive(Debug, serde::Serialize)]
@@ -101,18 +133,30 @@ struct Setting {
 impl Config {
     /// `viewer --print-config`: checks the environment as a start would ([`Config::from_env`]'s
     /// errors), then renders every variable of [`env_vars`] with its value and source (`env`, or
-    /// `default` when unset or empty, which the viewer treats alike) as the services' JSON.
+    /// `default` when unset or empty, which the viewer treats alike; `unset` with a null value for
+    /// a variable without default) as the services' JSON, the admin token as `***`.
     pub fn print_config() -> Result<String, ConfigError> {
         Self::from_env()?;
         let lines: Vec<String> = env_vars()
             .into_iter()
             .map(|(env, default)| {
-                let set = std::env::var(env).ok().filter(|v| !v.is_empty());
+                let set = std::env::var(env).ok().filter(|v| !v.is_empty()).map(|v| {
+                    if SECRETS.contains(&env) {
+                        "***".to_owned()
+                    } else {
+                        v
+                    }
+                });
+                let source = match (&set, &default) {
+                    (Some(_), _) => "env",
+                    (None, Some(_)) => "default",
+                    (None, None) => "unset",
+                };
                 let setting = Setting {
                     env,
                     flag: None,
-                    source: if set.is_some() { "env" } else { "default" },
-                    value: Some(set.unwrap_or(default)),
+                    source,
+                    value: set.or(default),
                 };
                 format!(
                     "   {}",
@@ -147,6 +191,16 @@ impl Application {
             return Err(Box::new(ConfigError::NoAssets(pkg.display().to_string())));
         }
         crate::api::backend::configure(&config.query_api_url);
+        if config.admin_token.is_none() && config.gateway_url.is_some() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: the flags panel calls the admin routes without a token (fine only while they are open)"
+            );
+        }
+        crate::flags::admin::configure(crate::flags::admin::Targets {
+            gateway: config.gateway_url.clone(),
+            inventory: config.inventory_url.clone(),
+            token: config.admin_token.clone(),
+        });
         let options = LeptosOptions::builder()
             .output_name("viewer")
             .site_root(config.site_root.display().to_string())

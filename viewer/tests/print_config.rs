@@ -13,6 +13,9 @@ fn viewer(env: &[(&str, &str)]) -> std::process::Output {
         "BIND_ADDR",
         "PORT",
         "LEPTOS_SITE_ROOT",
+        "GATEWAY_URL",
+        "INVENTORY_URL",
+        "ADMIN_TOKEN",
         "RUST_LOG",
     ] {
         cmd.env_remove(name);
@@ -22,7 +25,12 @@ fn viewer(env: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn prints_what_it_read() {
-    let out = viewer(&[("QUERY_API_URL", "http://collector:16686"), ("PORT", "0")]);
+    let out = viewer(&[
+        ("QUERY_API_URL", "http://collector:16686"),
+        ("PORT", "0"),
+        ("GATEWAY_URL", "http://api-gateway:8080"),
+        ("ADMIN_TOKEN", "s3cret-admin"),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -49,6 +57,18 @@ fn prints_what_it_read() {
             .ends_with("site")
     );
     assert_eq!(get("RUST_LOG")["source"], "default");
+    assert_eq!(get("GATEWAY_URL")["value"], "http://api-gateway:8080");
+    assert_eq!(
+        (
+            &get("INVENTORY_URL")["source"],
+            &get("INVENTORY_URL")["value"]
+        ),
+        (&Value::from("unset"), &Value::Null),
+        "no default: the panel's fixes are off"
+    );
+    assert_eq!(get("ADMIN_TOKEN")["source"], "env");
+    assert_eq!(get("ADMIN_TOKEN")["value"], "***", "the token is redacted");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret-admin"));
     for s in settings {
         assert!(s["flag"].is_null());
         assert_eq!(s.as_object().unwrap().len(), 4);
@@ -60,4 +80,7 @@ fn invalid_values_fail_as_at_a_start() {
     let out = viewer(&[("QUERY_API_URL", "collector:16686")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("QUERY_API_URL"));
+    let out = viewer(&[("GATEWAY_URL", "api-gateway:8080")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEWAY_URL"));
 }

@@ -6,6 +6,7 @@
 //! - [`v1`]: tracelab's own `/api/v1` endpoints (sampling statistics, windowed span reads of huge
 //!   traces, trace summaries, logs of a span).
 //! - [`dependencies`]: `/api/v1/dependencies`, the service map (nodes, edges, rates, percentiles).
+//! - [`metrics`]: `/api/v1/metrics/red`, RED time series with exemplars from spanmetrics.
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
@@ -14,6 +15,7 @@ pub mod dependencies;
 pub mod duration;
 pub mod ids;
 pub mod jaeger;
+pub mod metrics;
 pub mod v1;
 
 pub use duration::{DurationParseError, parse_go_duration};

@@ -157,7 +157,7 @@ struct NoSettings {}
 #[derive(Debug, Clone)]
 pub enum ConnectorConfig {
     /// traces → metrics.
-    SpanMetrics(SpanMetricsConfig),
+    SpanMetrics(Box<SpanMetricsConfig>),
     /// Passes data of one signal unchanged from one pipeline to another.
     Forward,
 }
@@ -190,7 +190,7 @@ impl ConnectorConfig {
 pub(crate) fn parse_connector(ty: &str, v: Value) -> Result<ConnectorConfig, ParseError> {
     Ok(match ty {
         "spanmetrics" => {
-            ConnectorConfig::SpanMetrics(parse_component(v, SpanMetricsConfig::validate)?)
+            ConnectorConfig::SpanMetrics(Box::new(parse_component(v, SpanMetricsConfig::validate)?))
         }
         "forward" => {
             parse_component::<NoSettings>(v, |_| Ok(()))?;

@@ -32,6 +32,7 @@ use crate::config::{
     ComponentId, ConnectorConfig, ExporterConfig, LoadedConfig, ProcessorConfig, SignalKind,
     pipeline_order,
 };
+use crate::connectors::spanmetrics::red::RedRegistry;
 use crate::connectors::spanmetrics::{SpanMetricsConnector, SpanMetricsInput};
 use crate::exporters::NopExporter;
 use crate::exporters::debug::DebugExporter;
@@ -90,6 +91,8 @@ pub struct Graph {
     pub self_metrics: Arc<SelfMetrics>,
     /// Every sampling processor's statistics, for the query API.
     pub sampling: Arc<SamplingRegistry>,
+    /// Every spanmetrics connector's RED time series, for the query API.
+    pub red: Arc<RedRegistry>,
 }
 
 /// Type-erased storage keyed by (component, signal): holds `Arc<dyn Consumer<T>>` or
@@ -110,6 +113,7 @@ struct Builder<'c> {
     stop_last: Vec<Box<dyn Stop>>,
     prometheus: Vec<(ComponentId, String, Arc<PrometheusExporter>)>,
     sampling: SamplingRegistry,
+    red: RedRegistry,
     /// Started before wiring (opening the store is async); shared by traces and logs pipelines.
     tracelab: HashMap<ComponentId, Arc<TracelabExporter>>,
 }
@@ -194,7 +198,10 @@ impl Builder<'_> {
                         next: out,
                         sent: counters.clone(),
                     });
-                    let c = SpanMetricsConnector::new(sc.clone(), out);
+                    let c = SpanMetricsConnector::new((**sc).clone(), out);
+                    if let Some(r) = c.red() {
+                        self.red.insert(id.to_string(), r);
+                    }
                     let input: Arc<dyn Consumer<ResourceSpans>> = Arc::new(SpanMetricsInput(c));
                     same::<ResourceSpans, T>(input, "spanmetrics")?
                 }
@@ -505,6 +512,7 @@ pub fn build(
         stop_last: Vec::new(),
         prometheus: Vec::new(),
         sampling: SamplingRegistry::default(),
+        red: RedRegistry::default(),
         tracelab,
     };
     for i in order {
@@ -537,6 +545,7 @@ pub fn build(
         prometheus: b.prometheus,
         self_metrics: b.metrics,
         sampling: Arc::new(b.sampling),
+        red: Arc::new(b.red),
     })
 }
 

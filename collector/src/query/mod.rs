@@ -5,13 +5,15 @@
 //!
 //! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
 //! also knows all the stores ([`StoreRegistry`]: `/api/v1/stores`, `/api/v1/traces/lookup?store=`)
-//! and all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`).
+//! and all the sampling processors ([`SamplingRegistry`]: `/api/v1/sampling`) and the spanmetrics
+//! connectors' RED time series ([`RedRegistry`]: `/api/v1/metrics/red`).
 //!
 //! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
 //! `/api/v1` routes answer `{"error": {"code", "message"}}`.
 
 mod dependencies;
 mod params;
+mod red;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +36,7 @@ use collector_api::v1::{
 use serde::Deserialize;
 
 use crate::component::FieldError;
+use crate::connectors::spanmetrics::red::RedRegistry;
 use crate::sampling::SamplingRegistry;
 use crate::store::{StoreError, TraceStore};
 
@@ -239,6 +242,7 @@ struct AppState {
     own_id: Arc<str>,
     stores: Arc<StoreRegistry>,
     sampling: Arc<SamplingRegistry>,
+    red: Arc<RedRegistry>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
@@ -248,6 +252,7 @@ pub fn router(
     own: &str,
     registry: Arc<StoreRegistry>,
     samplers: Arc<SamplingRegistry>,
+    red: Arc<RedRegistry>,
 ) -> Result<Router, UnknownStore> {
     let store = registry.get(own).ok_or_else(|| UnknownStore {
         own: own.to_string(),
@@ -258,6 +263,7 @@ pub fn router(
         own_id: own.into(),
         stores: registry,
         sampling: samplers,
+        red,
     };
     Ok(Router::new()
         .route("/api/services", get(services))
@@ -277,6 +283,7 @@ pub fn router(
         .route("/api/v1/traces/lookup", post(lookup))
         .route("/api/v1/traces/{trace_id}/spans", get(span_window))
         .route("/api/v1/traces/{trace_id}/logs", get(logs))
+        .route("/api/v1/metrics/red", get(red::red))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -298,9 +305,10 @@ pub async fn serve(
     own: &str,
     stores: Arc<StoreRegistry>,
     sampling: Arc<SamplingRegistry>,
+    red: Arc<RedRegistry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let r = router(own, stores.clone(), sampling).map_err(std::io::Error::other)?;
+    let r = router(own, stores.clone(), sampling, red).map_err(std::io::Error::other)?;
     stores.set_query_endpoint(own, listener.local_addr()?);
     axum::serve(listener, r)
         .with_graceful_shutdown(shutdown)

@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde_json::{Value as J, json};
 
+use crate::connectors::spanmetrics::red::RedRegistry;
 use crate::exporters::tracelab::{TracelabExporter, TracelabExporterConfig};
 use crate::pipeline::Consumer;
 use crate::query::StoreRegistry;
@@ -283,9 +284,16 @@ async fn start() -> (Api, Arc<SamplingRegistry>) {
     stores.insert("tracelab/empty", empty.store());
     let stores = Arc::new(stores);
     tokio::spawn(async move {
-        super::serve(listener, "tracelab", stores, samplers_for_server, async {
-            let _ = rx.await;
-        })
+        super::serve(
+            listener,
+            "tracelab",
+            stores,
+            samplers_for_server,
+            Arc::new(RedRegistry::default()),
+            async {
+                let _ = rx.await;
+            },
+        )
         .await
     });
     let api = Api {
@@ -680,6 +688,7 @@ async fn searches_match_on_one_span_and_report_the_scan_bound() {
             "tracelab",
             stores,
             Arc::new(SamplingRegistry::default()),
+            Arc::new(RedRegistry::default()),
             async {
                 let _ = rx.await;
             },

@@ -2,6 +2,10 @@
 //! (a librdkafka MockCluster in this process), the collector, the four services and the viewer
 //! when it is built. `Stack::start` is what `tracelab up` and the end-to-end tests both use.
 //!
+//! Every run has an admin token (random unless [`StackOptions::admin_token`] names one): the
+//! services get it as `ADMIN_TOKEN`, so their `/admin` routes answer only requests that carry it,
+//! and so does the viewer, whose flags panel calls them ([`Stack::admin_http`] is the tests' client).
+//!
 //! Order matters three times: the collector starts (and is ready) before the services so their
 //! first spans have somewhere to go; a service starts once the services it calls have reported
 //! their ports (each binds the port it is given, or with `PORT=0` one the OS picks, and writes it
@@ -94,6 +98,8 @@ pub struct StackOptions {
     pub viewer: bool,
     /// More environment for every child (applied last).
     pub extra_env: Vec<(String, String)>,
+    /// The services' `ADMIN_TOKEN`; `None` picks a random one for this run ([`random_token`]).
+    pub admin_token: Option<String>,
 }
 
 impl StackOptions {
@@ -115,6 +121,7 @@ impl StackOptions {
             rust_log: "info".into(),
             viewer: true,
             extra_env: Vec::new(),
+            admin_token: None,
         }
     }
 
@@ -159,6 +166,14 @@ pub fn viewer_site_root(bin_dir: &Path) -> PathBuf {
     bin_dir
         .parent()
         .map_or_else(|| PathBuf::from("site"), |t| t.join("site"))
+}
+
+/// 32 hex digits from the kernel's CSPRNG (`/dev/urandom`): a run's admin token.
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Where every part of a running stack answers.
@@ -247,6 +262,8 @@ pub struct Stack {
     pub log_dir: Option<PathBuf>,
     /// The collector config the stack runs.
     pub collector_config: PathBuf,
+    /// The `ADMIN_TOKEN` the services' `/admin` routes (and the viewer) were given.
+    pub admin_token: String,
     children: Vec<Supervised>,
     exits: tokio::sync::Mutex<mpsc::UnboundedReceiver<ChildExit>>,
     exits_seen: Mutex<Vec<ChildExit>>,
@@ -257,8 +274,9 @@ pub struct Stack {
 
 /// The environment every service gets (besides `OTEL_SERVICE_NAME`, `PORT` and `PORT_FILE`). The
 /// callee URLs are only right for the services whose callees have reported their ports.
-fn service_env(opts: &StackOptions, urls: &StackUrls) -> Vec<(String, String)> {
+fn service_env(opts: &StackOptions, urls: &StackUrls, admin_token: &str) -> Vec<(String, String)> {
     vec![
+        ("ADMIN_TOKEN".into(), admin_token.into()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), urls.otlp_http.clone()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
         // Export spans every 200 ms instead of the SDK's 5 s, so a trace is queryable about a
@@ -385,6 +403,10 @@ impl Stack {
             }
         };
         let urls = StackUrls::new(&opts.ports, &brokers, with_viewer);
+        let admin_token = match &opts.admin_token {
+            Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => random_token().map_err(io("reading /dev/urandom for the admin token"))?,
+        };
         let reaper_bin = opts.bin_dir.join("tracelab");
         let reaper = if reaper_bin.is_file() {
             Some(Reaper::spawn(&reaper_bin).map_err(io("starting the reaper"))?)
@@ -403,6 +425,7 @@ impl Stack {
             started_at,
             log_dir,
             collector_config: PathBuf::new(),
+            admin_token,
             children: Vec::new(),
             exits: tokio::sync::Mutex::new(exit_rx),
             exits_seen: Mutex::new(Vec::new()),
@@ -501,7 +524,7 @@ impl Stack {
             for &callee in callees(name) {
                 self.wait_port(callee, data_dir, opts.ready_timeout).await?;
             }
-            let mut env = service_env(opts, &self.urls);
+            let mut env = service_env(opts, &self.urls, &self.admin_token);
             if self.kafka.is_some() {
                 // KIP-848 consumer groups: the MockCluster supports them and they skip the classic
                 // protocol's ~3 s initial rebalance delay, so the first order's consumer span
@@ -545,6 +568,10 @@ impl Stack {
                 ("PORT".into(), p.viewer.to_string()),
                 ("BIND_ADDR".into(), "127.0.0.1".into()),
                 ("QUERY_API_URL".into(), self.urls.query.clone()),
+                // The flags panel: the viewer's server calls these with the token.
+                ("GATEWAY_URL".into(), self.urls.gateway.clone()),
+                ("INVENTORY_URL".into(), self.urls.inventory.clone()),
+                ("ADMIN_TOKEN".into(), self.admin_token.clone()),
                 (
                     "LEPTOS_SITE_ROOT".into(),
                     viewer_site_root(&opts.bin_dir).display().to_string(),
@@ -716,6 +743,23 @@ impl Stack {
         }
     }
 
+    /// An HTTP client that sends `Authorization: Bearer <admin token>` with every request: what
+    /// calls to the services' `/admin` routes need.
+    pub fn admin_http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut v) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.admin_token))
+        {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default()
+    }
+
     /// Names and pids of the running children.
     pub fn processes(&self) -> Vec<(String, u32)> {
         self.children
@@ -851,6 +895,17 @@ mod tests {
                 assert!(at < i, "{callee} must start before {name}");
             }
         }
+    }
+
+    #[test]
+    fn admin_tokens_are_random_hex() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+        let urls = StackUrls::new(&Ports::defaults(), "k:1", false);
+        let env = service_env(&StackOptions::new("/b", "/d"), &urls, &a);
+        assert!(env.contains(&("ADMIN_TOKEN".into(), a.clone())));
     }
 
     #[tokio::test]

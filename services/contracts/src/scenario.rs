@@ -316,8 +316,22 @@ pub struct FlagState {
     pub probability: u32,
 }
 
-/// `GET /admin/flags` answer and `PUT /admin/flags` body (a PUT may name only some scenarios).
+/// `GET /admin/flags` answer (and `PUT`'s): every fault's flag by scenario name.
 pub type Flags = BTreeMap<String, FlagState>;
+
+/// One entry of a `PUT /admin/flags` body. `enabled` switches the flag; `probability`, when given,
+/// sets its share, and when omitted stays what it was, so `{"payment.slow":{"enabled":false}}`
+/// switches a flag off and a later `{"enabled":true}` brings it back at the same share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagChange {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<u32>,
+}
+
+/// `PUT /admin/flags` body: a PUT may name only some scenarios.
+pub type FlagChanges = BTreeMap<String, FlagChange>;
 
 #[cfg(test)]
 mod tests {
@@ -363,6 +377,32 @@ mod tests {
         assert!(
             !md.contains("  "),
             "no wrapped-source spacing leaks into the docs"
+        );
+    }
+
+    #[test]
+    fn a_flag_change_may_leave_the_probability_out() {
+        let off: FlagChanges =
+            serde_json::from_str(r#"{"payment.slow":{"enabled":false}}"#).unwrap();
+        assert_eq!(
+            off["payment.slow"],
+            FlagChange {
+                enabled: false,
+                probability: None
+            }
+        );
+        let on: FlagChanges =
+            serde_json::from_str(r#"{"payment.slow":{"enabled":true,"probability":25}}"#).unwrap();
+        assert_eq!(on["payment.slow"].probability, Some(25));
+        assert!(
+            serde_json::from_str::<FlagChanges>(
+                r#"{"payment.slow":{"enabled":true,"probabilty":5}}"#
+            )
+            .is_err(),
+            "a misspelt field is refused, not ignored"
+        );
+        assert!(
+            serde_json::from_str::<FlagChanges>(r#"{"payment.slow":{"probability":5}}"#).is_err()
         );
     }
 

@@ -66,16 +66,8 @@ impl Authenticator {
                 anonymous: true,
             });
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
-            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()))
+        let token = service_kit::admin::bearer(value)
+            .filter(|t| t.chars().all(|c| c.is_ascii_graphic()))
             .ok_or(ApiError::Unauthorized(
                 "malformed Authorization header: expected `Bearer <token>`",
             ))?;

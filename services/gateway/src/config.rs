@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use service_kit::ServerArgs;
+use service_kit::{AdminArgs, ServerArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -19,6 +19,9 @@ pub struct Config {
     // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
     #[command(flatten)]
     pub server: ServerArgs,
+    // ADMIN_TOKEN: the bearer token of the /admin routes.
+    #[command(flatten)]
+    pub admin: AdminArgs,
     /// Base URL of order-service.
     #[arg(
         long,
@@ -52,6 +55,7 @@ impl Config {
     pub fn for_tests(order_service_url: &str) -> Self {
         Self {
             server: ServerArgs::for_tests(64 * 1024),
+            admin: AdminArgs::default(),
             order_service_url: order_service_url.to_owned(),
             downstream_timeout_ms: 15_000,
             api_tokens: "demo-token-alice=alice,demo-token-bob=bob".to_owned(),
@@ -98,6 +102,7 @@ mod tests {
         service_kit::config::assert_help_lists(
             Config::command(),
             &[
+                "ADMIN_TOKEN",
                 "ORDER_SERVICE_URL",
                 "DOWNSTREAM_TIMEOUT_MS",
                 "API_TOKENS",

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use contracts::scenario::{self, FlagState, Flags, Scenario};
+use contracts::scenario::{self, FlagChanges, FlagState, Flags, Scenario};
 use rand::Rng;
 
 use crate::error::ApiError;
@@ -21,12 +21,22 @@ pub struct ScenarioFlags {
 }
 
 impl ScenarioFlags {
-    /// All flags off, then `spec` (`name=percent,...`, as in `SCENARIO_FLAGS`) switched on.
+    /// All flags off, then `spec` (`name=percent,...`, as in `SCENARIO_FLAGS`) switched on. An off
+    /// flag holds the share it runs at once switched on: 100 % until a PUT or the spec sets one
+    /// (as `SCENARIO_FLAGS=payment.slow` means 100 %), so `{"enabled":true}` alone switches it on.
     pub fn from_spec(spec: &str) -> anyhow::Result<Self> {
         let mut flags: BTreeMap<Scenario, FlagState> = Scenario::ALL
             .into_iter()
             .filter(|s| *s != Scenario::Checkout)
-            .map(|s| (s, FlagState::default()))
+            .map(|s| {
+                (
+                    s,
+                    FlagState {
+                        enabled: false,
+                        probability: 100,
+                    },
+                )
+            })
             .collect();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, percent) = entry.split_once('=').unwrap_or((entry, "100"));
@@ -59,27 +69,33 @@ impl ScenarioFlags {
             .collect()
     }
 
-    /// Applies a (partial) update atomically: every entry is checked before any is applied.
-    pub fn update(&self, changes: Flags) -> Result<Flags, ApiError> {
+    /// Applies a (partial) update atomically: every entry is checked before any is applied. An
+    /// entry without `probability` keeps the flag's current one.
+    pub fn update(&self, changes: FlagChanges) -> Result<Flags, ApiError> {
         let mut parsed = Vec::with_capacity(changes.len());
-        for (name, state) in changes {
+        for (name, change) in changes {
             let scenario: Scenario = name.parse()?;
             if scenario == Scenario::Checkout {
                 return Err(ApiError::Validation(
                     "`checkout` is the default path, not a flag".into(),
                 ));
             }
-            if state.probability > 100 {
+            if let Some(p) = change.probability.filter(|p| *p > 100) {
                 return Err(ApiError::Validation(format!(
-                    "{name}: probability must be 0-100 (percent), got {}",
-                    state.probability
+                    "{name}: probability must be 0-100 (percent), got {p}"
                 )));
             }
-            parsed.push((scenario, state));
+            parsed.push((scenario, change));
         }
         {
             let mut flags = self.flags.write().unwrap_or_else(|e| e.into_inner());
-            flags.extend(parsed);
+            for (scenario, change) in parsed {
+                let flag = flags.entry(scenario).or_default();
+                flag.enabled = change.enabled;
+                if let Some(p) = change.probability {
+                    flag.probability = p;
+                }
+            }
         }
         Ok(self.snapshot())
     }
@@ -152,6 +168,7 @@ pub fn with_scenario(existing: &[&str], scenario: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::scenario::FlagChange;
 
     #[test]
     fn forced_wins_then_enabled_flags_then_checkout() {
@@ -182,20 +199,70 @@ mod tests {
         assert!(ScenarioFlags::from_spec("payment.slow=101").is_err());
         assert!(ScenarioFlags::from_spec("checkout=10").is_err());
         let flags = ScenarioFlags::from_spec("").unwrap();
-        let bad = Flags::from([(
+        let bad = FlagChanges::from([(
             "payment.slow".to_owned(),
-            FlagState {
+            FlagChange {
                 enabled: true,
-                probability: 150,
+                probability: Some(150),
             },
         )]);
         assert!(matches!(flags.update(bad), Err(ApiError::Validation(_))));
-        let unknown = Flags::from([("payment.fast".to_owned(), FlagState::default())]);
+        let unknown = FlagChanges::from([(
+            "payment.fast".to_owned(),
+            FlagChange {
+                enabled: true,
+                probability: None,
+            },
+        )]);
         assert!(matches!(
             flags.update(unknown),
             Err(ApiError::UnknownScenario(_))
         ));
         assert!(flags.snapshot().values().all(|f| !f.enabled));
+    }
+
+    fn change(name: &str, enabled: bool, probability: Option<u32>) -> FlagChanges {
+        FlagChanges::from([(
+            name.to_owned(),
+            FlagChange {
+                enabled,
+                probability,
+            },
+        )])
+    }
+
+    #[test]
+    fn an_update_without_probability_keeps_the_share() {
+        let flags = ScenarioFlags::from_spec("payment.slow=25").unwrap();
+        let off = flags.update(change("payment.slow", false, None)).unwrap();
+        assert_eq!(
+            off["payment.slow"],
+            FlagState {
+                enabled: false,
+                probability: 25
+            },
+            "switched off, share kept"
+        );
+        assert_eq!(flags.decide(None, || 0), Scenario::Checkout);
+        let on = flags.update(change("payment.slow", true, None)).unwrap();
+        assert_eq!(
+            on["payment.slow"].probability, 25,
+            "back on at the same share"
+        );
+        assert_eq!(flags.decide(None, || 24), Scenario::PaymentSlow);
+        assert_eq!(flags.decide(None, || 25), Scenario::Checkout);
+        // A flag never set runs at 100 % once switched on without a share.
+        flags.update(change("payment.slow", false, None)).unwrap();
+        let declined = flags
+            .update(change("payment.declined", true, None))
+            .unwrap();
+        assert_eq!(declined["payment.declined"].probability, 100);
+        assert_eq!(flags.decide(None, || 99), Scenario::PaymentDeclined);
+        let set = flags
+            .update(change("payment.declined", true, Some(0)))
+            .unwrap();
+        assert_eq!(set["payment.declined"].probability, 0);
+        assert_eq!(flags.decide(None, || 0), Scenario::Checkout);
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl Application {
                 config.downstream_timeout(),
             )),
         };
-        let router = routes::router(state.clone())
+        let router = routes::router(state.clone(), &config.admin)
             .layer(DefaultBodyLimit::max(config.server.max_body_bytes));
         // The scenario middleware wraps the telemetry layer, so the SERVER span already sees the
         // decision in its (extracted) baggage. The health probes stay outside both: they neither

@@ -274,6 +274,91 @@ async fn flags_change_at_run_time() {
         flags["payment.slow"]["enabled"], false,
         "rejected updates change nothing"
     );
+
+    // `enabled:false` alone switches a flag off, keeping its share.
+    let off = client
+        .put(&flags_url)
+        .json(&serde_json::json!({"payment.declined": {"enabled": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    let off: serde_json::Value = off.json().await.unwrap();
+    assert_eq!(
+        off["payment.declined"],
+        serde_json::json!({"enabled": false, "probability": 0})
+    );
+}
+
+/// With `ADMIN_TOKEN` set, the flags need `Authorization: Bearer <token>`: 401 with the shared
+/// error body without it or with a wrong one, and a refused PUT changes nothing. The orders route
+/// keeps its own authentication (`API_TOKENS`), untouched by the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_routes_need_the_admin_token_when_one_is_set() {
+    telemetry::testing::init();
+    let (order, recorded) = recording_order_service().await;
+    let mut config = api_gateway::Config::for_tests(&order.base);
+    config.admin = service_kit::AdminArgs::with_token("adm-7f3a");
+    let gw = gateway(config).await;
+    let client = reqwest::Client::new();
+    let flags_url = format!("{}/admin/flags", gw.base);
+    let switch_on = serde_json::json!({"payment.slow": {"enabled": true, "probability": 100}});
+
+    let none = client.get(&flags_url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let body: serde_json::Value = none.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization"),
+        "{body}"
+    );
+    for token in ["demo-token-alice", "adm-7f3b", "adm-7f3a-and-more"] {
+        let wrong = client
+            .put(&flags_url)
+            .bearer_auth(token)
+            .json(&switch_on)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{token}");
+    }
+
+    let flags: serde_json::Value = client
+        .get(&flags_url)
+        .bearer_auth("adm-7f3a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        flags["payment.slow"]["enabled"], false,
+        "the refused PUTs changed nothing"
+    );
+    let on = client
+        .put(&flags_url)
+        .bearer_auth("adm-7f3a")
+        .json(&switch_on)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), 200);
+    let orders = client
+        .post(format!("{}/orders", gw.base))
+        .json(&order_body("tok_test_123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(orders.status(), 201, "orders need no admin token");
+    assert_eq!(
+        recorded.last_header("baggage").as_deref(),
+        Some("tracelab.scenario=payment.slow")
+    );
+    std::mem::forget(order);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

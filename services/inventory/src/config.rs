@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use service_kit::{DatabaseArgs, ServerArgs};
+use service_kit::{AdminArgs, DatabaseArgs, ServerArgs};
 
 /// inventory-service: stock reservations and the `orders` Kafka consumer.
 #[derive(Debug, Clone, Parser)]
@@ -22,6 +22,9 @@ pub struct Config {
     // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
     #[command(flatten)]
     pub server: ServerArgs,
+    // ADMIN_TOKEN: the bearer token of the /admin routes.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
     #[command(flatten)]
@@ -81,6 +84,7 @@ impl Config {
     pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
         Self {
             server: ServerArgs::for_tests(16 * 1024),
+            admin: AdminArgs::default(),
             database: DatabaseArgs::for_tests(database_url),
             kafka_brokers: kafka_brokers.map(str::to_owned),
             kafka_topic: contracts::events::ORDERS_TOPIC.to_owned(),
@@ -117,6 +121,7 @@ mod tests {
         service_kit::config::assert_help_lists(
             Config::command(),
             &[
+                "ADMIN_TOKEN",
                 "DATABASE_URL",
                 "DATABASE_MAX_CONNECTIONS",
                 "KAFKA_BROKERS",

@@ -83,8 +83,8 @@ impl Application {
             max_body_bytes: config.server.max_body_bytes,
             consumer_concurrency: concurrency,
         };
-        let router =
-            routes::router(state).merge(service_kit::health::database(store.pool().clone()));
+        let router = routes::router(state, &config.admin)
+            .merge(service_kit::health::database(store.pool().clone()));
         let server = Server::bind(&config.server, "inventory-service", router).await?;
         Ok(Self {
             server,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use service_kit::{DatabaseArgs, ServerArgs};
+use service_kit::{AdminArgs, DatabaseArgs, ServerArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -19,6 +19,9 @@ pub struct Config {
     // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
     #[command(flatten)]
     pub server: ServerArgs,
+    // ADMIN_TOKEN: the bearer token of the /admin routes.
+    #[command(flatten)]
+    pub admin: AdminArgs,
     // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -75,6 +78,7 @@ impl Config {
     pub fn for_tests(database_url: &str, kafka_brokers: Option<&str>) -> Self {
         Self {
             server: ServerArgs::for_tests(64 * 1024),
+            admin: AdminArgs::default(),
             database: DatabaseArgs::for_tests(database_url),
             payment_service_url: "http://127.0.0.1:9".to_owned(),
             inventory_service_url: "http://127.0.0.1:9".to_owned(),
@@ -113,6 +117,7 @@ mod tests {
         service_kit::config::assert_help_lists(
             Config::command(),
             &[
+                "ADMIN_TOKEN",
                 "DATABASE_URL",
                 "DATABASE_MAX_CONNECTIONS",
                 "PAYMENT_SERVICE_URL",

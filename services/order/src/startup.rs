@@ -116,8 +116,8 @@ impl Application {
                 config.check_stock_first,
             )),
         };
-        let router =
-            routes::router(state).layer(DefaultBodyLimit::max(config.server.max_body_bytes));
+        let router = routes::router(state, &config.admin)
+            .layer(DefaultBodyLimit::max(config.server.max_body_bytes));
         // Health probes outside the telemetry layer: they neither trace nor count as traffic.
         let router = telemetry::http::instrument_router(router)
             .merge(service_kit::health::database(pool.clone()));

@@ -2,7 +2,7 @@
 //! `payment-service --help` lists every variable, including the card provider's URL and client policy.
 
 use clap::{Args, Parser};
-use service_kit::{DatabaseArgs, ServerArgs};
+use service_kit::{AdminArgs, DatabaseArgs, ServerArgs};
 
 use crate::provider::ProviderPolicy;
 
@@ -22,6 +22,9 @@ pub struct Config {
     // BIND_ADDR, PORT, PORT_FILE, MAX_BODY_BYTES.
     #[command(flatten)]
     pub server: ServerArgs,
+    // ADMIN_TOKEN: the bearer token of the /admin routes.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     // DATABASE_URL, DATABASE_MAX_CONNECTIONS.
     #[command(flatten)]
@@ -98,6 +101,7 @@ impl Config {
     pub fn for_tests(database_url: &str, _kafka_brokers: Option<&str>) -> Self {
         Self {
             server: ServerArgs::for_tests(16 * 1024),
+            admin: AdminArgs::default(),
             database: DatabaseArgs::for_tests(database_url),
             idempotency_wait_ms: 10_000,
             charge_pending_lease_ms: 30_000,
@@ -116,6 +120,7 @@ mod tests {
         service_kit::config::assert_help_lists(
             Config::command(),
             &[
+                "ADMIN_TOKEN",
                 "DATABASE_URL",
                 "DATABASE_MAX_CONNECTIONS",
                 "IDEMPOTENCY_WAIT_MS",

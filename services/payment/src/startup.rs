@@ -47,8 +47,8 @@ impl Application {
             idempotency_wait: Duration::from_millis(config.idempotency_wait_ms),
             charge_pending_lease: Duration::from_millis(config.charge_pending_lease_ms),
         };
-        let router =
-            routes::router(state).merge(service_kit::health::database(store.pool().clone()));
+        let router = routes::router(state, &config.admin)
+            .merge(service_kit::health::database(store.pool().clone()));
         let server = Server::bind(&config.server, "payment-service", router).await?;
         Ok(Self { server, store })
     }

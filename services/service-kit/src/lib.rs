@@ -12,10 +12,13 @@
 //! - [`error`]: the cause chain logged once and the `contracts::error::ErrorBody` response, for any
 //!   service error enum, given the status and code the service maps it to.
 //! - [`db`]: `.traced(span)` on sqlx futures and the pool + `db.system.name` pair the stores hold.
+//! - [`admin`]: `ADMIN_TOKEN` ([`AdminArgs`]) and the bearer-token check in front of a service's
+//!   `/admin` routes.
 //!
 //! What differs between services (their routes, state, error variants, background work) stays in
 //! each service.
 
+pub mod admin;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod print_config;
 pub mod server;
 pub mod shutdown;
 
+pub use admin::AdminArgs;
 pub use config::{DatabaseArgs, ServerArgs};
 pub use server::Server;
 pub use shutdown::shutdown_signal;

@@ -2,5 +2,7 @@
 
 pub mod compare;
 pub mod dependencies;
+pub mod flags;
+pub mod monitor;
 pub mod search;
 pub mod trace;

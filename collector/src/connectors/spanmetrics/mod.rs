@@ -5,6 +5,12 @@
 //! resource, then one `otel.metric.overflow=true` series; `metrics_expiration` /
 //! `series_expiration` drop what stopped being updated. Emitted as cumulative OTLP metrics every
 //! `metrics_flush_interval` and once more at shutdown.
+//!
+//! Beside them, unless `time_series.enabled` is false, the connector keeps RED time series in a
+//! [`red::RedStore`] (bounded rings of fixed-width buckets with exemplars) that the query API's
+//! `/api/v1/metrics/red` reads through the [`red::RedRegistry`].
+
+pub mod red;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -106,6 +112,8 @@ pub struct SpanMetricsConfig {
     /// Deprecated in contrib (v0.130.0); refused here with a message (see `validate`).
     pub dimensions_cache_size: Option<serde::de::IgnoredAny>,
     pub namespace: String,
+    /// tracelab's RED time series (not in contrib): see [`red::TimeSeriesConfig`].
+    pub time_series: red::TimeSeriesConfig,
 }
 
 impl Default for SpanMetricsConfig {
@@ -122,6 +130,7 @@ impl Default for SpanMetricsConfig {
             aggregation_cardinality_limit: 0,
             dimensions_cache_size: None,
             namespace: "traces.span.metrics".into(),
+            time_series: red::TimeSeriesConfig::default(),
         }
     }
 }
@@ -180,7 +189,7 @@ impl SpanMetricsConfig {
                 "must be greater than 0",
             ));
         }
-        Ok(())
+        self.time_series.validate()
     }
 }
 
@@ -223,6 +232,8 @@ pub struct SpanMetricsConnector {
     start_ns: u64,
     /// By resource key (the sorted key attributes as strings).
     state: Mutex<BTreeMap<Vec<(String, String)>, ResourceState>>,
+    /// The RED time series (`None` when `time_series.enabled` is false).
+    red: Option<Arc<red::RedStore>>,
     next: Arc<dyn Consumer<ResourceMetrics>>,
     stop: tokio::sync::Notify,
 }
@@ -286,14 +297,27 @@ impl SpanMetricsConnector {
             .iter()
             .map(|d| d.as_secs_f64() * per_unit)
             .collect();
+        let red = cfg.time_series.enabled.then(|| {
+            Arc::new(red::RedStore::new(
+                &cfg.time_series,
+                &cfg.histogram.explicit.buckets,
+                cfg.aggregation_cardinality_limit as usize,
+            ))
+        });
         Arc::new(Self {
             cfg,
             bounds,
+            red,
             start_ns: now_ns(),
             state: Mutex::new(BTreeMap::new()),
             next,
             stop: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The RED time series this connector feeds, when enabled.
+    pub fn red(&self) -> Option<Arc<red::RedStore>> {
+        self.red.clone()
     }
 
     /// The resource's key: its `resource_metrics_key_attributes` (all attributes when none are
@@ -322,6 +346,8 @@ impl SpanMetricsConnector {
         let limit = self.cfg.aggregation_cardinality_limit as usize;
         let buckets = self.bounds.len();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Wall-clock time places spans (by their end) in the time series' buckets.
+        let mut red = self.red.as_deref().map(|r| r.writer(now_ns()));
         for rs in batch {
             let res_attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
             // contrib skips the spans of a resource without `service.name`.
@@ -371,10 +397,25 @@ impl SpanMetricsConnector {
                             dims.push((d.name.clone(), v));
                         }
                     }
-                    let dur =
-                        sp.end_time_unix_nano
-                            .saturating_sub(sp.start_time_unix_nano) as f64
-                            * per_unit;
+                    let dur_ns = sp
+                        .end_time_unix_nano
+                        .saturating_sub(sp.start_time_unix_nano);
+                    if let Some(w) = red.as_mut() {
+                        w.record(&red::Observation {
+                            service: &svc,
+                            operation: &sp.name,
+                            kind: sp.kind,
+                            error: sp
+                                .status
+                                .as_ref()
+                                .is_some_and(|s| s.code == status::StatusCode::Error as i32),
+                            end_ns: sp.end_time_unix_nano,
+                            duration_ns: dur_ns,
+                            trace_id: &sp.trace_id,
+                            span_id: &sp.span_id,
+                        });
+                    }
+                    let dur = dur_ns as f64 * per_unit;
                     let s =
                         if limit == 0 || res.series.len() < limit || res.series.contains_key(&dims)
                         {

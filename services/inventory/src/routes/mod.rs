@@ -7,13 +7,15 @@ pub mod reservations;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use service_kit::AdminArgs;
 
 use crate::startup::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// `admin_token` guards the `/admin` routes (`service_kit::admin`).
+pub fn router(state: AppState, admin_token: &AdminArgs) -> Router {
     let api = Router::new()
         .merge(reservations::router())
-        .merge(admin::router())
+        .merge(admin_token.protect(admin::router()))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     telemetry::http::instrument_router(api).with_state(state)
 }

@@ -5,12 +5,14 @@ pub mod admin;
 pub mod orders;
 
 use axum::Router;
+use service_kit::AdminArgs;
 
 use crate::startup::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// `admin_token` guards the `/admin` routes (`service_kit::admin`).
+pub fn router(state: AppState, admin_token: &AdminArgs) -> Router {
     Router::new()
         .merge(orders::router())
-        .merge(admin::router())
+        .merge(admin_token.protect(admin::router()))
         .with_state(state)
 }
