@@ -262,8 +262,8 @@ pub(super) struct MapSpan {
 impl TraceStore {
     /// Counts `spans` (the ones this transaction inserted) into the map: their own rows, the edges
     /// to parents in the batch or stored, the edges from children that waited for them; children
-    /// whose parent is missing start waiting. `pending` is changed only after `commit` succeeds,
-    /// which the caller does while still holding the lock (hence the returned closure-free plan).
+    /// whose parent is missing start waiting. Returns the changes to `pending`, which the caller
+    /// applies once the transaction committed, still holding the lock.
     pub(super) async fn map_insert(
         tx: &mut sqlx::SqliteConnection,
         pending: &Pending,
