@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use collector::connectors::spanmetrics::red::RedRegistry;
 use collector::query::{StoreRegistry, router};
 use collector::sampling::SamplingRegistry;
 use collector::store::{StoreConfig, TraceStore};
@@ -192,6 +193,7 @@ fn main() {
             "tracelab",
             Arc::new(registry),
             Arc::new(SamplingRegistry::default()),
+            Arc::new(RedRegistry::default()),
         )
         .expect("router");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
