@@ -32,7 +32,13 @@ const UNPERSISTED_CAPACITY: usize = 50_000;
 /// the mutex-protected parts are touched once per decided trace.
 #[derive(Debug)]
 pub struct SamplingStats {
+    /// The processor's component id (`tail_sampling/tail`), recorded in its decisions.
+    id: String,
     policies: Mutex<Vec<PolicyStats>>,
+    /// The first top-level `latency` policy: its name and `threshold_ms` (the dashboard's "slow").
+    latency_threshold: Mutex<Option<(String, u64)>>,
+    /// The stores its decisions are persisted into.
+    stores: Mutex<Vec<String>>,
     recent: Mutex<VecDeque<SamplingDecision>>,
     recent_capacity: usize,
     pub traces_sampled: AtomicU64,
@@ -65,8 +71,16 @@ pub struct PolicyVote {
 
 impl SamplingStats {
     pub fn new(recent_capacity: usize) -> Self {
+        Self::named("", recent_capacity)
+    }
+
+    /// Statistics of the processor with component id `id`.
+    pub fn named(id: &str, recent_capacity: usize) -> Self {
         Self {
+            id: id.to_string(),
             policies: Mutex::new(Vec::new()),
+            latency_threshold: Mutex::new(None),
+            stores: Mutex::new(Vec::new()),
             recent: Mutex::new(VecDeque::with_capacity(recent_capacity.min(4096))),
             recent_capacity: recent_capacity.max(1),
             traces_sampled: AtomicU64::new(0),
@@ -79,6 +93,38 @@ impl SamplingStats {
             spans_sampled: AtomicU64::new(0),
             spans_not_sampled: AtomicU64::new(0),
         }
+    }
+
+    /// The processor's component id (empty when built outside a pipeline).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Notes the first top-level `latency` policy (name, `threshold_ms`), or that there is none.
+    pub fn set_latency_threshold(&self, policy: Option<(String, u64)>) {
+        *lock(&self.latency_threshold) = policy;
+    }
+
+    /// The first top-level `latency` policy's name and `threshold_ms`.
+    pub fn latency_threshold(&self) -> Option<(String, u64)> {
+        lock(&self.latency_threshold).clone()
+    }
+
+    /// Notes that decisions are persisted into store `id`.
+    pub fn add_store(&self, id: &str) {
+        let mut s = lock(&self.stores);
+        if !s.iter().any(|x| x == id) {
+            s.push(id.to_string());
+            s.sort();
+        }
+    }
+
+    /// The policies (name, type) in config order.
+    pub fn policy_types(&self) -> Vec<(String, String)> {
+        lock(&self.policies)
+            .iter()
+            .map(|p| (p.name.clone(), p.policy_type.clone()))
+            .collect()
     }
 
     /// Declares the policies (name, type) in config order; keeps counts of policies that stay.
@@ -185,6 +231,7 @@ impl SamplingStats {
             late_spans_dropped: get(&self.late_spans_dropped),
             pending_traces: get(&self.pending_traces),
             policies: lock(&self.policies).clone(),
+            stores: lock(&self.stores).clone(),
             spans_sampled: get(&self.spans_sampled),
             spans_not_sampled: get(&self.spans_not_sampled),
             ..Default::default()
@@ -278,7 +325,7 @@ impl SamplingRegistry {
         self.register(
             id,
             pipeline,
-            || Sampler::Tail(Arc::new(SamplingStats::new(DEFAULT_RECENT_CAPACITY))),
+            || Sampler::Tail(Arc::new(SamplingStats::named(id, DEFAULT_RECENT_CAPACITY))),
             |s| match s {
                 Sampler::Tail(s) => Some(s.clone()),
                 Sampler::Probabilistic(_) => None,
@@ -305,6 +352,17 @@ impl SamplingRegistry {
             Some(Sampler::Tail(s)) => Some(s.clone()),
             _ => None,
         }
+    }
+
+    /// The tail samplers whose decisions are persisted into store `store`, by id.
+    pub fn tail_samplers_feeding(&self, store: &str) -> Vec<Arc<SamplingStats>> {
+        self.processors
+            .values()
+            .filter_map(|r| match &r.sampler {
+                Sampler::Tail(s) if lock(&s.stores).iter().any(|x| x == store) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// `/api/v1/sampling`: the tail samplers aggregated (counters summed, policies concatenated in
@@ -383,6 +441,9 @@ mod tests {
             trigger: DecisionTrigger::DecisionWait,
             span_count: 1,
             decided_at_ms: n as i64,
+            error: false,
+            duration_us: 0,
+            processor: String::new(),
         }
     }
 
@@ -499,6 +560,21 @@ mod tests {
         );
         assert_eq!(p_a.policies[0].kept, 1);
         assert_eq!(reg.tail("tail_sampling/b").unwrap().recent(5).len(), 2);
+        assert_eq!(a.id(), "tail_sampling/a", "named by the registry");
+        a.add_store("tracelab/x");
+        a.add_store("tracelab");
+        a.add_store("tracelab");
+        let feeding: Vec<String> = reg
+            .tail_samplers_feeding("tracelab")
+            .iter()
+            .map(|s| s.id().to_string())
+            .collect();
+        assert_eq!(feeding, ["tail_sampling/a"]);
+        assert_eq!(
+            reg.snapshot(0).processors[1].stores,
+            ["tracelab", "tracelab/x"],
+            "each store once, in id order"
+        );
         assert!(reg.tail("probabilistic_sampler/head").is_none());
     }
 

@@ -15,11 +15,20 @@
 //!
 //! Traffic from before the run is left out: only the run's trace ids are looked up, and bytes are
 //! the growth of each store during the run.
+//!
+//! 6. stores the result in the collector (`PUT /api/v1/sampling/lab` on the query API it was given,
+//!    the keep-everything store's), where the viewer's `/sampling` page shows the latest one.
+//!
+//! The per-strategy figures are `collector_api::sampling`'s types, shared with the collector and
+//! the viewer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+pub use collector_api::sampling::{LabTruth as Truth, StrategyResult};
+
+use collector_api::sampling::{SamplingLabResult, human_bytes};
 use collector_api::v1::{
     SamplingStatsResponse, StoreInfo, StoresResponse, TraceFacts, TraceLookupRequest,
     TraceLookupResponse,
@@ -64,46 +73,11 @@ pub enum LabError {
     Unsettled(Duration, u64),
 }
 
-/// What one strategy kept of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StrategyResult {
-    /// Short name (`all`, `head`, `tail`, `rate`, `errors`, or the store's name).
-    pub name: String,
-    /// The store's component id.
-    pub store: String,
-    pub description: String,
-    pub traces_kept: u64,
-    pub traces_kept_pct: f64,
-    pub spans_kept: u64,
-    pub spans_kept_pct: f64,
-    pub error_traces_kept: u64,
-    pub error_traces_kept_pct: f64,
-    pub slow_traces_kept: u64,
-    pub slow_traces_kept_pct: f64,
-    /// Kept traces with fewer spans than the truth (spans that arrived after a decision, or a
-    /// strategy that cut a trace).
-    pub partial_traces: u64,
-    /// Growth of the store's used bytes during the run.
-    pub bytes_stored: u64,
-    /// `bytes_stored` scaled to a million requests of the same mix.
-    pub bytes_per_million_requests: f64,
-}
-
-/// The run's ground truth, from the keep-everything store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Truth {
-    /// Requests answered with a trace id.
-    pub traced_requests: u64,
-    /// Of those, traces found in the keep-everything store.
-    pub traces: u64,
-    pub spans: u64,
-    pub error_traces: u64,
-    pub slow_traces: u64,
-}
-
 /// `loadgen sampling-lab --summary FILE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabSummary {
+    /// When the measurement finished (unix ms).
+    pub finished_at_ms: i64,
     /// Requests sent.
     pub requests: u64,
     pub slow_ms: u64,
@@ -171,6 +145,24 @@ impl Api {
         let path = "/api/v1/sampling";
         self.json(self.http.get(format!("{}{path}", self.base)), path)
             .await
+    }
+
+    /// Stores the result in the collector for the sampling dashboard.
+    async fn put_lab(&self, result: &SamplingLabResult) -> Result<(), LabError> {
+        let path = "/api/v1/sampling/lab";
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .json(result)
+            .send()
+            .await
+            .map_err(|e| self.err(path, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(self.err(path, format!("{status}: {body}")));
+        }
+        Ok(())
     }
 
     async fn lookup(&self, store: &str, ids: &[String]) -> Result<Vec<TraceFacts>, LabError> {
@@ -314,16 +306,26 @@ pub async fn sampling_lab(cfg: &LabConfig) -> Result<(LabSummary, RunOutput), La
             .unwrap_or(99)
     };
     strategies.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.store.cmp(&b.store)));
-    Ok((
-        LabSummary {
-            requests,
-            slow_ms: cfg.slow.as_millis() as u64,
-            truth,
-            strategies,
-            run: run_summary,
-        },
-        output,
-    ))
+    let summary = LabSummary {
+        finished_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        requests,
+        slow_ms: cfg.slow.as_millis() as u64,
+        truth,
+        strategies,
+        run: run_summary,
+    };
+    // The report is printed either way; a collector without the endpoint (older) only loses the
+    // dashboard's copy.
+    match api.put_lab(&summary.result()).await {
+        Ok(()) => eprintln!(
+            "sampling lab: result stored at {}/api/v1/sampling/lab (the viewer's /sampling shows it)",
+            api.base
+        ),
+        Err(e) => eprintln!("sampling lab: the result could not be stored in the collector: {e}"),
+    }
+    Ok((summary, output))
 }
 
 /// Waits until no tail sampler has a pending trace and the stores' span counts held still over
@@ -359,18 +361,21 @@ async fn settle(api: &Api, timeout: Duration) -> Result<Vec<StoreInfo>, LabError
     }
 }
 
-fn human_bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
-
 impl LabSummary {
+    /// What the collector keeps of this run for the sampling dashboard.
+    pub fn result(&self) -> SamplingLabResult {
+        SamplingLabResult {
+            finished_at_ms: self.finished_at_ms,
+            requests: self.requests,
+            rate: self.run.rate,
+            seed: self.run.seed,
+            mix: self.run.mix.clone(),
+            slow_ms: self.slow_ms,
+            truth: self.truth.clone(),
+            strategies: self.strategies.clone(),
+        }
+    }
+
     /// The side-by-side table.
     pub fn table(&self) -> String {
         let t = &self.truth;

@@ -1,6 +1,7 @@
 //! The sampling lab on a short run against the real stack with the lab's collector config
 //! (`collector/config/sampling-lab.yaml`, what `tracelab up --sampling lab` runs): every strategy
-//! sees the same requests, and each keeps what its policy says.
+//! sees the same requests, and each keeps what its policy says; the result is stored in the
+//! collector for the sampling dashboard.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -137,4 +138,57 @@ async fn each_strategy_keeps_what_its_policy_says_of_the_same_requests() {
         table.contains("errors kept") && table.contains("per 1M req"),
         "{table}"
     );
+
+    // The run's result is the collector's latest sampling-lab result (the dashboard reads it).
+    let resp = reqwest::get(format!("{}/api/v1/sampling/lab", stack.urls.query))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stored: collector_api::sampling::SamplingLabResult = resp.json().await.unwrap();
+    let sent = s.result();
+    // JSON carries the percentages to ~1e-15 (serde_json's float parsing is not exact to the
+    // last bit); everything else exactly.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert_eq!(
+        (
+            stored.finished_at_ms,
+            stored.requests,
+            stored.seed,
+            stored.slow_ms
+        ),
+        (sent.finished_at_ms, sent.requests, sent.seed, sent.slow_ms)
+    );
+    assert_eq!((&stored.truth, &stored.mix), (&sent.truth, &sent.mix));
+    assert_eq!(stored.strategies.len(), sent.strategies.len());
+    for (a, b) in stored.strategies.iter().zip(&sent.strategies) {
+        assert_eq!(
+            (
+                &a.name,
+                &a.store,
+                a.traces_kept,
+                a.spans_kept,
+                a.error_traces_kept
+            ),
+            (
+                &b.name,
+                &b.store,
+                b.traces_kept,
+                b.spans_kept,
+                b.error_traces_kept
+            )
+        );
+        assert_eq!(
+            (a.slow_traces_kept, a.partial_traces, a.bytes_stored),
+            (b.slow_traces_kept, b.partial_traces, b.bytes_stored)
+        );
+        for (x, y) in [
+            (a.traces_kept_pct, b.traces_kept_pct),
+            (a.spans_kept_pct, b.spans_kept_pct),
+            (a.error_traces_kept_pct, b.error_traces_kept_pct),
+            (a.slow_traces_kept_pct, b.slow_traces_kept_pct),
+            (a.bytes_per_million_requests, b.bytes_per_million_requests),
+        ] {
+            assert!(close(x, y), "{} stored {x}, measured {y}", a.name);
+        }
+    }
 }

@@ -106,6 +106,24 @@ pub mod backend {
         segments: &[&str],
         params: &[(String, String)],
     ) -> Result<T, ServerFnError> {
+        fetch(segments, params, false)
+            .await?
+            .ok_or_else(|| ServerFnError::new("query API answered 404"))
+    }
+
+    /// As [`get`], but a 404 answer (e.g. "no sampling-lab result yet") is `None`.
+    pub async fn get_optional<T: DeserializeOwned>(
+        segments: &[&str],
+        params: &[(String, String)],
+    ) -> Result<Option<T>, ServerFnError> {
+        fetch(segments, params, true).await
+    }
+
+    async fn fetch<T: DeserializeOwned>(
+        segments: &[&str],
+        params: &[(String, String)],
+        missing_is_none: bool,
+    ) -> Result<Option<T>, ServerFnError> {
         let client = CLIENT.get_or_init(|| {
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
@@ -127,6 +145,9 @@ pub mod backend {
                 ServerFnError::new(format!("query API at {} unreachable: {e}", base()))
             })?;
         let status = resp.status();
+        if missing_is_none && status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let body = resp
             .bytes()
             .await
@@ -135,6 +156,7 @@ pub mod backend {
             return Err(ServerFnError::new(error_message(status.as_u16(), &body)));
         }
         serde_json::from_slice(&body)
+            .map(Some)
             .map_err(|e| ServerFnError::new(format!("unexpected answer from {path}: {e}")))
     }
 

@@ -9,6 +9,7 @@ use crate::pages::compare::{ComparePage, TraceOrCompare};
 use crate::pages::dependencies::DependenciesPage;
 use crate::pages::flags::FlagsPage;
 use crate::pages::monitor::{MonitorPage, MonitorServicePage};
+use crate::pages::sampling::SamplingPage;
 use crate::pages::search::SearchPage;
 
 /// The document around the app, rendered on the server only.
@@ -49,6 +50,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/monitor") view=MonitorPage/>
                     <Route path=path!("/monitor/:service") view=MonitorServicePage/>
                     <Route path=path!("/flags") view=FlagsPage/>
+                    <Route path=path!("/sampling") view=SamplingPage/>
                 </Routes>
             </main>
         </Router>
@@ -63,6 +65,7 @@ fn NavBar() -> impl IntoView {
             <a href="/search">"Search"</a>
             <a href="/dependencies">"Service map"</a>
             <a href="/monitor">"Monitor"</a>
+            <a href="/sampling">"Sampling"</a>
             <a href="/flags">"Flags"</a>
             <a href="/compare">"Compare"</a>
             // A plain form: `/go` redirects to `/trace/{id}`, with or without the wasm loaded.

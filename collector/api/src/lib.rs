@@ -7,6 +7,7 @@
 //!   traces, trace summaries, logs of a span).
 //! - [`dependencies`]: `/api/v1/dependencies`, the service map (nodes, edges, rates, percentiles).
 //! - [`metrics`]: `/api/v1/metrics/red`, RED time series with exemplars from spanmetrics.
+//! - [`sampling`]: the sampling dashboard's timeline and the sampling lab's result.
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
@@ -16,6 +17,7 @@ pub mod duration;
 pub mod ids;
 pub mod jaeger;
 pub mod metrics;
+pub mod sampling;
 pub mod v1;
 
 pub use duration::{DurationParseError, parse_go_duration};

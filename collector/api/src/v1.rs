@@ -4,6 +4,7 @@
 //!   decisions over all tail samplers, and per sampling processor ([`ProcessorSampling`]).
 //! - `GET /api/v1/sampling/decisions?traceID=` → [`DecisionsResponse`]: the decision history persisted
 //!   in this query API's store (the decisions of the tail samplers upstream of it).
+//! - the sampling dashboard's timeline and the sampling lab's result: see [`crate::sampling`].
 //! - `GET /api/v1/stores` → [`StoresResponse`]: every trace store of the collector, with its query
 //!   API's address and its counts and sizes.
 //! - `POST /api/v1/traces/lookup?store=` with a [`TraceLookupRequest`] → [`TraceLookupResponse`]: what
@@ -57,6 +58,16 @@ pub struct SamplingDecision {
     pub span_count: u64,
     /// Unix ms.
     pub decided_at_ms: i64,
+    /// Whether a span the sampler held had status ERROR (false in decisions recorded before store
+    /// schema version 3, which did not record it).
+    #[serde(default)]
+    pub error: bool,
+    /// µs: latest end minus earliest start of the spans the sampler held (0 before schema 3).
+    #[serde(default)]
+    pub duration_us: u64,
+    /// The deciding processor's component id, e.g. `tail_sampling/tail` (empty before schema 3).
+    #[serde(default)]
+    pub processor: String,
 }
 
 /// `GET /api/v1/sampling/decisions?traceID=&limit=`: persisted decisions, most recent first.
@@ -140,6 +151,9 @@ pub struct ProcessorSampling {
     pub pending_traces: u64,
     /// Tail sampling only: its policies in config order.
     pub policies: Vec<PolicyStats>,
+    /// Tail sampling only: the trace stores (`tracelab[/NAME]` exporters) its decisions are
+    /// persisted into, in id order.
+    pub stores: Vec<String>,
     /// Spans passed on with a keep decision (tail sampling: the spans of kept traces, late ones
     /// included, counted when decided; spans still pending count in neither).
     pub spans_sampled: u64,
@@ -330,6 +344,9 @@ mod tests {
                 trigger: DecisionTrigger::EvictedEarly,
                 span_count: 4,
                 decided_at_ms: 1,
+                error: true,
+                duration_us: 1_300_000,
+                processor: "tail_sampling".into(),
             }],
             ..Default::default()
         };
@@ -350,6 +367,19 @@ mod tests {
         });
         let r: SamplingStatsResponse = serde_json::from_value(old).unwrap();
         assert_eq!((r.traces_sampled, r.processors.len()), (2, 0));
+    }
+
+    #[test]
+    fn a_decision_from_before_error_and_duration_still_parses() {
+        let old = serde_json::json!({
+            "trace_id": "0".repeat(32), "decision": "sampled", "policy": "errors",
+            "trigger": "decision_wait", "span_count": 3, "decided_at_ms": 5
+        });
+        let d: SamplingDecision = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (d.error, d.duration_us, d.processor.as_str()),
+            (false, 0, "")
+        );
     }
 
     #[test]

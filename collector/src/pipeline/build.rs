@@ -389,7 +389,11 @@ impl Builder<'_> {
                     .ok_or_else(|| format!("processor {id}: id registered twice"))?;
                 let persist: Vec<Arc<DecisionQueue>> = stores
                     .iter()
-                    .filter_map(|s| self.tracelab.get(s).map(|e| e.decision_queue()))
+                    .filter_map(|s| {
+                        let e = self.tracelab.get(s)?;
+                        stats.add_store(&s.to_string());
+                        Some(e.decision_queue())
+                    })
                     .collect();
                 let p = TailSamplingProcessor::new(t.clone(), next, stats, persist)
                     .map_err(|e| format!("processors.{id}.{e}"))?;

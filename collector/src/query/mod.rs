@@ -1,7 +1,7 @@
 //! The query API on 16686: the Jaeger HTTP JSON API (so Grafana's Jaeger data source and Jaeger
 //! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
 //! the service map, windowed span reads of huge traces, trace summaries, logs of a span, the collector's stores and
-//! trace lookups in any of them).
+//! trace lookups in any of them, the sampling dashboard's timeline and sampling-lab result).
 //!
 //! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
 //! also knows all the stores ([`StoreRegistry`]: `/api/v1/stores`, `/api/v1/traces/lookup?store=`)
@@ -14,6 +14,7 @@
 mod dependencies;
 mod params;
 mod red;
+mod sampling;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -29,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use collector_api::jaeger::{DependencyLink, JaegerResponse, Operation, Trace};
+use collector_api::sampling::MAX_LAB_RESULT_BYTES;
 use collector_api::v1::{
     ApiError, DecisionsResponse, LogsResponse, MAX_LOOKUP_TRACE_IDS, SamplingStatsResponse,
     SpanWindow, StoreInfo, StoresResponse, TraceLookupRequest, TraceLookupResponse, TraceSummaries,
@@ -278,6 +281,13 @@ pub fn router(
         .route("/api/v1/dependencies", get(dependencies::service_map))
         .route("/api/v1/sampling", get(sampling))
         .route("/api/v1/sampling/decisions", get(decisions))
+        .route("/api/v1/sampling/timeline", get(sampling::timeline))
+        .route(
+            "/api/v1/sampling/lab",
+            get(sampling::get_lab)
+                .put(sampling::put_lab)
+                .layer(DefaultBodyLimit::max(MAX_LAB_RESULT_BYTES)),
+        )
         .route("/api/v1/stores", get(stores))
         .route("/api/v1/traces", get(search_summaries))
         .route("/api/v1/traces/lookup", post(lookup))
@@ -293,7 +303,8 @@ pub fn router(
                 )),
             )
         })
-        // Read-only JSON: any origin may read it (the viewer and Grafana run on other ports).
+        // Any origin may call it (the viewer and Grafana run on other ports). It changes nothing but
+        // the stored sampling-lab result, which is a measurement anyone may re-run.
         .layer(tower_http::cors::CorsLayer::permissive())
         .with_state(state))
 }

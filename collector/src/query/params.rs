@@ -34,7 +34,10 @@ pub(super) fn opt_u64(q: &[(String, String)], key: &str) -> Result<Option<u64>, 
     }
 }
 
-fn opt_duration_us(q: &[(String, String)], key: &str) -> Result<Option<u64>, QueryError> {
+pub(super) fn opt_duration_us(
+    q: &[(String, String)],
+    key: &str,
+) -> Result<Option<u64>, QueryError> {
     match get(q, key).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => parse_go_duration(v)
@@ -44,7 +47,7 @@ fn opt_duration_us(q: &[(String, String)], key: &str) -> Result<Option<u64>, Que
 }
 
 /// `lookback`: a Go duration, or whole days (`2d`, `7d`) as the Jaeger UI's menu sends them.
-fn lookback_us(v: &str) -> Result<u64, QueryError> {
+pub(super) fn lookback_us(v: &str) -> Result<u64, QueryError> {
     if let Some(days) = v.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
         return Ok(days.saturating_mul(86_400_000_000));
     }

@@ -154,17 +154,27 @@ impl Api {
         (status, r.json().await.unwrap())
     }
 
-    async fn post(&self, path: &str, body: String) -> (u16, J) {
+    /// Sends a JSON body; the status and the body as text (a 204 has none).
+    async fn send(&self, method: reqwest::Method, path: &str, body: String) -> (u16, String) {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
             .unwrap();
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        (status, r.text().await.unwrap())
+    }
+
+    async fn put(&self, path: &str, body: String) -> (u16, String) {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn post(&self, path: &str, body: String) -> (u16, J) {
+        let (status, text) = self.send(reqwest::Method::POST, path, body).await;
+        (status, serde_json::from_str(&text).unwrap())
     }
 }
 
@@ -194,6 +204,9 @@ async fn start() -> (Api, Arc<SamplingRegistry>) {
     let empty_dir = tempfile::tempdir().unwrap();
     let mut samplers = SamplingRegistry::default();
     let stats = samplers.tail_sampling("tail_sampling", "traces").unwrap();
+    // As the pipeline builder notes them: the store it persists into, its latency policy.
+    stats.add_store("tracelab");
+    stats.set_latency_threshold(Some(("slow".into(), 1000)));
     let samplers = Arc::new(samplers);
     let exporter = exporter_in(dir.path()).await;
     let empty = exporter_in(empty_dir.path()).await;
@@ -260,6 +273,9 @@ async fn start() -> (Api, Arc<SamplingRegistry>) {
         trigger: DecisionTrigger::DecisionWait,
         span_count: 3,
         decided_at_ms: (base / 1_000_000) as i64,
+        error: true,
+        duration_us: 1_300_000,
+        processor: "tail_sampling".into(),
     };
     exporter.decision_queue().push(decision.clone());
     stats.record(
@@ -742,6 +758,147 @@ async fn searches_match_on_one_span_and_report_the_scan_bound() {
     let (_, body) = api.get("/api/v1/traces?service=shop&lookback=1h").await;
     let v1: TraceSummaries = serde_json::from_value(body).unwrap();
     assert_eq!(v1.warnings.len(), 1);
+}
+
+#[tokio::test]
+async fn the_sampling_timeline_buckets_persisted_decisions_per_processor_and_policy() {
+    let (api, _samplers) = start().await;
+    let (st, v) = api
+        .get("/api/v1/sampling/timeline?lookback=1h&step=1m")
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let t: collector_api::sampling::SamplingTimeline = serde_json::from_value(v).unwrap();
+    assert_eq!((t.store.as_str(), t.step_ms), ("tracelab", 60_000));
+    assert_eq!(t.start_ms % 60_000, 0, "buckets are aligned to the step");
+    assert_eq!(t.end_ms - t.start_ms, 3_600_000);
+    assert_eq!(t.processors.len(), 1, "{t:?}");
+    let p = &t.processors[0];
+    assert_eq!(
+        (p.processor.as_str(), p.configured),
+        ("tail_sampling", true)
+    );
+    assert_eq!(
+        (p.slow_ms, p.slow_source, p.slow_policy.as_deref()),
+        (
+            1000,
+            collector_api::sampling::SlowSource::LatencyPolicy,
+            Some("slow")
+        ),
+        "slow defaults to the processor's latency threshold"
+    );
+    assert_eq!(p.buckets.len(), 60);
+    assert_eq!(
+        (
+            p.total.kept,
+            p.total.dropped,
+            p.total.error_traces,
+            p.total.error_kept
+        ),
+        (1, 0, 1, 1)
+    );
+    assert_eq!(
+        (p.total.slow_traces, p.total.slow_kept),
+        (1, 1),
+        "1.3 s ≥ 1 s"
+    );
+    let filled: Vec<_> = p.buckets.iter().filter(|b| b.counts.traces() > 0).collect();
+    assert_eq!(filled.len(), 1, "one decision, one bucket");
+    assert_eq!(p.policies.len(), 1);
+    assert_eq!(
+        (
+            p.policies[0].policy.as_deref(),
+            p.policies[0].policy_type.as_deref()
+        ),
+        (Some("errors"), Some("status_code"))
+    );
+    assert_eq!(p.policies[0].total, p.total);
+
+    // slowMs overrides the latency policy.
+    let (_, v) = api
+        .get("/api/v1/sampling/timeline?lookback=1h&step=1m&slowMs=2000")
+        .await;
+    assert_eq!(v["processors"][0]["slow_source"], "parameter");
+    assert_eq!(v["processors"][0]["total"]["slow_traces"], 0);
+    // Without step: about 60 buckets of whole seconds.
+    let (_, v) = api.get("/api/v1/sampling/timeline?lookback=15m").await;
+    assert_eq!(v["step_ms"], 15_000);
+    assert_eq!(v["processors"][0]["buckets"].as_array().unwrap().len(), 60);
+    // Another store: this sampler does not persist into it.
+    let (_, v) = api
+        .get("/api/v1/sampling/timeline?store=tracelab/empty")
+        .await;
+    assert_eq!(
+        (
+            v["store"].as_str(),
+            v["processors"].as_array().map(Vec::len)
+        ),
+        (Some("tracelab/empty"), Some(0))
+    );
+
+    for (query, names) in [
+        ("step=100ms", "step"),
+        ("lookback=24h&step=1s", "buckets"),
+        ("slowMs=fast", "slowMs"),
+        ("lookback=0s", "lookback"),
+        ("store=nope", "nope"),
+    ] {
+        let (st, v) = api.get(&format!("/api/v1/sampling/timeline?{query}")).await;
+        assert!(st == 400 || st == 404, "{query}: {st} {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(names), "{query}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn the_sampling_lab_result_is_stored_read_back_and_bounded() {
+    let (api, _samplers) = start().await;
+    let (st, v) = api.get("/api/v1/sampling/lab").await;
+    assert_eq!(st, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loadgen sampling-lab")
+    );
+
+    let result = json!({
+        "finished_at_ms": 1_700_000_000_000i64, "requests": 120, "rate": 20.0, "seed": 11,
+        "mix": {"checkout": 70, "payment.declined": 15, "payment.slow": 15}, "slow_ms": 1000,
+        "truth": {"traced_requests": 120, "traces": 120, "spans": 4400, "error_traces": 18,
+                  "slow_traces": 17},
+        "strategies": [{
+            "name": "tail", "store": "tracelab/tail", "description": "errors + slow + 10 %",
+            "traces_kept": 45, "traces_kept_pct": 37.5, "spans_kept": 1600, "spans_kept_pct": 36.4,
+            "error_traces_kept": 18, "error_traces_kept_pct": 100.0, "slow_traces_kept": 17,
+            "slow_traces_kept_pct": 100.0, "partial_traces": 0, "bytes_stored": 1000,
+            "bytes_per_million_requests": 8.3e6
+        }]
+    });
+    let (st, body) = api.put("/api/v1/sampling/lab", result.to_string()).await;
+    assert_eq!((st, body.as_str()), (204, ""));
+    let (st, v) = api.get("/api/v1/sampling/lab").await;
+    assert_eq!(st, 200);
+    assert_eq!(v, result, "read back as sent");
+
+    let mut none = result.clone();
+    none["strategies"] = json!([]);
+    let (st, body) = api.put("/api/v1/sampling/lab", none.to_string()).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("strategies"), "{body}");
+    let (st, body) = api
+        .put("/api/v1/sampling/lab", "{\"requests\": 1}".into())
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("bad_request"), "{body}");
+    let mut huge = result.clone();
+    huge["strategies"][0]["description"] =
+        J::String("x".repeat(collector_api::sampling::MAX_LAB_RESULT_BYTES));
+    let (st, body) = api.put("/api/v1/sampling/lab", huge.to_string()).await;
+    assert_eq!(st, 413, "{body}");
+    assert!(body.contains("too_large"), "{body}");
+    let (_, v) = api.get("/api/v1/sampling/lab").await;
+    assert_eq!(v, result, "refused bodies change nothing");
 }
 
 #[tokio::test]

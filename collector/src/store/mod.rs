@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use collector_api::ids::hex_id;
 use collector_api::jaeger::{DependencyLink, KeyValue, Operation, Process, Span, Trace};
+use collector_api::sampling::{DecisionCounts, SamplingLabResult};
 use collector_api::v1::{
     Decision, DecisionTrigger, LogRecord, SamplingDecision, ServiceSpanCount, SpanWindow,
     TraceFacts, TraceSummary,
@@ -123,6 +124,8 @@ pub enum StoreError {
     Schema(String),
     #[error("stored span could not be decoded: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("stored JSON could not be read or written: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// A trace search: every condition, tags included, must hold on one span of the trace (Jaeger's
@@ -140,6 +143,17 @@ pub struct TraceQuery {
     /// Only spans with status ERROR.
     pub errors_only: bool,
     pub limit: usize,
+}
+
+/// One group of [`TraceStore::decision_timeline`]: a processor's decisions credited to one policy
+/// (`None`: no policy matched) in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub processor: String,
+    pub policy: Option<String>,
+    /// Index of the bucket from the timeline's start.
+    pub bucket: i64,
+    pub counts: DecisionCounts,
 }
 
 /// What a prune removed.
@@ -166,6 +180,8 @@ pub struct StoreStats {
 const MAX_SEARCH_SCAN: usize = 200_000;
 /// Rows per multi-row INSERT (13 binds each stays under SQLite's 32766 variables).
 const INSERT_CHUNK: usize = 1000;
+/// Sampling-lab results kept (the dashboard shows the latest).
+const LAB_RESULTS_KEPT: i64 = 10;
 /// A tag matching at most this many traces drives a search from the tag index.
 const SELECTIVE_TAG_TRACES: usize = 5000;
 /// Attribute values longer than this are not indexed for tag search (payloads, SQL text).
@@ -847,7 +863,8 @@ impl TraceStore {
         let mut tx = self.write.begin().await?;
         for chunk in decisions.chunks(INSERT_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO decisions (trace_id, decision, policy, trigger, span_count, decided_at_ms) ",
+                "INSERT INTO decisions (trace_id, decision, policy, trigger, span_count, decided_at_ms, \
+                 error, duration_us, processor) ",
             );
             qb.push_values(chunk, |mut b, d| {
                 b.push_bind(d.trace_id.clone())
@@ -855,7 +872,10 @@ impl TraceStore {
                     .push_bind(d.policy.clone())
                     .push_bind(enum_text(&d.trigger))
                     .push_bind(d.span_count as i64)
-                    .push_bind(d.decided_at_ms);
+                    .push_bind(d.decided_at_ms)
+                    .push_bind(d.error)
+                    .push_bind(d.duration_us.min(i64::MAX as u64) as i64)
+                    .push_bind(d.processor.clone());
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -874,7 +894,8 @@ impl TraceStore {
         limit: usize,
     ) -> Result<Vec<SamplingDecision>, StoreError> {
         let rows = sqlx::query(
-            "SELECT trace_id, decision, policy, trigger, span_count, decided_at_ms FROM decisions \
+            "SELECT trace_id, decision, policy, trigger, span_count, decided_at_ms, error, duration_us, \
+             processor FROM decisions \
              WHERE ($1 IS NULL OR trace_id = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(trace_id)
@@ -891,8 +912,121 @@ impl TraceStore {
                     .unwrap_or(DecisionTrigger::DecisionWait),
                 span_count: r.get::<i64, _>(4) as u64,
                 decided_at_ms: r.get(5),
+                // NULL in decisions from before schema version 3.
+                error: r.get::<Option<bool>, _>(6).unwrap_or(false),
+                duration_us: r.get::<Option<i64>, _>(7).unwrap_or(0).max(0) as u64,
+                processor: r.get(8),
             })
             .collect())
+    }
+
+    /// Decision counts per (processor, deciding policy, bucket) for decisions made in
+    /// `[start_ms, start_ms + buckets × step_ms)`; bucket `i` starts at `start_ms + i × step_ms`.
+    /// A trace is slow when its duration is at least the processor's entry in `slow_us`, else
+    /// `default_slow_us`. One aggregate over the `decided_at_ms` index.
+    pub async fn decision_timeline(
+        &self,
+        start_ms: i64,
+        step_ms: i64,
+        buckets: i64,
+        slow_us: &[(String, u64)],
+        default_slow_us: u64,
+    ) -> Result<Vec<TimelineRow>, StoreError> {
+        let step_ms = step_ms.max(1);
+        let end_ms = start_ms.saturating_add(step_ms.saturating_mul(buckets.max(0)));
+        let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+        if !slow_us.is_empty() {
+            qb.push("WITH th(processor, slow_us) AS (VALUES ");
+            let mut sep = qb.separated(", ");
+            for (p, us) in slow_us {
+                sep.push("(")
+                    .push_bind_unseparated(p.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(clamp(*us))
+                    .push_unseparated(")");
+            }
+            qb.push(") ");
+        }
+        // The processor's threshold, else the default.
+        let slow = |qb: &mut QueryBuilder<Sqlite>| {
+            if slow_us.is_empty() {
+                qb.push_bind(clamp(default_slow_us));
+            } else {
+                qb.push("COALESCE(th.slow_us, ")
+                    .push_bind(clamp(default_slow_us))
+                    .push(")");
+            }
+        };
+        qb.push("SELECT d.processor, d.policy, (d.decided_at_ms - ")
+            .push_bind(start_ms)
+            .push(") / ")
+            .push_bind(step_ms)
+            .push(
+                " AS b, \
+                 SUM(d.decision = 'sampled'), SUM(d.decision <> 'sampled'), \
+                 COALESCE(SUM(d.error), 0), COALESCE(SUM(d.error AND d.decision = 'sampled'), 0), \
+                 COALESCE(SUM(d.duration_us >= ",
+            );
+        slow(&mut qb);
+        qb.push("), 0), COALESCE(SUM(d.duration_us >= ");
+        slow(&mut qb);
+        qb.push(" AND d.decision = 'sampled'), 0) FROM decisions d ");
+        if !slow_us.is_empty() {
+            qb.push("LEFT JOIN th ON th.processor = d.processor ");
+        }
+        qb.push("WHERE d.decided_at_ms >= ")
+            .push_bind(start_ms)
+            .push(" AND d.decided_at_ms < ")
+            .push_bind(end_ms)
+            .push(" GROUP BY d.processor, d.policy, b ORDER BY d.processor, d.policy, b");
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let n = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<i64, _>(i).max(0) as u64;
+        Ok(rows
+            .iter()
+            .map(|r| TimelineRow {
+                processor: r.get(0),
+                policy: r.get(1),
+                bucket: r.get(2),
+                counts: DecisionCounts {
+                    kept: n(r, 3),
+                    dropped: n(r, 4),
+                    error_traces: n(r, 5),
+                    error_kept: n(r, 6),
+                    slow_traces: n(r, 7),
+                    slow_kept: n(r, 8),
+                },
+            })
+            .collect())
+    }
+
+    /// Stores a sampling-lab result (as received); keeps the latest few (`LAB_RESULTS_KEPT`).
+    pub async fn insert_lab_result(&self, r: &SamplingLabResult) -> Result<(), StoreError> {
+        let body = serde_json::to_string(r)?;
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO lab_results (received_at_ms, body) VALUES ($1, $2)")
+            .bind((now_us() / 1000) as i64)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM lab_results WHERE id <= (SELECT MAX(id) FROM lab_results) - $1")
+            .bind(LAB_RESULTS_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The sampling-lab result stored last, if any.
+    pub async fn latest_lab_result(&self) -> Result<Option<SamplingLabResult>, StoreError> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM lab_results ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.read)
+                .await?;
+        match body {
+            None => Ok(None),
+            Some(b) => Ok(Some(serde_json::from_str(&b)?)),
+        }
     }
 
     async fn process(&self, resource_id: i64) -> Result<Arc<Process>, StoreError> {

@@ -2,21 +2,37 @@
 //! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace, from
 //! span, event, link, resource and scope attributes); `scope_attrs` keeps scope attributes per
 //! (trace, scope);
-//! `operations` makes the service and operation lists cheap; `service_map`, `map_pending` and
-//! `map_state` hold the service map's aggregate.
+//! `operations` makes the service and operation lists cheap; `decisions` is the tail samplers'
+//! decision history (the sampling dashboard's timeline), `lab_results` the latest sampling-lab
+//! results; `service_map`, `map_pending` and `map_state` hold the service map's aggregate.
 
 /// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
 /// upgraded when opened, any other version is refused with a clear message.
 /// Version 2: one row per (trace id, span id), enforced by the unique `spans_span_trace`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// Version 3: decisions record the trace's `error` and `duration_us` and their `processor`.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Statements that bring a file of the given version up to the next one, run (in one
 /// transaction) before [`DDL`]. 1 → 2 removes duplicate spans (keeping the first stored) so the
-/// unique index in [`DDL`] can be built.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &["DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_id, span_id)"],
-)];
+/// unique index in [`DDL`] can be built. 2 → 3 adds the decisions' new columns: older decisions
+/// get `error` and `duration_us` NULL (unknown: they count as kept or dropped, never among the
+/// error or slow traces) and an empty `processor`.
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "DELETE FROM spans WHERE id NOT IN (SELECT MIN(id) FROM spans GROUP BY trace_id, span_id)",
+        ],
+    ),
+    (
+        2,
+        &[
+            "ALTER TABLE decisions ADD COLUMN error INTEGER DEFAULT NULL",
+            "ALTER TABLE decisions ADD COLUMN duration_us INTEGER DEFAULT NULL",
+            "ALTER TABLE decisions ADD COLUMN processor TEXT NOT NULL DEFAULT ''",
+        ],
+    ),
+];
 
 pub const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS resources (
@@ -97,9 +113,21 @@ pub const DDL: &[&str] = &[
         policy TEXT,
         trigger TEXT NOT NULL,
         span_count INTEGER NOT NULL,
-        decided_at_ms INTEGER NOT NULL
+        decided_at_ms INTEGER NOT NULL,
+        error INTEGER DEFAULT NULL,
+        duration_us INTEGER DEFAULT NULL,
+        processor TEXT NOT NULL DEFAULT ''
     )",
     "CREATE INDEX IF NOT EXISTS decisions_trace ON decisions(trace_id)",
+    // The timeline's range scan (and the retention prune).
+    "CREATE INDEX IF NOT EXISTS decisions_time ON decisions(decided_at_ms)",
+    // The latest sampling-lab results (the JSON `PUT /api/v1/sampling/lab` received), newest
+    // last; a few are kept. Added without a version bump: older files get the empty table.
+    "CREATE TABLE IF NOT EXISTS lab_results (
+        id INTEGER PRIMARY KEY,
+        received_at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    )",
     // The service map's aggregate (see `service_map.rs`): spans and ERROR spans per minute, kind
     // (entry, http, rpc, publish, consume, handoff, handoff_direct), source, target and latency
     // bucket `le`. Added without a version bump: a file without it is backfilled when opened.

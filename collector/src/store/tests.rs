@@ -577,6 +577,9 @@ async fn a_reopened_store_keeps_what_was_stored() {
                 trigger: DecisionTrigger::DecisionWait,
                 span_count: 6,
                 decided_at_ms: (base / 1_000_000) as i64,
+                error: false,
+                duration_us: 1_300_000,
+                processor: "tail_sampling/tail".into(),
             }])
             .await
             .unwrap();
@@ -597,6 +600,10 @@ async fn a_reopened_store_keeps_what_was_stored() {
     assert_eq!(
         (d[0].decision, d[0].policy.as_deref()),
         (Decision::Sampled, Some("errors"))
+    );
+    assert_eq!(
+        (d[0].error, d[0].duration_us, d[0].processor.as_str()),
+        (false, 1_300_000, "tail_sampling/tail")
     );
     // New writes after the reopen work and reuse the stored resources.
     checkout(&store, base, 4, false).await;
@@ -744,15 +751,18 @@ async fn a_version_1_store_with_duplicate_spans_is_upgraded() {
     {
         let url = format!("sqlite:{}", dir.path().join("traces.db").display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        for q in [
+        let mut steps = vec![
             "DROP INDEX spans_span_trace",
             "CREATE INDEX spans_span_id ON spans(span_id)",
             "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, \
              duration_us, status, resource_id, scope_name, scope_version, body) \
              SELECT trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
              status, resource_id, scope_name, scope_version, body FROM spans",
-            "PRAGMA user_version = 1",
-        ] {
+        ];
+        // Versions 1 and 2 had the same decisions table.
+        steps.extend(DECISIONS_V2);
+        steps.push("PRAGMA user_version = 1");
+        for q in steps {
             sqlx::query(q).execute(&pool).await.unwrap();
         }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spans")
@@ -980,4 +990,279 @@ async fn a_search_stopped_by_its_scan_bound_says_so() {
     let out = store.search_trace_ids(&q(100)).await.unwrap();
     assert_eq!(out.ids.len(), 20);
     assert!(!out.scan_bound_hit);
+}
+
+/// The decisions table as schema versions 1 and 2 had it (no error, duration or processor).
+const DECISIONS_V2: [&str; 3] = [
+    "DROP TABLE decisions",
+    "CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        policy TEXT,
+        trigger TEXT NOT NULL,
+        span_count INTEGER NOT NULL,
+        decided_at_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX decisions_trace ON decisions(trace_id)",
+];
+
+fn decision(
+    processor: &str,
+    policy: Option<&str>,
+    kept: bool,
+    error: bool,
+    duration_ms: u64,
+    at_ms: i64,
+) -> SamplingDecision {
+    SamplingDecision {
+        trace_id: format!("{at_ms:032x}"),
+        decision: if kept {
+            Decision::Sampled
+        } else {
+            Decision::NotSampled
+        },
+        policy: policy.map(str::to_string),
+        trigger: DecisionTrigger::DecisionWait,
+        span_count: 5,
+        decided_at_ms: at_ms,
+        error,
+        duration_us: duration_ms * 1000,
+        processor: processor.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_version_2_store_gains_the_decision_columns_and_keeps_its_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_ns();
+    let at = (base / 1_000_000) as i64;
+    {
+        let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+        checkout(&store, base, 3, true).await;
+        store.close().await;
+    }
+    // Turn the file into what version 2 wrote, with one decision in it.
+    {
+        let url = format!("sqlite:{}", dir.path().join("traces.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for q in DECISIONS_V2 {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO decisions (trace_id, decision, policy, trigger, span_count, decided_at_ms) \
+             VALUES ($1, 'sampled', 'errors', 'decision_wait', 6, $2)",
+        )
+        .bind(collector_api::ids::hex_id(&tid(3)))
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("PRAGMA user_version = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let d = store.decisions(None, 10).await.unwrap();
+    assert_eq!(d.len(), 1, "the version 2 decision survived the upgrade");
+    assert_eq!(
+        (
+            d[0].policy.as_deref(),
+            d[0].span_count,
+            d[0].error,
+            d[0].duration_us,
+            d[0].processor.as_str()
+        ),
+        (Some("errors"), 6, false, 0, "")
+    );
+    // New decisions carry the new columns beside it.
+    store
+        .insert_decisions(&[decision(
+            "tail_sampling",
+            Some("errors"),
+            true,
+            true,
+            1500,
+            at + 1,
+        )])
+        .await
+        .unwrap();
+    let d = store.decisions(None, 10).await.unwrap();
+    assert_eq!(
+        (d[0].error, d[0].duration_us, d[0].processor.as_str()),
+        (true, 1_500_000, "tail_sampling")
+    );
+    // The old decision counts as kept, but not among error or slow traces: it never said.
+    let rows = store
+        .decision_timeline(at - 1000, 10_000, 1, &[], 1_000_000)
+        .await
+        .unwrap();
+    let old = rows.iter().find(|r| r.processor.is_empty()).unwrap();
+    assert_eq!(
+        (
+            old.counts.kept,
+            old.counts.error_traces,
+            old.counts.slow_traces
+        ),
+        (1, 0, 0)
+    );
+    let new = rows
+        .iter()
+        .find(|r| r.processor == "tail_sampling")
+        .unwrap();
+    assert_eq!(
+        (new.counts.kept, new.counts.error_kept, new.counts.slow_kept),
+        (1, 1, 1)
+    );
+    store.close().await;
+    let version: i64 = {
+        let url = format!("sqlite:{}", dir.path().join("traces.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let v = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        v
+    };
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    assert_eq!(version, 3);
+}
+
+#[tokio::test]
+async fn the_decision_timeline_buckets_per_processor_and_policy_with_error_and_slow_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    let t0: i64 = 1_700_000_000_000;
+    let a = "tail_sampling/a";
+    let b = "tail_sampling/b";
+    store
+        .insert_decisions(&[
+            decision(a, Some("errors"), true, true, 500, t0 + 1_000),
+            decision(a, Some("slow"), true, false, 2_500, t0 + 2_000),
+            decision(a, Some("errors"), true, true, 3_000, t0 + 3_000),
+            // Slow by the default 1 s, not by a's 2 s latency threshold.
+            decision(a, None, false, false, 1_500, t0 + 12_000),
+            decision(b, None, false, true, 1_500, t0 + 25_000),
+            // Outside [t0, t0 + 30 s): left out.
+            decision(a, Some("errors"), true, true, 500, t0 - 1),
+            decision(a, Some("errors"), true, true, 500, t0 + 30_000),
+        ])
+        .await
+        .unwrap();
+    let rows = store
+        .decision_timeline(t0, 10_000, 3, &[(a.to_string(), 2_000_000)], 1_000_000)
+        .await
+        .unwrap();
+    let get = |p: &str, policy: Option<&str>, bucket: i64| {
+        rows.iter()
+            .find(|r| r.processor == p && r.policy.as_deref() == policy && r.bucket == bucket)
+            .map(|r| r.counts)
+            .unwrap_or_else(|| panic!("no row {p} {policy:?} {bucket} in {rows:?}"))
+    };
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let errors = get(a, Some("errors"), 0);
+    assert_eq!(
+        (
+            errors.kept,
+            errors.dropped,
+            errors.error_traces,
+            errors.error_kept,
+            errors.slow_traces,
+            errors.slow_kept
+        ),
+        (2, 0, 2, 2, 1, 1),
+        "two error traces kept, one of them over a's 2 s"
+    );
+    let slow = get(a, Some("slow"), 0);
+    assert_eq!((slow.kept, slow.slow_traces, slow.slow_kept), (1, 1, 1));
+    let none = get(a, None, 1);
+    assert_eq!(
+        (none.kept, none.dropped, none.slow_traces),
+        (0, 1, 0),
+        "1.5 s is not slow for a processor whose latency policy says 2 s"
+    );
+    let other = get(b, None, 2);
+    assert_eq!(
+        (
+            other.dropped,
+            other.error_traces,
+            other.error_kept,
+            other.slow_traces,
+            other.slow_kept
+        ),
+        (1, 1, 0, 1, 0),
+        "b has no threshold of its own: 1.5 s ≥ the default 1 s"
+    );
+    // Without per-processor thresholds everything uses the default.
+    let rows = store
+        .decision_timeline(t0, 30_000, 1, &[], 1_000_000)
+        .await
+        .unwrap();
+    let slow_a: u64 = rows
+        .iter()
+        .filter(|r| r.processor == a)
+        .map(|r| r.counts.slow_traces)
+        .sum();
+    assert_eq!(slow_a, 3, "{rows:?}");
+}
+
+#[tokio::test]
+async fn the_latest_sampling_lab_result_survives_a_reopen() {
+    use collector_api::sampling::{LabTruth, SamplingLabResult, StrategyResult};
+    let dir = tempfile::tempdir().unwrap();
+    let result = |requests: u64| SamplingLabResult {
+        finished_at_ms: 1_700_000_000_000 + requests as i64,
+        requests,
+        rate: 20.0,
+        seed: 11,
+        mix: [("checkout".to_string(), 70u32)].into_iter().collect(),
+        slow_ms: 1000,
+        truth: LabTruth {
+            traced_requests: requests,
+            traces: requests,
+            spans: requests * 37,
+            error_traces: 3,
+            slow_traces: 4,
+        },
+        strategies: vec![StrategyResult {
+            name: "tail".into(),
+            store: "tracelab/tail".into(),
+            description: "tail".into(),
+            traces_kept: 9,
+            traces_kept_pct: 9.0 / requests as f64 * 100.0,
+            spans_kept: 300,
+            spans_kept_pct: 7.5,
+            error_traces_kept: 3,
+            error_traces_kept_pct: 100.0,
+            slow_traces_kept: 4,
+            slow_traces_kept_pct: 100.0,
+            partial_traces: 0,
+            bytes_stored: 123_456,
+            bytes_per_million_requests: 1.0e9,
+        }],
+    };
+    {
+        let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+        assert_eq!(store.latest_lab_result().await.unwrap(), None);
+        for n in 1..=12 {
+            store.insert_lab_result(&result(100 + n)).await.unwrap();
+        }
+        store.close().await;
+    }
+    let store = TraceStore::open(cfg(dir.path())).await.unwrap();
+    assert_eq!(
+        store.latest_lab_result().await.unwrap(),
+        Some(result(112)),
+        "the last one stored, after a restart"
+    );
+    let url = format!("sqlite:{}", dir.path().join("traces.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lab_results")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 10, "only the latest few are kept");
 }

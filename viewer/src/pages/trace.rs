@@ -634,6 +634,9 @@ mod tests {
             trigger: DecisionTrigger::DecisionWait,
             span_count: 3,
             decided_at_ms: 0,
+            error: false,
+            duration_us: 0,
+            processor: String::new(),
         };
         assert_eq!(
             sampling_text(None, Some(d(Some("errors")))),

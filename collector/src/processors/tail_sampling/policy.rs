@@ -64,6 +64,11 @@ impl TraceView<'_> {
 
     /// Latest end minus earliest start, in ms.
     fn duration_ms(&self) -> i64 {
+        (self.duration_us() / 1000) as i64
+    }
+
+    /// Latest end minus earliest start of the held spans, in µs (what a decision records).
+    pub fn duration_us(&self) -> u64 {
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         for s in self.spans() {
             lo = lo.min(s.start_time_unix_nano);
@@ -72,8 +77,14 @@ impl TraceView<'_> {
         if lo == u64::MAX || hi < lo {
             0
         } else {
-            ((hi - lo) / 1_000_000) as i64
+            (hi - lo) / 1000
         }
+    }
+
+    /// Whether a held span has status ERROR (what a decision records).
+    pub fn has_error(&self) -> bool {
+        self.spans()
+            .any(|s| s.status.as_ref().is_some_and(|st| st.code == 2))
     }
 }
 

@@ -13,7 +13,7 @@ use collector_api::v1::{Decision, DecisionTrigger, SamplingDecision};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
-use super::config::TailSamplingConfig;
+use super::config::{PolicyType, TailSamplingConfig};
 use super::policy::{EvalContext, Evaluator, TraceView, Vote, combine, second_of};
 use crate::component::FieldError;
 use crate::sampling::{ComponentCounter, DecisionQueue, PolicyVote, SamplingStats};
@@ -191,6 +191,14 @@ impl TailSampler {
                 .map(|p| (p.name.clone(), p.policy_type.as_str().to_string()))
                 .collect::<Vec<_>>(),
         );
+        // What the sampling dashboard calls slow by default: the bar this sampler keeps traces at.
+        stats.set_latency_threshold(cfg.policies.iter().find_map(|p| {
+            let l = p
+                .latency
+                .as_ref()
+                .filter(|_| p.policy_type == PolicyType::Latency)?;
+            Some((p.name.clone(), l.threshold_ms.max(0) as u64))
+        }));
         let origin = clock.now();
         Ok(Self {
             decision_wait: cfg.decision_wait,
@@ -340,6 +348,8 @@ impl TailSampler {
             fragments: &p.fragments,
             span_count: p.span_count,
         };
+        // Recorded with the decision, so the dashboard can tell which error and slow traces it kept.
+        let (error, duration_us) = (view.has_error(), view.duration_us());
         let mut votes = Vec::with_capacity(self.policies.len());
         let mut sub_names = Vec::with_capacity(self.policies.len());
         for pol in &mut self.policies {
@@ -363,6 +373,9 @@ impl TailSampler {
             trigger,
             span_count: p.span_count,
             decided_at_ms: self.clock.unix_ms(),
+            error,
+            duration_us,
+            processor: self.stats.id().to_string(),
         };
         let policy_votes: Vec<PolicyVote> = votes
             .iter()

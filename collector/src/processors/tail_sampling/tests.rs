@@ -1028,3 +1028,52 @@ fn record_policy_attribute_is_off_by_default_and_tags_scopes_and_root_when_on() 
         }
     }
 }
+
+#[test]
+fn a_decision_records_the_traces_error_duration_and_its_processor() {
+    let c = cfg(serde_json::json!({"decision_wait": "1s", "policies": [
+        {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+        {"name": "slow", "type": "latency", "latency": {"threshold_ms": 1500}}]}));
+    let clock = Arc::new(ManualClock::default());
+    let stats = Arc::new(SamplingStats::named("tail_sampling/tail", 10));
+    let queue = Arc::new(crate::sampling::DecisionQueue::default());
+    let mut s = TailSampler::new(
+        &c,
+        stats.clone(),
+        vec![queue.clone()],
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        stats.latency_threshold(),
+        Some(("slow".to_string(), 1500)),
+        "the latency policy is what the dashboard calls slow"
+    );
+    // Trace 1: an error in a child, spans from 10 ms to 1310 ms. Trace 2: no error, 5 ms.
+    s.ingest(vec![rs(vec![
+        span(1, 1, 0, 10, 1300),
+        with_status(span(1, 2, 1, 100, 50), 2),
+        span(2, 1, 0, 0, 5),
+    ])]);
+    clock.advance(Duration::from_secs(1));
+    s.tick();
+    let mut d = queue.drain();
+    d.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+    let facts: Vec<_> = d
+        .iter()
+        .map(|d| (d.error, d.duration_us, d.processor.as_str(), d.decision))
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            (true, 1_300_000, "tail_sampling/tail", Decision::Sampled),
+            (false, 5_000, "tail_sampling/tail", Decision::NotSampled)
+        ]
+    );
+    assert_eq!(stats.recent(1)[0].processor, "tail_sampling/tail");
+    // A sampler without a latency policy has no threshold to offer.
+    let c = cfg(serde_json::json!({"decision_wait": "1s", "policies": [
+        {"name": "all", "type": "always_sample"}]}));
+    let _ = TailSampler::new(&c, stats.clone(), Vec::new(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(stats.latency_threshold(), None);
+}
