@@ -6,6 +6,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::pages::compare::{ComparePage, TraceOrCompare};
+use crate::pages::dependencies::DependenciesPage;
 use crate::pages::flags::FlagsPage;
 use crate::pages::monitor::{MonitorPage, MonitorServicePage};
 use crate::pages::sampling::SamplingPage;
@@ -45,6 +46,7 @@ pub fn App() -> impl IntoView {
                     // `/trace/A...B` is Jaeger UI's compare URL: the same route, told apart by its id.
                     <Route path=path!("/trace/:id") view=TraceOrCompare/>
                     <Route path=path!("/compare") view=ComparePage/>
+                    <Route path=path!("/dependencies") view=DependenciesPage/>
                     <Route path=path!("/monitor") view=MonitorPage/>
                     <Route path=path!("/monitor/:service") view=MonitorServicePage/>
                     <Route path=path!("/flags") view=FlagsPage/>
@@ -61,6 +63,7 @@ fn NavBar() -> impl IntoView {
         <header class="nav">
             <a class="brand" href="/">"tracelab"</a>
             <a href="/search">"Search"</a>
+            <a href="/dependencies">"Service map"</a>
             <a href="/monitor">"Monitor"</a>
             <a href="/sampling">"Sampling"</a>
             <a href="/flags">"Flags"</a>

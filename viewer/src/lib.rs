@@ -7,6 +7,7 @@
 //! - [`api`]: server functions — the only data path, towards the collector's query API.
 //! - [`compare`]: two traces aligned span by span (trace compare), with signed deltas.
 //! - [`model`]: the waterfall's collapse state and row windows, the whole-trace span tree, colours.
+//! - [`map_layout`]: the service map's layered layout (a pure function).
 //! - [`search`]: the search form ⇄ URL (Jaeger UI's shapes) ⇄ the query API's parameters.
 //! - [`chart`]: the RED pages' chart geometry (scales, nice maxima, gap-aware line paths).
 //! - [`flags`]: the flags panel's types and server functions (towards the gateway's and
@@ -22,6 +23,7 @@ pub mod chart;
 pub mod compare;
 pub mod flags;
 pub mod format;
+pub mod map_layout;
 pub mod model;
 pub mod pages;
 pub mod search;

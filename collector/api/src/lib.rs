@@ -6,12 +6,14 @@
 //! - [`v1`]: tracelab's own `/api/v1` endpoints (sampling statistics, windowed span reads of huge
 //!   traces, trace summaries, logs of a span).
 //! - [`tree`]: the tree-aware window of a huge trace (`/api/v1/traces/{id}/tree`, overview).
+//! - [`dependencies`]: `/api/v1/dependencies`, the service map (nodes, edges, rates, percentiles).
 //! - [`metrics`]: `/api/v1/metrics/red`, RED time series with exemplars from spanmetrics.
 //! - [`sampling`]: the sampling dashboard's timeline and the sampling lab's result.
 //! - [`critical_path`]: the critical path of a trace and the bottleneck it names (viewer and lab).
 //! - [`ids`] and [`duration`]: small parsers both sides need (Jaeger trace ids, Go-style durations).
 
 pub mod critical_path;
+pub mod dependencies;
 pub mod duration;
 pub mod ids;
 pub mod jaeger;

@@ -1,8 +1,8 @@
 //! The query API on 16686: the Jaeger HTTP JSON API (so Grafana's Jaeger data source and Jaeger
 //! tooling work against the embedded store) plus tracelab's `/api/v1` (sampling statistics,
-//! windowed span reads of huge traces, their tree-aware windows (`tree`), trace summaries, logs of a
-//! span, the collector's stores and trace lookups in any of them, the sampling dashboard's timeline
-//! and sampling-lab result).
+//! the service map, windowed span reads of huge traces and their tree-aware windows (`tree`), trace
+//! summaries, logs of a span, the collector's stores and trace lookups in any of them, the sampling
+//! dashboard's timeline and sampling-lab result).
 //!
 //! Each `tracelab[/NAME]` exporter has its own query API, serving its own store. Every one of them
 //! also knows all the stores ([`StoreRegistry`]: `/api/v1/stores`, `/api/v1/traces/lookup?store=`)
@@ -12,6 +12,7 @@
 //! Jaeger routes answer errors in Jaeger's shape (`{"data": null, "errors": [{"code", "msg"}]}`);
 //! `/api/v1` routes answer `{"error": {"code", "message"}}`.
 
+mod dependencies;
 mod params;
 mod red;
 mod sampling;
@@ -282,6 +283,7 @@ pub fn router(
         .route("/api/traces", get(search))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/v1/dependencies", get(dependencies::service_map))
         .route("/api/v1/sampling", get(sampling))
         .route("/api/v1/sampling/decisions", get(decisions))
         .route("/api/v1/sampling/timeline", get(sampling::timeline))
@@ -433,12 +435,10 @@ async fn dependencies(
     State(s): State<AppState>,
     Query(q): Pairs,
 ) -> Result<Json<JaegerResponse<Vec<DependencyLink>>>, JaegerFailure> {
-    let end_ms = params::opt_u64(&q, "endTs")?.unwrap_or(params::now_us() / 1000);
-    let lookback_ms = params::opt_u64(&q, "lookback")?.unwrap_or(24 * 3600 * 1000);
-    let deps = s
-        .store
-        .dependencies(end_ms * 1000, lookback_ms * 1000)
-        .await?;
+    let (end_us, _) = dependencies::window(&q)?;
+    // Jaeger's default lookback is a day.
+    let lookback_us = params::opt_u64(&q, "lookback")?.map_or(24 * 3_600_000_000, |ms| ms * 1000);
+    let deps = s.store.dependencies(end_us, lookback_us).await?;
     let n = deps.len();
     Ok(Json(JaegerResponse::ok(deps, n)))
 }

@@ -900,3 +900,52 @@ async fn the_sampling_lab_result_is_stored_read_back_and_bounded() {
     let (_, v) = api.get("/api/v1/sampling/lab").await;
     assert_eq!(v, result, "refused bodies change nothing");
 }
+
+#[tokio::test]
+async fn v1_dependencies_serve_the_service_map_and_refuse_bad_windows() {
+    let (api, _stats) = start().await;
+    let end_ms = now_ns() / 1_000_000 + 120_000;
+    let (st, body) = api
+        .get(&format!(
+            "/api/v1/dependencies?endTs={end_ms}&lookback=3600000"
+        ))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let m: collector_api::dependencies::DependenciesResponse =
+        serde_json::from_value(body.clone()).unwrap();
+    // The stored trace: the gateway's CLIENT span is the parent of payment's declined SERVER span.
+    let e = m
+        .edge(
+            "service:api-gateway",
+            "service:payment-service",
+            collector_api::dependencies::EdgeKind::Http,
+        )
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!((e.calls, e.errors), (1, 1));
+    assert!(within_pct(e.latency.p50_us, 1_200_000), "{:?}", e.latency);
+    assert_eq!(body["edges"][0]["kind"], "http");
+    assert_eq!(body["nodes"][0]["kind"], "service");
+    let gw = m.node("service:api-gateway").unwrap();
+    assert_eq!(gw.calls, 1, "its SERVER root");
+    assert!(gw.rate > 0.0 && gw.rate <= 1.0 / 3600.0 * 1.02);
+    assert!(m.end_us - m.start_us >= 3_600_000_000);
+
+    for (q, names) in [
+        ("endTs=yesterday", "endTs"),
+        ("lookback=-5", "lookback"),
+        ("lookback=0", "lookback"),
+        ("endTs=99999999999999999", "endTs"),
+    ] {
+        let (st, body) = api.get(&format!("/api/v1/dependencies?{q}")).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(names),
+            "{q}: {body}"
+        );
+    }
+}
+
+fn within_pct(got: u64, want: u64) -> bool {
+    (got as f64 - want as f64).abs() <= want as f64 * 0.0625
+}

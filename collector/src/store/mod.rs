@@ -7,11 +7,15 @@
 //! Why SQLite: see `collector/README.md`.
 
 mod convert;
+#[cfg(test)]
+mod map_tests;
 mod schema;
+mod service_map;
 #[cfg(test)]
 mod tests;
 
 pub use convert::{UNKNOWN_SERVICE, kind_from_name, kind_name};
+pub use service_map::{bucket_of, bucket_value, percentile};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -380,6 +384,9 @@ pub struct TraceStore {
     /// before and after knows no span was added or removed in between (the query API's trace
     /// trees skip re-counting a trace then).
     span_generation: AtomicU64,
+    /// Service-map children waiting for their parent span. Held across a whole insert (taken
+    /// before the write transaction), so a parent never misses a child staged by the previous batch.
+    map_pending: tokio::sync::Mutex<service_map::Pending>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -424,6 +431,9 @@ struct SpanRow {
     scope_name: String,
     scope_version: String,
     body: Vec<u8>,
+    /// The parent (or a consumer's linked producer) and what the service map needs of the span.
+    reference: Option<(TraceId, Vec<u8>)>,
+    map: service_map::Child,
 }
 
 impl TraceStore {
@@ -511,6 +521,8 @@ impl TraceStore {
             sqlx::query_as("SELECT service, name, kind FROM operations")
                 .fetch_all(&read)
                 .await?;
+        Self::map_backfill(&write, &read).await?;
+        let pending = Self::load_pending(&read).await?;
         Ok(Self {
             cfg,
             read,
@@ -522,6 +534,7 @@ impl TraceStore {
             operations: Mutex::new(ops.into_iter().collect()),
             search_scan_bound: AtomicUsize::new(MAX_SEARCH_SCAN),
             span_generation: AtomicU64::new(0),
+            map_pending: tokio::sync::Mutex::new(pending),
         })
     }
 
@@ -607,6 +620,7 @@ impl TraceStore {
     /// Stores a batch of spans in one transaction; returns the number stored (a span whose trace
     /// id and span id are stored already is skipped, so a retried export is stored once).
     pub async fn insert_spans(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+        let mut pending = self.map_pending.lock().await;
         let mut tx = self.write.begin().await?;
         let mut services: Vec<String> = Vec::new();
         let mut rows: Vec<SpanRow> = Vec::new();
@@ -687,6 +701,7 @@ impl TraceStore {
                     let parent = (!s.parent_span_id.is_empty()
                         && s.parent_span_id.iter().any(|b| *b != 0))
                     .then(|| s.parent_span_id.clone());
+                    let duration_us = ((s.end_time_unix_nano / 1000) as i64 - start_us).max(0);
                     rows.push(SpanRow {
                         trace_id,
                         span_id: s.span_id.clone(),
@@ -695,12 +710,14 @@ impl TraceStore {
                         name: s.name.clone(),
                         kind: s.kind,
                         start_us,
-                        duration_us: ((s.end_time_unix_nano / 1000) as i64 - start_us).max(0),
+                        duration_us,
                         status,
                         resource_id,
                         scope_name: scope_name.clone(),
                         scope_version: scope_version.clone(),
                         body: s.encode_to_vec(),
+                        reference: service_map::reference_of(s),
+                        map: service_map::Child::of(&service, s, start_us, duration_us, status),
                     });
                 }
             }
@@ -725,6 +742,8 @@ impl TraceStore {
         let known = Self::count_stored_traces(&mut tx, &batch_traces).await?;
         let new_traces = batch_traces.len() as u64 - known.min(batch_traces.len() as u64);
         let mut stored = 0u64;
+        // The rows really inserted (not skipped as already stored): what the service map counts.
+        let mut inserted: HashSet<(TraceId, Vec<u8>)> = HashSet::with_capacity(rows.len());
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
@@ -746,9 +765,23 @@ impl TraceStore {
                     .push_bind(r.body.clone());
             });
             // A span already stored (a retried export) is skipped: one row per (trace, span).
-            qb.push(" ON CONFLICT (span_id, trace_id) DO NOTHING");
-            stored += qb.build().execute(&mut *tx).await?.rows_affected();
+            qb.push(" ON CONFLICT (span_id, trace_id) DO NOTHING RETURNING trace_id, span_id");
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                inserted.insert((trace_id_of(r.get::<&[u8], _>(0)), r.get(1)));
+            }
         }
+        stored += inserted.len() as u64;
+        let map_spans: Vec<service_map::MapSpan> = rows
+            .into_iter()
+            .filter(|r| inserted.remove(&(r.trace_id, r.span_id.clone())))
+            .map(|r| service_map::MapSpan {
+                trace_id: r.trace_id,
+                span_id: r.span_id,
+                reference: r.reference,
+                child: r.map,
+            })
+            .collect();
+        let map_change = Self::map_insert(&mut tx, &pending, &map_spans).await?;
         let attrs: Vec<_> = attrs.into_iter().collect();
         for chunk in attrs.chunks(INSERT_CHUNK * 3) {
             let mut qb: QueryBuilder<Sqlite> =
@@ -786,6 +819,8 @@ impl TraceStore {
         }
         tx.commit().await?;
         self.span_generation.fetch_add(1, Ordering::Release);
+        map_change.apply(&mut pending);
+        drop(pending);
         self.traces.fetch_add(new_traces, Ordering::Relaxed);
         lock(&self.operations).extend(new_ops);
         let n = stored;
@@ -1574,10 +1609,12 @@ impl TraceStore {
             .collect())
     }
 
-    /// Calls between services: a SERVER or CONSUMER span whose parent belongs to another service
-    /// counts one call parent service → child service (the entry spans of a service are where a
-    /// call arrives; checking only them keeps this linear in the window's entry spans). Over spans starting in [`end_us - lookback_us`, `end_us`].
-    pub async fn dependencies(
+    /// Calls between services by a join over the stored spans, what `/api/dependencies` answered
+    /// before the service map's aggregate (kept to check and time the aggregate against): a
+    /// SERVER or CONSUMER span whose parent belongs to another service counts one call parent
+    /// service → child service. Over spans starting in [`end_us - lookback_us`, `end_us`]; one
+    /// index probe per entry span of the window.
+    pub async fn dependencies_scan(
         &self,
         end_us: u64,
         lookback_us: u64,
@@ -1593,14 +1630,7 @@ impl TraceStore {
         .bind(end_us as i64)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(parent, child, n)| DependencyLink {
-                parent,
-                child,
-                call_count: n as u64,
-            })
-            .collect())
+        Ok(service_map::links(rows))
     }
 
     /// Log records of a trace (or of one span of it), oldest first.
@@ -1664,6 +1694,9 @@ impl TraceStore {
             let r = self.delete_traces(&ids).await?;
             report.traces += r.traces;
             report.spans += r.spans;
+        }
+        if report.spans > 0 {
+            self.map_prune(i64::MIN, now_us() as i64).await?;
         }
         Ok(report)
     }
@@ -1769,6 +1802,7 @@ impl TraceStore {
                     .await?;
             *lock(&self.operations) = ops.into_iter().collect();
         }
+        self.map_prune(cutoff, now_us as i64).await?;
         // Planner statistics for the search queries; cheap with analysis_limit.
         sqlx::query("PRAGMA optimize").execute(&self.write).await?;
         Ok(report)

@@ -4,7 +4,7 @@
 //! (trace, scope);
 //! `operations` makes the service and operation lists cheap; `decisions` is the tail samplers'
 //! decision history (the sampling dashboard's timeline), `lab_results` the latest sampling-lab
-//! results.
+//! results; `service_map`, `map_pending` and `map_state` hold the service map's aggregate.
 
 /// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
 /// upgraded when opened, any other version is refused with a clear message.
@@ -128,4 +128,33 @@ pub const DDL: &[&str] = &[
         received_at_ms INTEGER NOT NULL,
         body TEXT NOT NULL
     )",
+    // The service map's aggregate (see `service_map.rs`): spans and ERROR spans per minute, kind
+    // (entry, http, rpc, publish, consume, handoff, handoff_direct), source, target and latency
+    // bucket `le`. Added without a version bump: a file without it is backfilled when opened.
+    "CREATE TABLE IF NOT EXISTS service_map (
+        minute INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        le INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (minute, kind, source, target, le)
+    ) WITHOUT ROWID",
+    // Service-map children whose parent span (trace_id, parent_id) has not arrived yet.
+    "CREATE TABLE IF NOT EXISTS map_pending (
+        trace_id BLOB NOT NULL,
+        parent_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        service TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        start_us INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        error INTEGER NOT NULL,
+        rpc INTEGER NOT NULL,
+        topic TEXT,
+        PRIMARY KEY (trace_id, parent_id, span_id)
+    ) WITHOUT ROWID",
+    // `backfilled`: the service map was built from this file's spans (or the file started empty).
+    "CREATE TABLE IF NOT EXISTS map_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 ];

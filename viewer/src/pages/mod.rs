@@ -1,6 +1,7 @@
 //! The viewer's pages.
 
 pub mod compare;
+pub mod dependencies;
 pub mod flags;
 pub mod monitor;
 pub mod sampling;
