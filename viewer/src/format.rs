@@ -13,6 +13,31 @@ pub fn duration_us(us: u64) -> String {
     }
 }
 
+/// Where a bar's duration label goes, for a bar from `start_pct` to `end_pct` % of its lane: after
+/// the bar while it ends before `after_below` %, else inside it when it is wider than `inside_above`
+/// % of the lane, else before it — so the label never runs off the lane or over a bar unreadably.
+/// The CSS class and the inline style that place it.
+pub fn bar_label(
+    start_pct: f64,
+    end_pct: f64,
+    after_below: f64,
+    inside_above: f64,
+) -> (&'static str, String) {
+    if end_pct < after_below {
+        ("bar-label", format!("left: {end_pct:.3}%"))
+    } else if end_pct - start_pct > inside_above {
+        (
+            "bar-label inside",
+            format!("right: {:.3}%", 100.0 - end_pct),
+        )
+    } else {
+        (
+            "bar-label before",
+            format!("right: {:.3}%", 100.0 - start_pct),
+        )
+    }
+}
+
 /// `2026-12-02 06:13:18.123 UTC` from µs since the Unix epoch.
 pub fn timestamp_us(us: u64) -> String {
     let secs = us / 1_000_000;
@@ -74,5 +99,21 @@ mod tests {
             "2000-02-29 00:00:00.000 UTC"
         );
         assert_eq!(clock_us(1_796_191_998_123_000), "06:13:18");
+    }
+
+    #[test]
+    fn bar_labels_stay_in_their_lane() {
+        assert_eq!(
+            bar_label(10.0, 20.0, 88.0, 10.0),
+            ("bar-label", "left: 20.000%".into())
+        );
+        assert_eq!(
+            bar_label(50.0, 95.0, 88.0, 10.0),
+            ("bar-label inside", "right: 5.000%".into())
+        );
+        assert_eq!(
+            bar_label(93.0, 95.0, 88.0, 10.0),
+            ("bar-label before", "right: 7.000%".into())
+        );
     }
 }

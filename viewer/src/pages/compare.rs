@@ -192,19 +192,7 @@ fn lane(m: &TraceModel, i: Option<usize>, scale: u64) -> AnyView {
     let end_pct = (offset + width) as f64 * 100.0 / scale as f64;
     // The duration after the bar; near the lane's right side inside a wide bar, or before a narrow
     // one, so it never spills into the other lane.
-    let (label_class, label_style) = if end_pct < 80.0 {
-        ("bar-label", format!("left: {end_pct:.3}%"))
-    } else if end_pct - start_pct > 15.0 {
-        (
-            "bar-label inside",
-            format!("right: {:.3}%", 100.0 - end_pct),
-        )
-    } else {
-        (
-            "bar-label before",
-            format!("right: {:.3}%", 100.0 - start_pct),
-        )
-    };
+    let (label_class, label_style) = format::bar_label(start_pct, end_pct, 80.0, 15.0);
     view! {
         <a class="cmp-lane" href=format!("/trace/{}?span={}", m.trace_id, s.span_id)>
             <div class="bar" class:error=s.is_error() style:left=pct(offset, scale) style:width=pct(width, scale)

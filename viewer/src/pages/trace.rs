@@ -330,19 +330,7 @@ fn row(
         offset as f64 / dur as f64 * 100.0,
         (offset + width) as f64 / dur as f64 * 100.0,
     );
-    let (label_class, label_style) = if end_pct < 88.0 {
-        ("bar-label", format!("left: {end_pct:.3}%"))
-    } else if end_pct - start_pct > 10.0 {
-        (
-            "bar-label inside",
-            format!("right: {:.3}%", 100.0 - end_pct),
-        )
-    } else {
-        (
-            "bar-label before",
-            format!("right: {:.3}%", 100.0 - start_pct),
-        )
-    };
+    let (label_class, label_style) = format::bar_label(start_pct, end_pct, 88.0, 10.0);
     let on_critical = !r.critical.is_empty();
     let crit: Vec<(String, String)> = r
         .critical
