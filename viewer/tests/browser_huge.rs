@@ -9,12 +9,12 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fantoccini::Locator;
 use serde_json::{Value, json};
 use support::{
-    Env, checkout, click, js_until, now_ns, otlp_span, resource, screenshot, wait_until,
+    Env, checkout, click, js_until, now_ns, otlp_span, resource, screenshot, send_trace, wait_until,
 };
 
 /// Spans of the huge trace.
@@ -43,7 +43,7 @@ fn env() -> &'static Env<Ids> {
         async |stack, query| {
             let declined = checkout(stack, query, "payment.declined", false).await?;
             let (trace, spans, last) = huge_trace();
-            let huge = send_paced(stack, query, &trace, spans).await?;
+            let huge = send_trace(stack, query, (trace.clone(), spans)).await?;
             Ok(Ids {
                 huge,
                 huge_last: last,
@@ -51,77 +51,6 @@ fn env() -> &'static Env<Ids> {
             })
         },
     )
-}
-
-/// Sends a trace over OTLP/HTTP JSON as an exporter would: 1,000 spans a request, retrying a
-/// request the collector's memory limiter refuses (503) after the delay it names, and letting
-/// the store catch up every 10,000 spans, so a debug-build collector is not flooded. Waits
-/// until every span is stored.
-async fn send_paced(
-    stack: &lab::Stack,
-    query: &lab::TraceClient,
-    trace_id: &str,
-    resource_spans: Vec<Value>,
-) -> Result<String, String> {
-    let http = reqwest::Client::new();
-    let stored_url = format!(
-        "{}/api/v1/traces/{trace_id}/spans?limit=1",
-        query.base_url()
-    );
-    let stored = |at_least: usize| {
-        let (http, url) = (http.clone(), stored_url.clone());
-        async move {
-            wait_until(
-                &format!("{at_least} spans of {trace_id} stored"),
-                Duration::from_secs(120),
-                || async {
-                    let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                    (v["total"].as_u64()? >= at_least as u64).then_some(())
-                },
-            )
-            .await
-        }
-    };
-    let mut sent = 0usize;
-    for rs in resource_spans {
-        let spans = rs["scopeSpans"][0]["spans"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for chunk in spans.chunks(1000) {
-            let mut one = rs.clone();
-            one["scopeSpans"][0]["spans"] = Value::Array(chunk.to_vec());
-            let body = json!({ "resourceSpans": [one] });
-            let mut attempt = 0;
-            loop {
-                let r = http
-                    .post(format!("{}/v1/traces", stack.urls.otlp_http))
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if r.status().is_success() {
-                    break;
-                }
-                attempt += 1;
-                if r.status().as_u16() != 503 || attempt > 60 {
-                    return Err(format!(
-                        "OTLP export refused: {} {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    ));
-                }
-                // The limiter's RetryInfo says 1 s; what it waits for is the store draining.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            sent += chunk.len();
-            if sent.is_multiple_of(10_000) {
-                stored(sent).await?;
-            }
-        }
-    }
-    stored(sent).await?;
-    Ok(trace_id.to_string())
 }
 
 /// 100,000 spans in four services, five levels deep: a root (`huge-gateway`), batches

@@ -277,51 +277,80 @@ pub async fn checkout(
     Ok(id)
 }
 
-/// Sends OTLP/JSON straight to the collector, 1,000 spans a request, and waits until all are stored.
+/// Sends a trace over OTLP/HTTP JSON as an exporter would: 1,000 spans a request, retrying a
+/// request the collector's memory limiter refuses (503) after the delay it names, and letting
+/// the store catch up every 10,000 spans, so a debug-build collector is not flooded. Waits
+/// until all of the trace's spans are stored.
 pub async fn send_trace(
     stack: &Stack,
     query: &TraceClient,
     (trace_id, resource_spans): (String, Vec<Value>),
 ) -> Result<String, String> {
     let http = reqwest::Client::new();
-    let mut total = 0usize;
+    let stored_url = format!(
+        "{}/api/v1/traces/{trace_id}/spans?limit=1",
+        query.base_url()
+    );
+    // At least `n` spans stored, or exactly `n` when `exact`.
+    let stored = |n: usize, exact: bool| {
+        let (http, url, trace_id) = (http.clone(), stored_url.clone(), trace_id.clone());
+        async move {
+            wait_until(
+                &format!("{n} spans of {trace_id} stored"),
+                Duration::from_secs(120),
+                || async {
+                    let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    let total = v["total"].as_u64()?;
+                    (if exact {
+                        total == n as u64
+                    } else {
+                        total >= n as u64
+                    })
+                    .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    let mut sent = 0usize;
     for rs in resource_spans {
         let spans = rs["scopeSpans"][0]["spans"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        total += spans.len();
         for chunk in spans.chunks(1000) {
             let mut one = rs.clone();
             one["scopeSpans"][0]["spans"] = Value::Array(chunk.to_vec());
-            let r = http
-                .post(format!("{}/v1/traces", stack.urls.otlp_http))
-                .json(&json!({ "resourceSpans": [one] }))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !r.status().is_success() {
-                return Err(format!(
-                    "OTLP export refused: {} {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                ));
+            let body = json!({ "resourceSpans": [one] });
+            let mut attempt = 0;
+            loop {
+                let r = http
+                    .post(format!("{}/v1/traces", stack.urls.otlp_http))
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status().is_success() {
+                    break;
+                }
+                attempt += 1;
+                if r.status().as_u16() != 503 || attempt > 60 {
+                    return Err(format!(
+                        "OTLP export refused: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+                // Backoff: the limiter's RetryInfo says 1 s; what it waits for is the store draining.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            sent += chunk.len();
+            if sent.is_multiple_of(10_000) {
+                stored(sent, false).await?;
             }
         }
     }
-    let url = format!(
-        "{}/api/v1/traces/{trace_id}/spans?limit=1",
-        query.base_url()
-    );
-    wait_until(
-        &format!("{total} spans of {trace_id} stored"),
-        Duration::from_secs(60),
-        || async {
-            let v: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-            (v["total"].as_u64() == Some(total as u64)).then_some(())
-        },
-    )
-    .await?;
+    stored(sent, true).await?;
     Ok(trace_id)
 }
 
