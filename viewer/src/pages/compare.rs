@@ -16,12 +16,8 @@ use crate::compare::{Change, Comparison, compare, parse_pair, signed_ms};
 use crate::format;
 use crate::model::{TraceModel, WindowMerger, service_colour};
 use crate::pages::search::error_text;
-use crate::pages::trace::TracePage;
+use crate::pages::trace::{ROW_H, TracePage, drawn_range};
 
-/// Pixel height of one compare row (CSS `.cmp-row` uses the same).
-const ROW_H: f64 = 26.0;
-/// Rows rendered above and below the viewport.
-const OVERSCAN: usize = 12;
 /// Spans loaded per side; a trace with more is compared on its first this many (and says so).
 pub const MAX_COMPARE_SPANS: u64 = 20_000;
 
@@ -133,9 +129,8 @@ fn Aligned(l: Arc<Loaded>) -> impl IntoView {
     let rows_view = move || {
         let top = scroll_top.get();
         let h = viewport.get();
-        let first = ((top / ROW_H) as usize).saturating_sub(OVERSCAN);
-        let last = (((top + h) / ROW_H).ceil() as usize + OVERSCAN).min(n);
-        (first..last)
+        let (first, last) = drawn_range(top, h, n as u64);
+        (first as usize..last as usize)
             .map(|pos| cmp_row(&rl, pos, scale))
             .collect_view()
     };

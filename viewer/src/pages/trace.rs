@@ -30,8 +30,8 @@ use crate::format;
 use crate::model::{Collapse, RowWindow, hidden_text, service_colour, service_name, window_offset};
 use crate::pages::search::error_text;
 
-/// Pixel height of one waterfall row (CSS `.row` uses the same).
-const ROW_H: f64 = 26.0;
+/// Pixel height of one waterfall row (CSS `.row` and `.cmp-row` use the same).
+pub(crate) const ROW_H: f64 = 26.0;
 /// Rows rendered above and below the viewport.
 const OVERSCAN: u64 = 12;
 /// Rows one tree window asks for (the collector allows 2,000).
@@ -67,8 +67,9 @@ pub fn TracePage() -> impl IntoView {
     }
 }
 
-/// The first and one-past-last visible positions to draw for a scroll position.
-fn drawn_range(top: f64, height: f64, total: u64) -> (u64, u64) {
+/// The first and one-past-last visible positions to draw for a scroll position (the trace page's
+/// waterfall and the compare page's rows).
+pub(crate) fn drawn_range(top: f64, height: f64, total: u64) -> (u64, u64) {
     let first = ((top / ROW_H) as u64).saturating_sub(OVERSCAN);
     let last = (((top + height) / ROW_H).ceil() as u64 + OVERSCAN).min(total);
     (first.min(last), last)
