@@ -12,6 +12,7 @@ pub mod config;
 pub mod connectors;
 pub mod exporters;
 pub mod extensions;
+pub mod grpc_codec;
 pub mod pipeline;
 pub mod processors;
 pub mod query;

@@ -81,7 +81,73 @@ async fn batch_splits_above_max_size() {
         cap.clone(),
     );
     b.consume(spans(12, 1)).await.unwrap();
-    assert_eq!(cap.batch_sizes(), [5, 5, 2]);
+    assert_eq!(
+        cap.batch_sizes(),
+        [5, 5],
+        "batches go while at least send_batch_size remain"
+    );
+    b.shutdown().await.unwrap();
+    assert_eq!(cap.batch_sizes(), [5, 5, 2], "the rest at shutdown");
+}
+
+/// Encoded requests (`pipeline::wire`): batched by concatenation without being cut, the rest
+/// waiting for the next batch; one larger than the max is decoded and split; a batch mixing
+/// decoded and encoded items goes out encoded, all of it.
+#[tokio::test]
+async fn batch_keeps_encoded_requests_whole() {
+    use collector::pipeline::wire::Encoded;
+    use prost::Message;
+
+    #[derive(Default)]
+    struct Kinds(Mutex<Vec<(&'static str, usize)>>);
+    #[async_trait::async_trait]
+    impl Consumer<ResourceSpans> for Kinds {
+        async fn consume(&self, batch: Vec<ResourceSpans>) -> Result<(), ConsumeError> {
+            let n = collector::pipeline::signal::count(&batch);
+            self.0.lock().unwrap().push(("decoded", n));
+            Ok(())
+        }
+        async fn consume_encoded(&self, batch: Encoded<ResourceSpans>) -> Result<(), ConsumeError> {
+            let decoded = batch.decode().expect("a valid concatenation");
+            assert_eq!(collector::pipeline::signal::count(&decoded), batch.items);
+            self.0.lock().unwrap().push(("encoded", batch.items));
+            Ok(())
+        }
+    }
+    let encoded = |n: usize, trace: u8| {
+        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+            resource_spans: spans(n, trace),
+        };
+        Encoded::one(req.encode_to_vec().into(), n)
+    };
+    let next = Arc::new(Kinds::default());
+    let b = BatchProcessor::new(
+        BatchConfig {
+            timeout: Duration::from_secs(3600),
+            send_batch_size: 8,
+            send_batch_max_size: 8,
+        },
+        next.clone(),
+    );
+    for t in 1..=3 {
+        b.consume_encoded(encoded(3, t)).await.unwrap();
+    }
+    // 9 ≥ 8: the first two requests (6) go whole; the third waits.
+    assert_eq!(*next.0.lock().unwrap(), [("encoded", 6)]);
+    // 3 + 12: the 12-span request alone exceeds the max, so it is decoded and split.
+    b.consume_encoded(encoded(12, 4)).await.unwrap();
+    assert_eq!(
+        *next.0.lock().unwrap(),
+        [("encoded", 6), ("encoded", 8)],
+        "3 encoded + 5 decoded go out encoded together"
+    );
+    b.consume(spans(1, 5)).await.unwrap();
+    b.shutdown().await.unwrap();
+    assert_eq!(
+        *next.0.lock().unwrap(),
+        [("encoded", 6), ("encoded", 8), ("decoded", 8)],
+        "the split's 7 and a decoded span: all decoded, so they stay decoded"
+    );
 }
 
 #[tokio::test]

@@ -11,8 +11,16 @@ pub mod tracelab;
 pub struct NopExporter;
 
 #[async_trait::async_trait]
-impl<T: Send + 'static> crate::pipeline::Consumer<T> for NopExporter {
+impl<T: crate::pipeline::signal::Signal> crate::pipeline::Consumer<T> for NopExporter {
     async fn consume(&self, _batch: Vec<T>) -> Result<(), crate::pipeline::ConsumeError> {
+        Ok(())
+    }
+
+    /// Not decoded: nothing here reads it.
+    async fn consume_encoded(
+        &self,
+        _batch: crate::pipeline::wire::Encoded<T>,
+    ) -> Result<(), crate::pipeline::ConsumeError> {
         Ok(())
     }
 }

@@ -62,7 +62,7 @@ struct StopConsumer<T> {
 }
 
 #[async_trait::async_trait]
-impl<T: Send + 'static> Stop for StopConsumer<T> {
+impl<T: Signal> Stop for StopConsumer<T> {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -125,7 +125,7 @@ fn cast<A: ?Sized + 'static, B: ?Sized + 'static>(a: Arc<A>) -> Option<Arc<B>> {
 
 /// Converts `Arc<dyn Consumer<X>>` to `Arc<dyn Consumer<T>>` when X and T are the same type
 /// (signal-specific components in generic code; the config validation guarantees it).
-fn same<X: Send + 'static, T: Send + 'static>(
+fn same<X: Signal, T: Signal>(
     c: Arc<dyn Consumer<X>>,
     what: &str,
 ) -> Result<Arc<dyn Consumer<T>>, String> {

@@ -20,6 +20,7 @@ pub use config::{OtlpExporterConfig, OtlpHttpExporterConfig, QueueConfig, RetryC
 pub use transport::{GrpcTransport, HttpTransport, OtlpGrpcSignal};
 
 use crate::pipeline::signal::Signal;
+use crate::pipeline::wire::Encoded;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 
 /// A failed send attempt.
@@ -34,6 +35,23 @@ pub struct SendError {
 #[async_trait::async_trait]
 pub trait Transport<T: Signal>: Send + Sync + 'static {
     async fn send(&self, req: T::Request) -> Result<(), SendError>;
+    /// Sends a payload still encoded; the default decodes it (a transport that can put the
+    /// bytes on the wire as they are overrides this).
+    async fn send_encoded(&self, batch: &Encoded<T>) -> Result<(), SendError> {
+        let items = batch.decode().map_err(|e| SendError {
+            retryable: false,
+            message: format!("invalid OTLP protobuf: {e}"),
+            retry_after: None,
+        })?;
+        self.send(T::into_request(items)).await
+    }
+}
+
+/// A batch waiting in the sending queue: as the pipeline handed it over.
+pub enum Payload<T: Signal> {
+    /// A request and the items it holds.
+    Decoded(T::Request, u64),
+    Encoded(Encoded<T>),
 }
 
 /// Queue depth, exposed on the collector's `/metrics`.
@@ -47,7 +65,7 @@ pub struct QueuedSender<T: Signal> {
     id: String,
     transport: Arc<dyn Transport<T>>,
     retry: RetryConfig,
-    queue: Option<Mutex<Option<mpsc::Sender<Vec<T>>>>>,
+    queue: Option<Mutex<Option<mpsc::Sender<Payload<T>>>>>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     counters: Arc<ComponentCounters>,
     pub gauge: Arc<QueueGauge>,
@@ -69,7 +87,7 @@ impl<T: Signal> QueuedSender<T> {
             gauge
                 .capacity
                 .store(queue.queue_size as u64, Ordering::Relaxed);
-            let (tx, rx) = mpsc::channel::<Vec<T>>(queue.queue_size);
+            let (tx, rx) = mpsc::channel::<Payload<T>>(queue.queue_size);
             let rx = Arc::new(Mutex::new(rx));
             for _ in 0..queue.num_consumers {
                 let rx = rx.clone();
@@ -117,14 +135,21 @@ struct Attempt<T: Signal> {
 
 impl<T: Signal> Attempt<T> {
     /// Sends with retries; returns the last error when the batch was dropped.
-    async fn deliver(&self, batch: Vec<T>) -> Option<SendError> {
-        let items = crate::pipeline::signal::count(&batch) as u64;
-        let req = T::into_request(batch);
+    async fn deliver(&self, batch: Payload<T>) -> Option<SendError> {
+        let items = match &batch {
+            Payload::Decoded(_, n) => *n,
+            Payload::Encoded(e) => e.items as u64,
+        };
         let start = Instant::now();
         let mut interval = self.retry.initial_interval;
         let mut rng = seed();
         loop {
-            match self.transport.send(req.clone()).await {
+            let sent = match &batch {
+                // A clone per attempt: the transport consumes its request.
+                Payload::Decoded(req, _) => self.transport.send(req.clone()).await,
+                Payload::Encoded(e) => self.transport.send_encoded(e).await,
+            };
+            match sent {
                 Ok(()) => {
                     ComponentCounters::add(&self.counters.sent, items);
                     return None;
@@ -189,6 +214,22 @@ fn next_f64(s: &mut u64) -> f64 {
 #[async_trait::async_trait]
 impl<T: Signal> Consumer<T> for QueuedSender<T> {
     async fn consume(&self, batch: Vec<T>) -> Result<(), ConsumeError> {
+        let n = crate::pipeline::signal::count(&batch) as u64;
+        self.enqueue(Payload::Decoded(T::into_request(batch), n))
+            .await
+    }
+
+    async fn consume_encoded(&self, batch: Encoded<T>) -> Result<(), ConsumeError> {
+        self.enqueue(Payload::Encoded(batch)).await
+    }
+
+    async fn shutdown(&self) -> Result<(), ConsumeError> {
+        self.shutdown_queue().await
+    }
+}
+
+impl<T: Signal> QueuedSender<T> {
+    async fn enqueue(&self, batch: Payload<T>) -> Result<(), ConsumeError> {
         match &self.queue {
             Some(q) => {
                 let guard = q.lock().await;
@@ -231,7 +272,7 @@ impl<T: Signal> Consumer<T> for QueuedSender<T> {
 
     /// Stops accepting, then lets the workers drain the queue (retries stop at the first
     /// failure once shutting down; bounded by 30 s overall).
-    async fn shutdown(&self) -> Result<(), ConsumeError> {
+    async fn shutdown_queue(&self) -> Result<(), ConsumeError> {
         if let Some(q) = &self.queue {
             q.lock().await.take();
         }

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
@@ -15,11 +18,17 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
 use super::{SendError, Transport};
+use crate::grpc_codec::RawClientCodec;
 use crate::pipeline::signal::Signal;
+use crate::pipeline::wire::Encoded;
 
 /// One export RPC per signal (the generated clients are distinct types).
 #[async_trait::async_trait]
 pub trait OtlpGrpcSignal: Signal {
+    /// The export method's path, for sending encoded payloads as they are.
+    const EXPORT_PATH: &'static str;
+    /// The export response (decoded from what the backend answers).
+    type Response: prost::Message + Default + Send + 'static;
     async fn export(
         channel: Channel,
         req: tonic::Request<Self::Request>,
@@ -28,9 +37,11 @@ pub trait OtlpGrpcSignal: Signal {
 }
 
 macro_rules! grpc_signal {
-    ($ty:ty, $client:ident) => {
+    ($ty:ty, $client:ident, $path:literal, $resp:ty) => {
         #[async_trait::async_trait]
         impl OtlpGrpcSignal for $ty {
+            const EXPORT_PATH: &'static str = $path;
+            type Response = $resp;
             async fn export(
                 channel: Channel,
                 req: tonic::Request<Self::Request>,
@@ -52,9 +63,24 @@ macro_rules! grpc_signal {
     };
 }
 
-grpc_signal!(ResourceSpans, TraceServiceClient);
-grpc_signal!(ResourceMetrics, MetricsServiceClient);
-grpc_signal!(ResourceLogs, LogsServiceClient);
+grpc_signal!(
+    ResourceSpans,
+    TraceServiceClient,
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    ExportTraceServiceResponse
+);
+grpc_signal!(
+    ResourceMetrics,
+    MetricsServiceClient,
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    ExportMetricsServiceResponse
+);
+grpc_signal!(
+    ResourceLogs,
+    LogsServiceClient,
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    ExportLogsServiceResponse
+);
 
 pub struct GrpcTransport {
     channel: Channel,
@@ -97,10 +123,10 @@ fn grpc_send_error(s: &tonic::Status) -> SendError {
     }
 }
 
-#[async_trait::async_trait]
-impl<T: OtlpGrpcSignal> Transport<T> for GrpcTransport {
-    async fn send(&self, req: T::Request) -> Result<(), SendError> {
-        let mut r = tonic::Request::new(req);
+impl GrpcTransport {
+    /// A request with the configured timeout and headers.
+    fn request<M>(&self, message: M) -> tonic::Request<M> {
+        let mut r = tonic::Request::new(message);
         r.set_timeout(self.timeout);
         for (k, v) in &self.headers {
             if let (Ok(k), Ok(v)) = (
@@ -110,9 +136,42 @@ impl<T: OtlpGrpcSignal> Transport<T> for GrpcTransport {
                 r.metadata_mut().insert(k, v);
             }
         }
-        T::export(self.channel.clone(), r, self.gzip)
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: OtlpGrpcSignal> Transport<T> for GrpcTransport {
+    async fn send(&self, req: T::Request) -> Result<(), SendError> {
+        T::export(self.channel.clone(), self.request(req), self.gzip)
             .await
             .map_err(|s| grpc_send_error(&s))
+    }
+
+    /// The chunks go out as they are (`RawClientCodec`): no decode, no re-encode.
+    async fn send_encoded(&self, batch: &Encoded<T>) -> Result<(), SendError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        if self.gzip {
+            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+        }
+        let unavailable = |e: tonic::transport::Error| SendError {
+            retryable: true,
+            message: format!("gRPC connection: {e}"),
+            retry_after: None,
+        };
+        grpc.ready().await.map_err(unavailable)?;
+        let path = http::uri::PathAndQuery::from_static(T::EXPORT_PATH);
+        let resp = grpc
+            .unary(
+                self.request(batch.chunks.clone()),
+                path,
+                RawClientCodec::<T::Response>::default(),
+            )
+            .await
+            .map_err(|s| grpc_send_error(&s))?;
+        drop(resp);
+        Ok(())
     }
 }
 
@@ -142,13 +201,42 @@ impl HttpTransport {
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let _ = enc.write_all(data);
+    gzip_chunks(&[data])
+}
+
+/// One gzip stream over the chunks in order (the fastest level: export latency matters more
+/// than a few percent of bytes on the wire).
+fn gzip_chunks<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<u8> {
+    let len: usize = chunks.iter().map(|c| c.as_ref().len()).sum();
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(len / 4), flate2::Compression::fast());
+    for c in chunks {
+        let _ = enc.write_all(c.as_ref());
+    }
     enc.finish().unwrap_or_default()
 }
 
 #[async_trait::async_trait]
 impl<T: Signal> Transport<T> for HttpTransport {
+    /// Protobuf payloads go out as they are (compressed chunk by chunk into one body); JSON
+    /// needs the items, so it decodes.
+    async fn send_encoded(&self, batch: &Encoded<T>) -> Result<(), SendError> {
+        if self.json {
+            let items = batch.decode().map_err(|e| SendError {
+                retryable: false,
+                message: format!("invalid OTLP protobuf: {e}"),
+                retry_after: None,
+            })?;
+            return Transport::<T>::send(self, T::into_request(items)).await;
+        }
+        let body = if self.gzip {
+            gzip_chunks(&batch.chunks)
+        } else {
+            batch.to_bytes().to_vec()
+        };
+        self.post(body, "application/x-protobuf").await
+    }
+
     async fn send(&self, req: T::Request) -> Result<(), SendError> {
         let (body, ctype) = if self.json {
             (
@@ -162,6 +250,14 @@ impl<T: Signal> Transport<T> for HttpTransport {
         } else {
             (req.encode_to_vec(), "application/x-protobuf")
         };
+        let body = if self.gzip { gzip(&body) } else { body };
+        self.post(body, ctype).await
+    }
+}
+
+impl HttpTransport {
+    /// POSTs a body (already compressed when `gzip` is on) and maps the answer.
+    async fn post(&self, body: Vec<u8>, ctype: &'static str) -> Result<(), SendError> {
         let mut rb = self
             .client
             .post(&self.url)
@@ -169,12 +265,9 @@ impl<T: Signal> Transport<T> for HttpTransport {
         for (k, v) in &self.headers {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        let body = if self.gzip {
+        if self.gzip {
             rb = rb.header(http::header::CONTENT_ENCODING, "gzip");
-            gzip(&body)
-        } else {
-            body
-        };
+        }
         let resp = rb.body(body).send().await.map_err(|e| SendError {
             retryable: true,
             message: format!("POST {}: {e}", self.url),

@@ -1,6 +1,10 @@
 //! `batch` processor: buffers items and sends them on when `send_batch_size` is reached or
 //! `timeout` has passed since the first buffered item; splits batches above
-//! `send_batch_max_size`; flushes everything on shutdown.
+//! `send_batch_max_size`; flushes everything on shutdown. As in contrib, a size-triggered flush
+//! sends batches while at least `send_batch_size` items remain and keeps the rest for the next
+//! one. Payloads that arrive still encoded (`pipeline::wire`) are batched by concatenation and
+//! never cut: a batch ends before one that does not fit, so it may hold a little less than
+//! `send_batch_max_size`.
 //!
 //! Accepted means kept: once items are buffered the caller has its success, so a downstream
 //! failure is never handed back (a retrying client would store them twice, and the other callers
@@ -8,6 +12,7 @@
 
 mod config;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,13 +21,85 @@ use tokio::sync::{Mutex, Notify};
 pub use config::BatchConfig;
 
 use crate::pipeline::signal::Signal;
+use crate::pipeline::wire::Encoded;
 use crate::pipeline::{ComponentCounters, ConsumeError, Consumer};
 
+/// What a caller handed in: decoded items, or an OTLP payload still encoded (kept encoded so
+/// the batch goes out by concatenation, see `pipeline::wire`).
+enum Piece<T> {
+    Decoded(Vec<T>),
+    Encoded(Encoded<T>),
+}
+
+impl<T: Signal> Piece<T> {
+    fn count(&self) -> usize {
+        match self {
+            Piece::Decoded(items) => crate::pipeline::signal::count(items),
+            Piece::Encoded(e) => e.items,
+        }
+    }
+}
+
 struct Buffer<T> {
-    items: Vec<T>,
+    pieces: VecDeque<Piece<T>>,
     count: usize,
     /// When the current batch got its first item; `None` when empty.
     started: Option<Instant>,
+}
+
+impl<T: Signal> Buffer<T> {
+    /// Takes one batch of at most `max` items (all when `max` is 0) from the front. An encoded
+    /// piece is never cut: one that does not fit starts the next batch, unless it alone holds
+    /// more than `max`, in which case it is decoded and split like decoded items.
+    fn next_batch(&mut self, max: usize, counters: &ComponentCounters) -> Vec<Piece<T>> {
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Some(front) = self.pieces.front_mut() {
+            let c = front.count();
+            if max == 0 || n + c <= max {
+                n += c;
+                out.extend(self.pieces.pop_front());
+                continue;
+            }
+            match front {
+                Piece::Encoded(e) if e.items <= max => break,
+                Piece::Encoded(e) => match e.decode() {
+                    Ok(items) => *front = Piece::Decoded(items),
+                    Err(err) => {
+                        // The receiver's scan accepted it, so this is a bug, not bad input.
+                        ComponentCounters::add(&counters.dropped, c as u64);
+                        tracing::error!(items = c, error = %err, "batch: dropping an undecodable payload");
+                        self.count -= c;
+                        self.pieces.pop_front();
+                    }
+                },
+                Piece::Decoded(items) => {
+                    let room = max - n;
+                    out.push(Piece::Decoded(split_front(items, room)));
+                    n += room;
+                    break;
+                }
+            }
+        }
+        self.count -= n;
+        out
+    }
+}
+
+/// Removes the first `n` items (spans, data points, records) of `items` and returns them.
+fn split_front<T: Signal>(items: &mut Vec<T>, mut n: usize) -> Vec<T> {
+    let mut out = Vec::new();
+    while n > 0 && !items.is_empty() {
+        let c = items[0].item_count();
+        if c <= n {
+            n -= c;
+            out.push(items.remove(0));
+        } else {
+            out.push(items[0].take_front(n));
+            n = 0;
+        }
+    }
+    out
 }
 
 pub struct BatchProcessor<T: Signal> {
@@ -72,7 +149,7 @@ impl<T: Signal> BatchProcessor<T> {
             next,
             counters,
             buf: Mutex::new(Buffer {
-                items: Vec::new(),
+                pieces: VecDeque::new(),
                 count: 0,
                 started: None,
             }),
@@ -103,13 +180,11 @@ impl<T: Signal> BatchProcessor<T> {
                         let deadline = tokio::time::Instant::from_std(t0 + p.cfg.timeout);
                         tokio::select! {
                             _ = tokio::time::sleep_until(deadline) => {
-                                let batch = {
+                                let batches = {
                                     let mut b = p.buf.lock().await;
-                                    if b.started == Some(t0) { Some(take(&mut b)) } else { None }
+                                    if b.started == Some(t0) { p.take_all(&mut b) } else { Vec::new() }
                                 };
-                                if let Some(batch) = batch {
-                                    p.send(batch).await;
-                                }
+                                p.send(batches).await;
                             }
                             _ = p.stop.notify.notified() => {}
                         }
@@ -126,10 +201,34 @@ impl<T: Signal> BatchProcessor<T> {
     }
 
     /// Hands one batch on; a failure is logged and counted, never returned (see the module docs).
-    async fn deliver(&self, chunk: Vec<T>) {
-        let n = crate::pipeline::signal::count(&chunk) as u64;
-        if let Err(e) = self.next.consume(chunk).await {
-            ComponentCounters::add(&self.counters.dropped, n);
+    /// A batch of decoded items goes on decoded; one holding any encoded piece goes on encoded
+    /// (the decoded pieces encoded), since encoding is cheaper than decoding.
+    async fn deliver(&self, batch: Vec<Piece<T>>) {
+        let n: usize = batch.iter().map(Piece::count).sum();
+        if n == 0 {
+            return;
+        }
+        let r = if batch.iter().all(|p| matches!(p, Piece::Decoded(_))) {
+            let items = batch
+                .into_iter()
+                .flat_map(|p| match p {
+                    Piece::Decoded(items) => items,
+                    Piece::Encoded(_) => Vec::new(),
+                })
+                .collect();
+            self.next.consume(items).await
+        } else {
+            let mut all = Encoded::empty();
+            for p in batch {
+                all.append(match p {
+                    Piece::Encoded(e) => e,
+                    Piece::Decoded(items) => Encoded::encode(items),
+                });
+            }
+            self.next.consume_encoded(all).await
+        };
+        if let Err(e) = r {
+            ComponentCounters::add(&self.counters.dropped, n as u64);
             tracing::error!(
                 items = n,
                 error = %e,
@@ -138,75 +237,70 @@ impl<T: Signal> BatchProcessor<T> {
         }
     }
 
-    async fn send(&self, items: Vec<T>) {
-        if items.is_empty() {
-            return;
-        }
-        let max = self.cfg.send_batch_max_size;
-        if max == 0 {
-            return self.deliver(items).await;
-        }
-        // Split into chunks of at most `max` items.
-        let mut chunk = Vec::new();
-        let mut chunk_count = 0;
-        for mut item in items {
-            loop {
-                let n = item.item_count();
-                if chunk_count + n <= max {
-                    chunk_count += n;
-                    chunk.push(item);
-                    break;
-                }
-                let room = max - chunk_count;
-                if room > 0 {
-                    chunk.push(item.take_front(room));
-                }
-                self.deliver(std::mem::take(&mut chunk)).await;
-                chunk_count = 0;
-                if item.item_count() == 0 {
-                    break;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            self.deliver(chunk).await;
+    async fn send(&self, batches: Vec<Vec<Piece<T>>>) {
+        for b in batches {
+            self.deliver(b).await;
         }
     }
-}
 
-fn take<T>(b: &mut Buffer<T>) -> Vec<T> {
-    b.count = 0;
-    b.started = None;
-    std::mem::take(&mut b.items)
+    /// Everything buffered, in batches of at most `send_batch_max_size` (timeout, shutdown).
+    fn take_all(&self, b: &mut Buffer<T>) -> Vec<Vec<Piece<T>>> {
+        let mut out = Vec::new();
+        while !b.pieces.is_empty() {
+            out.push(b.next_batch(self.cfg.send_batch_max_size, &self.counters));
+        }
+        b.count = 0;
+        b.started = None;
+        out
+    }
+
+    /// Buffers a piece; returns the batches to send now. As in contrib's batch processor, a
+    /// full buffer sends batches while at least `send_batch_size` items remain, and the rest
+    /// waits (its timeout restarted) for more.
+    async fn add(&self, piece: Piece<T>) -> Vec<Vec<Piece<T>>> {
+        let n = piece.count();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut b = self.buf.lock().await;
+        if b.started.is_none() {
+            b.started = Some(Instant::now());
+            self.started.notify_one();
+        }
+        b.pieces.push_back(piece);
+        b.count += n;
+        let mut out = Vec::new();
+        while b.count >= self.cfg.send_batch_size && !b.pieces.is_empty() {
+            out.push(b.next_batch(self.cfg.send_batch_max_size, &self.counters));
+        }
+        if !out.is_empty() {
+            b.started = (!b.pieces.is_empty()).then(Instant::now);
+        }
+        out
+    }
 }
 
 #[async_trait::async_trait]
 impl<T: Signal> Consumer<T> for BatchProcessor<T> {
     async fn consume(&self, batch: Vec<T>) -> Result<(), ConsumeError> {
-        let n: usize = batch.iter().map(Signal::item_count).sum();
-        if n == 0 {
-            return Ok(());
-        }
-        let full = {
-            let mut b = self.buf.lock().await;
-            if b.started.is_none() {
-                b.started = Some(Instant::now());
-                self.started.notify_one();
-            }
-            b.items.extend(batch);
-            b.count += n;
-            (b.count >= self.cfg.send_batch_size).then(|| take(&mut b))
-        };
-        if let Some(items) = full {
-            self.send(items).await;
-        }
+        let full = self.add(Piece::Decoded(batch)).await;
+        self.send(full).await;
+        Ok(())
+    }
+
+    async fn consume_encoded(&self, batch: Encoded<T>) -> Result<(), ConsumeError> {
+        let full = self.add(Piece::Encoded(batch)).await;
+        self.send(full).await;
         Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ConsumeError> {
         self.stop.stop();
-        let items = take(&mut *self.buf.lock().await);
-        self.send(items).await;
+        let batches = {
+            let mut b = self.buf.lock().await;
+            self.take_all(&mut b)
+        };
+        self.send(batches).await;
         Ok(())
     }
 }

@@ -163,15 +163,31 @@ pub struct MemoryLimiter<T> {
     next: Arc<dyn Consumer<T>>,
 }
 
-impl<T: Send + 'static> MemoryLimiter<T> {
+impl<T: crate::pipeline::signal::Signal> MemoryLimiter<T> {
     pub fn new(gauge: Arc<MemoryGauge>, next: Arc<dyn Consumer<T>>) -> Self {
         Self { gauge, next }
     }
 }
 
 #[async_trait::async_trait]
-impl<T: Send + 'static> Consumer<T> for MemoryLimiter<T> {
+impl<T: crate::pipeline::signal::Signal> Consumer<T> for MemoryLimiter<T> {
     async fn consume(&self, batch: Vec<T>) -> Result<(), ConsumeError> {
+        self.admit()?;
+        self.next.consume(batch).await
+    }
+
+    async fn consume_encoded(
+        &self,
+        batch: crate::pipeline::wire::Encoded<T>,
+    ) -> Result<(), ConsumeError> {
+        self.admit()?;
+        self.next.consume_encoded(batch).await
+    }
+}
+
+impl<T> MemoryLimiter<T> {
+    /// Refuses (retryably) while the measured memory is above the soft limit.
+    fn admit(&self) -> Result<(), ConsumeError> {
         if self.gauge.is_over() {
             return Err(ConsumeError::Refused(format!(
                 "memory usage ({}) {} MiB is above the memory_limiter soft limit of {} MiB",
@@ -180,7 +196,7 @@ impl<T: Send + 'static> Consumer<T> for MemoryLimiter<T> {
                 self.gauge.soft_limit / (1024 * 1024)
             )));
         }
-        self.next.consume(batch).await
+        Ok(())
     }
 }
 

@@ -29,8 +29,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::rpc_status::{REFUSED_RETRY_DELAY, RpcStatus};
 
 use super::{
-    HttpConfig, IngestError, SignalConsumers, ingest, no_validation, validate_logs, validate_spans,
+    HttpConfig, IngestError, SignalConsumers, ingest, ingest_encoded, no_validation, validate_logs,
+    validate_spans,
 };
+use crate::pipeline::wire::scan_traces;
 
 #[derive(Clone)]
 struct AppState {
@@ -219,6 +221,20 @@ async fn traces(State(s): State<Arc<AppState>>, headers: HeaderMap, req: Request
         Ok(v) => v,
         Err(r) => return r,
     };
+    // Fast path: a protobuf request the scan accepts goes on still encoded (pipeline::wire).
+    if enc == Encoding::Proto
+        && let Ok(scan) = scan_traces(&body)
+    {
+        return match ingest_encoded(&s.consumers.traces, body, scan.spans).await {
+            Ok(()) => respond(
+                enc,
+                ExportTraceServiceResponse {
+                    partial_success: None,
+                },
+            ),
+            Err(e) => ingest_error(enc, e),
+        };
+    }
     let msg: ExportTraceServiceRequest = match decode(enc, &body) {
         Ok(m) => m,
         Err(r) => return r,

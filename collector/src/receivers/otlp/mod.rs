@@ -21,6 +21,7 @@ use tokio::sync::watch;
 pub use config::{CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
 
 use crate::pipeline::signal::Signal;
+use crate::pipeline::wire::Encoded;
 use crate::pipeline::{ConsumeError, Consumer};
 
 /// Where a receiver pushes each signal (a fan-out over the pipelines that list it).
@@ -38,6 +39,15 @@ pub enum IngestError {
     NotEnabled(&'static str),
     Refused(String),
     Failed(String),
+}
+
+impl From<ConsumeError> for IngestError {
+    fn from(e: ConsumeError) -> Self {
+        match e {
+            ConsumeError::Refused(m) => IngestError::Refused(m),
+            ConsumeError::Permanent(m) => IngestError::Failed(m),
+        }
+    }
 }
 
 /// Result of accepting one request: items rejected as invalid (partial success).
@@ -77,12 +87,24 @@ pub(crate) async fn ingest<T: Signal>(
     let (rejected, message) = validate(&mut batch);
     batch.retain(|r| r.item_count() > 0);
     if !batch.is_empty() {
-        c.consume(batch).await.map_err(|e| match e {
-            ConsumeError::Refused(m) => IngestError::Refused(m),
-            ConsumeError::Permanent(m) => IngestError::Failed(m),
-        })?;
+        c.consume(batch).await?;
     }
     Ok(Accepted { rejected, message })
+}
+
+/// Pushes a request the wire scan accepted (`items` counted by it), still encoded.
+pub(crate) async fn ingest_encoded<T: Signal>(
+    consumer: &Option<Arc<dyn Consumer<T>>>,
+    body: bytes::Bytes,
+    items: usize,
+) -> Result<(), IngestError> {
+    let Some(c) = consumer else {
+        return Err(IngestError::NotEnabled(T::KIND.as_str()));
+    };
+    if items == 0 {
+        return Ok(());
+    }
+    Ok(c.consume_encoded(Encoded::one(body, items)).await?)
 }
 
 fn no_validation<T>(_: &mut [T]) -> (i64, String) {
