@@ -225,11 +225,15 @@ fn bytes(v: Field<'_>) -> R<&[u8]> {
     }
 }
 
+/// UTF-8 check with an ASCII fast path: OTLP strings are short (attribute keys, names), where
+/// an OR over the bytes (vectorised) beats `from_utf8`'s per-byte loop.
 #[inline]
 fn string(v: Field) -> R {
-    std::str::from_utf8(bytes(v)?)
-        .map(|_| ())
-        .map_err(|_| NotAccepted)
+    let b = bytes(v)?;
+    if b.iter().fold(0u8, |acc, &c| acc | c) < 0x80 {
+        return Ok(());
+    }
+    std::str::from_utf8(b).map(|_| ()).map_err(|_| NotAccepted)
 }
 
 /// Checks a nested message of the given kind, one level deeper.
