@@ -308,9 +308,24 @@ struct Ports {
     grpc: u16,
 }
 
-struct Running {
+/// A collector started by [`start_collector`]; killed when dropped.
+pub struct Running {
     guard: ChildGuard,
     ports: Ports,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Its OTLP receiver for `protocol`.
+    pub fn addr(&self, protocol: Protocol) -> SocketAddr {
+        localhost(match protocol {
+            Protocol::Http => self.ports.http,
+            Protocol::Grpc => self.ports.grpc,
+        })
+    }
 }
 
 fn tracelab_yaml(
@@ -401,9 +416,13 @@ fn pinned(cpu: Option<usize>, program: &Path) -> Command {
     }
 }
 
-async fn start(
-    cfg: &BenchConfig,
+/// Starts `program` (tracelab's `collector` or rotel's `rotel-agent`, as `subject` says) with
+/// `pipeline`, exporting to `sink` for p1, pinned to `cpu`; its config and log go to `dir`.
+/// Returns once it is ready to receive (at most 30 s).
+pub async fn start_collector(
     subject: Subject,
+    program: &Path,
+    cpu: Option<usize>,
     pipeline: Pipeline,
     sink: Option<(Protocol, SocketAddr)>,
     dir: &Path,
@@ -425,7 +444,7 @@ async fn start(
             let yaml = tracelab_yaml(pipeline, &ports, h, sink, dir).map_err(io)?;
             let path = dir.join("collector.yaml");
             std::fs::write(&path, yaml).map_err(io)?;
-            let mut cmd = pinned(cfg.collector_cpu, &cfg.collector);
+            let mut cmd = pinned(cpu, program);
             cmd.arg("--config")
                 .arg(&path)
                 .env("RUST_LOG", "warn")
@@ -433,8 +452,7 @@ async fn start(
             cmd
         }
         Subject::Rotel => {
-            let rotel = cfg.rotel.as_ref().ok_or("no rotel binary given")?;
-            let mut cmd = pinned(cfg.collector_cpu, rotel);
+            let mut cmd = pinned(cpu, program);
             // rotel stays in the foreground unless --daemon; its pid and log files default to
             // fixed names under /tmp, so each run gets its own.
             cmd.arg("start")
@@ -536,11 +554,20 @@ async fn one_run(
         .as_ref()
         .and_then(|s| s.http_addr.or(s.grpc_addr))
         .map(|a| (cell.protocol, a));
-    let mut running = start(cfg, subject, cell.pipeline, sink_addr, &dir).await?;
-    let target = localhost(match cell.protocol {
-        Protocol::Http => running.ports.http,
-        Protocol::Grpc => running.ports.grpc,
-    });
+    let program = match subject {
+        Subject::Tracelab => cfg.collector.as_path(),
+        Subject::Rotel => cfg.rotel.as_deref().ok_or("no rotel binary given")?,
+    };
+    let mut running = start_collector(
+        subject,
+        program,
+        cfg.collector_cpu,
+        cell.pipeline,
+        sink_addr,
+        &dir,
+    )
+    .await?;
+    let target = running.addr(cell.protocol);
     let connections = match cell.rate {
         Rate::Max => cfg.max_connections,
         Rate::Fixed(_) => cfg.connections,
