@@ -742,10 +742,10 @@ pub async fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Be
     let _ = std::fs::remove_dir_all(cfg.out_dir.join("runs"));
     let started = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
     let load_before = loadavg();
-    let rotel_version = match &cfg.rotel {
-        Some(r) => Some(shell(&r.to_string_lossy(), &["--version"]).unwrap_or_default()),
-        None => None,
-    };
+    let rotel_version = cfg
+        .rotel
+        .as_ref()
+        .map(|r| shell(&r.to_string_lossy(), &["--version"]).unwrap_or_default());
     let mut runs = Vec::new();
     for cell in &cells {
         let with_rotel = cfg.rotel.is_some() && cell.pipeline != Pipeline::Full;
@@ -894,6 +894,13 @@ impl BenchReport {
             }
             for p in &r.problems {
                 out.push(format!("{name}: {p}"));
+            }
+            if r.cell.ends_with("-max") && r.cpu_util < 0.9 {
+                out.push(format!(
+                    "{name}: the collector used {:.0} % of its core: the limit at max was elsewhere \
+                     (the generator, or other processes on the collector's CPU)",
+                    r.cpu_util * 100.0
+                ));
             }
         }
         out
