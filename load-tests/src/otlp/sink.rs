@@ -166,7 +166,12 @@ impl Sink {
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let svc = GrpcSink(counters);
             sink.tasks.push(tokio::spawn(async move {
+                // Wide HTTP/2 windows: a gzip'd 8192-span batch is hundreds of KiB, and with the
+                // 64 KiB default each one would wait for window updates — a cost of the sink's,
+                // not of the collector under test.
                 if let Err(e) = tonic::transport::Server::builder()
+                    .initial_stream_window_size(4 << 20)
+                    .initial_connection_window_size(16 << 20)
                     .add_service(svc)
                     .serve_with_incoming(incoming)
                     .await
