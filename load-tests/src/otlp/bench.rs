@@ -895,11 +895,24 @@ impl BenchReport {
             for p in &r.problems {
                 out.push(format!("{name}: {p}"));
             }
-            if r.cell.ends_with("-max") && r.cpu_util < 0.9 {
+        }
+        for c in self.cells.iter().filter(|c| c.cell.ends_with("-max")) {
+            let busy = |s: &Stats| s.cpu_util;
+            let least = c
+                .rotel
+                .as_ref()
+                .map_or(busy(&c.tracelab), |r| busy(r).min(busy(&c.tracelab)));
+            if least < 0.9 {
                 out.push(format!(
-                    "{name}: the collector used {:.0} % of its core: the limit at max was elsewhere \
-                     (the generator, or other processes on the collector's CPU)",
-                    r.cpu_util * 100.0
+                    "{}: the collectors used {} % of their core: the limit at max was elsewhere \
+                     (the generator, or other processes on the collectors' CPU)",
+                    c.cell,
+                    pair(
+                        format!("{:.0}", c.tracelab.cpu_util * 100.0),
+                        c.rotel
+                            .as_ref()
+                            .map(|r| format!("{:.0}", r.cpu_util * 100.0))
+                    )
                 ));
             }
         }
