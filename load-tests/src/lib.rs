@@ -5,10 +5,13 @@
 //! - [`record`] tallies answers in HdrHistograms; [`report`] and [`plot`] turn them into the JSON
 //!   summary, the terminal table and the SVG latency histogram;
 //! - [`sampling`] is the sampling lab: one run, and what each strategy's store kept of it;
+//! - [`otlp`] is raw OTLP trace load, a counting OTLP sink, and the collector benchmark
+//!   (tracelab's collector against rotel) built on them;
 //! - [`cli`] holds the flags `loadgen run` and `loadgen sampling-lab` share.
 
 pub mod cli;
 pub mod mix;
+pub mod otlp;
 pub mod plan;
 pub mod plot;
 pub mod record;

@@ -1,9 +1,11 @@
-//! `loadgen run` and `loadgen sampling-lab`. Thin: the work is in the `loadgen` library.
+//! `loadgen run`, `loadgen sampling-lab`, `loadgen otlp`, `loadgen sink` and
+//! `loadgen bench-collector`. Thin: the work is in the `loadgen` library.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use loadgen::cli::{LoadArgs, OutputArgs, parse_duration};
+use loadgen::otlp::args::{BenchArgs, OtlpArgs, SinkArgs};
 use loadgen::plot::{KeptBars, sampling_svg, write_latency_svg, write_svg};
 use loadgen::sampling::{LabConfig, sampling_lab};
 use loadgen::{RunSummary, run};
@@ -47,6 +49,16 @@ enum Command {
         #[arg(long, default_value = "90s", value_parser = parse_duration)]
         settle_timeout: std::time::Duration,
     },
+    /// Raw OTLP trace load: pre-encoded ExportTraceServiceRequests with fresh trace ids, over
+    /// OTLP/HTTP protobuf or gRPC, at a span rate or `--rate max`; prints accepted, refused and
+    /// failed requests and latency percentiles.
+    Otlp(OtlpArgs),
+    /// A counting OTLP trace receiver (OTLP/HTTP `/v1/traces` and gRPC, gzip-aware) that prints
+    /// the requests and spans it received.
+    Sink(SinkArgs),
+    /// tracelab's collector against rotel: blackhole and batch → export pipelines over HTTP and
+    /// gRPC at fixed rates and flat out, A B B A; writes report.md and report.json.
+    BenchCollector(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +91,103 @@ fn main() -> ExitCode {
             },
             out,
         )),
+        Command::Otlp(args) => rt.block_on(otlp_cmd(args)),
+        Command::Sink(args) => rt.block_on(sink_cmd(args)),
+        Command::BenchCollector(args) => rt.block_on(bench_cmd(args)),
+    }
+}
+
+async fn otlp_cmd(args: OtlpArgs) -> ExitCode {
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen otlp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match loadgen::otlp::generator::run(&cfg).await {
+        Ok(report) => {
+            print!("{}", report.text());
+            exit(report.requests_failed == 0)
+        }
+        Err(e) => {
+            eprintln!("loadgen otlp: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn sink_cmd(args: SinkArgs) -> ExitCode {
+    use loadgen::otlp::sink::Sink;
+    let sink = match Sink::start(args.config()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loadgen sink: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "loadgen sink: OTLP/HTTP on {}, gRPC on {}",
+        sink.http_addr.map_or("-".into(), |a| a.to_string()),
+        sink.grpc_addr.map_or("-".into(), |a| a.to_string())
+    );
+    let print = |sink: &Sink| {
+        let t = sink.totals();
+        println!(
+            "requests {} spans {} malformed {} bytes {}",
+            t.requests, t.spans, t.malformed, t.bytes
+        );
+    };
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(args.every.max(std::time::Duration::from_millis(100)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => print(&sink),
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    print(&sink);
+    ExitCode::SUCCESS
+}
+
+async fn bench_cmd(args: BenchArgs) -> ExitCode {
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen bench-collector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Ctrl-C drops the bench future, and with it every child's guard (which kills it).
+    let result = tokio::select! {
+        r = loadgen::otlp::bench::run(&cfg, |line| eprintln!("{line}")) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen bench-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!();
+    print!("{}", report.table());
+    for f in report.flags() {
+        println!("flag: {f}");
+    }
+    match report.write(&cfg.out_dir) {
+        Ok(()) => {
+            println!("report: {}", cfg.out_dir.join("report.md").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen bench-collector: writing the report: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
