@@ -5,11 +5,21 @@
 //! `operations` makes the service and operation lists cheap; `decisions` is the tail samplers'
 //! decision history (the sampling dashboard's timeline), `lab_results` the latest sampling-lab
 //! results; `service_map`, `map_pending` and `map_state` hold the service map's aggregate.
+//! Opening a file (pragmas, migrations, the in-memory counters) is here too.
 
 /// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
 /// upgraded when opened, any other version is refused with a clear message.
 /// Version 2: one row per (trace id, span id), enforced by the unique `spans_span_trace`.
 /// Version 3: decisions record the trace's `error` and `duration_us` and their `processor`.
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{MAX_SEARCH_SCAN, ResourceCache, StoreConfig, StoreError, TraceStore};
+
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// Statements that bring a file of the given version up to the next one, run (in one
@@ -158,3 +168,106 @@ pub const DDL: &[&str] = &[
     // `backfilled`: the service map was built from this file's spans (or the file started empty).
     "CREATE TABLE IF NOT EXISTS map_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 ];
+
+impl TraceStore {
+    /// Opens (creating when missing) the database in `cfg.directory`.
+    pub async fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&cfg.directory).map_err(|source| StoreError::Io {
+            path: cfg.directory.clone(),
+            source,
+        })?;
+        let path = cfg.directory.join("traces.db");
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a crash may lose the last transactions but never corrupts the file.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            // Negative: a size in KiB, not pages.
+            .pragma("cache_size", format!("-{}", cfg.cache_size_mib * 1024))
+            .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", "67108864")
+            // Keeps `PRAGMA optimize` (run after pruning) quick on big tables.
+            .pragma("analysis_limit", "400");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let mut version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&write)
+            .await?;
+        if version == 0 {
+            // A file from before versioning has tables but no version: it is a version 1 file.
+            let has_spans: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'",
+            )
+            .fetch_one(&write)
+            .await?;
+            if has_spans > 0 {
+                version = 1;
+            }
+        }
+        if version != 0 && version != SCHEMA_VERSION {
+            let mut tx = write.begin().await?;
+            while let Some((_, steps)) = MIGRATIONS.iter().find(|(v, _)| *v == version) {
+                for step in *steps {
+                    sqlx::query(*step).execute(&mut *tx).await?;
+                }
+                version += 1;
+            }
+            if version != SCHEMA_VERSION {
+                return Err(StoreError::Schema(format!(
+                    "{} has schema version {version}, this collector reads version {}; move the directory away",
+                    path.display(),
+                    SCHEMA_VERSION
+                )));
+            }
+            tx.commit().await?;
+            tracing::info!(path = %path.display(), version, "trace store: schema upgraded");
+        }
+        for ddl in DDL {
+            sqlx::query(*ddl).execute(&write).await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {}",
+            SCHEMA_VERSION
+        )))
+        .execute(&write)
+        .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let spans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spans")
+            .fetch_one(&read)
+            .await?;
+        // A walk of the (trace_id, …) index, once at open.
+        let traces: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT DISTINCT trace_id FROM spans)")
+                .fetch_one(&read)
+                .await?;
+        let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
+            .fetch_one(&read)
+            .await?;
+        let ops: Vec<(String, String, i32)> =
+            sqlx::query_as("SELECT service, name, kind FROM operations")
+                .fetch_all(&read)
+                .await?;
+        Self::map_backfill(&write, &read).await?;
+        let pending = Self::load_pending(&read).await?;
+        Ok(Self {
+            cfg,
+            read,
+            write,
+            traces: AtomicU64::new(traces as u64),
+            spans: AtomicU64::new(spans as u64),
+            logs: AtomicU64::new(logs as u64),
+            resources: Mutex::new(ResourceCache::default()),
+            operations: Mutex::new(ops.into_iter().collect()),
+            search_scan_bound: AtomicUsize::new(MAX_SEARCH_SCAN),
+            span_generation: AtomicU64::new(0),
+            map_pending: tokio::sync::Mutex::new(pending),
+        })
+    }
+}
