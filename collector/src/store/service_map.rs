@@ -275,6 +275,36 @@ impl TraceStore {
             .iter()
             .map(|s| ((s.trace_id, s.span_id.as_slice()), &s.child))
             .collect();
+        // Parents outside the batch are looked up together: one join of their keys (a VALUES
+        // list) with the unique `(span_id, trace_id)` index per chunk, not one query per span.
+        let mut wanted: Vec<(TraceId, &[u8])> = Vec::new();
+        let mut wanted_set: HashSet<(TraceId, &[u8])> = HashSet::new();
+        for s in spans {
+            if let Some((rt, rs)) = &s.reference
+                && !in_batch.contains_key(&(*rt, rs.as_slice()))
+                && wanted_set.insert((*rt, rs.as_slice()))
+            {
+                wanted.push((*rt, rs.as_slice()));
+            }
+        }
+        let mut stored: HashMap<(TraceId, Vec<u8>), (String, i32)> = HashMap::new();
+        for chunk in wanted.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT s.trace_id, s.span_id, s.service, s.kind FROM (");
+            qb.push_values(chunk, |mut b, (t, sid)| {
+                b.push_bind(t.to_vec()).push_bind(sid.to_vec());
+            });
+            qb.push(
+                ") v CROSS JOIN spans s INDEXED BY spans_span_trace \
+                 ON s.span_id = v.column2 AND s.trace_id = v.column1",
+            );
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                stored.insert(
+                    (trace_id_of(r.get::<&[u8], _>(0)), r.get(1)),
+                    (r.get(2), r.get(3)),
+                );
+            }
+        }
         for s in spans {
             agg.own(&s.child);
             let Some((rt, rs)) = &s.reference else {
@@ -284,15 +314,8 @@ impl TraceStore {
                 agg.resolved(&s.child, &p.service, p.kind);
                 continue;
             }
-            let parent: Option<(String, i32)> = sqlx::query_as(
-                "SELECT service, kind FROM spans WHERE span_id = $1 AND trace_id = $2",
-            )
-            .bind(rs.as_slice())
-            .bind(rt.as_slice())
-            .fetch_optional(&mut *tx)
-            .await?;
-            match parent {
-                Some((svc, kind)) => agg.resolved(&s.child, &svc, kind),
+            match stored.get(&(*rt, rs.clone())) {
+                Some((svc, kind)) => agg.resolved(&s.child, svc, *kind),
                 None if pending.len + change.added.len() < MAX_PENDING => {
                     change
                         .added

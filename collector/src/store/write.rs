@@ -15,24 +15,181 @@ use super::{
     lock, push_id_list, service_map, trace_id_of,
 };
 
+/// A span's columns, converted and encoded before the writer is taken.
 struct SpanRow {
     trace_id: TraceId,
     span_id: Vec<u8>,
     parent_id: Option<Vec<u8>>,
-    service_idx: usize,
+    service: Arc<str>,
     name: String,
     kind: i32,
     start_us: i64,
     duration_us: i64,
     status: i32,
-    resource_id: i64,
-    scope_name: String,
-    scope_version: String,
+    /// Index into [`Prepared::resources`]; its row id is known once the writer is held.
+    resource: usize,
+    scope_name: Arc<str>,
+    scope_version: Arc<str>,
     body: Vec<u8>,
-    /// The parent (or a consumer's linked producer) and what the service map needs of the span.
-    reference: Option<(TraceId, Vec<u8>)>,
-    map: service_map::Child,
 }
+
+/// A resource's identity: its service and tags, their JSON and fingerprint.
+pub(super) struct ResourceKey {
+    fingerprint: u64,
+    service: String,
+    tags_json: String,
+    tags: Vec<KeyValue>,
+}
+
+impl ResourceKey {
+    pub(super) fn new(service: String, tags: Vec<KeyValue>) -> Self {
+        let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
+        let fingerprint = fnv64(&[service.as_bytes(), tags_json.as_bytes()]);
+        Self {
+            fingerprint,
+            service,
+            tags_json,
+            tags,
+        }
+    }
+}
+
+/// A batch of spans turned into rows: everything that needs no database, done before the writer
+/// lock and the transaction are taken, so concurrent exports convert in parallel and the single
+/// writer only binds and steps.
+struct Prepared {
+    resources: Vec<ResourceKey>,
+    /// Rows with the map's view of each span, duplicates within the batch left out (first kept).
+    rows: Vec<(SpanRow, service_map::MapSpan)>,
+    attrs: HashSet<(String, String, TraceId)>,
+    scope_attrs: HashSet<(TraceId, Arc<str>, Arc<str>, String, String)>,
+    ops: Vec<(String, String, i32)>,
+}
+
+impl Prepared {
+    fn of(batch: &[ResourceSpans]) -> Self {
+        let mut p = Prepared {
+            resources: Vec::with_capacity(batch.len()),
+            rows: Vec::new(),
+            attrs: HashSet::new(),
+            scope_attrs: HashSet::new(),
+            ops: Vec::new(),
+        };
+        let mut seen: HashSet<(TraceId, &[u8])> = HashSet::new();
+        let mut ops: HashSet<(Arc<str>, &str, i32)> = HashSet::new();
+        for rs in batch {
+            let res_attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let (service, tags) = convert::process_of(res_attrs);
+            let service_arc: Arc<str> = Arc::from(service.as_str());
+            let resource = p.resources.len();
+            let mut traces_of_resource: HashSet<TraceId> = HashSet::new();
+            for ss in &rs.scope_spans {
+                let (scope_name, scope_version): (Arc<str>, Arc<str>) =
+                    ss.scope.as_ref().map_or(("".into(), "".into()), |s| {
+                        (s.name.as_str().into(), s.version.as_str().into())
+                    });
+                let scope_kvs = ss
+                    .scope
+                    .as_ref()
+                    .map_or(&[][..], |s| s.attributes.as_slice());
+                for s in &ss.spans {
+                    let trace_id = trace_id_of(&s.trace_id);
+                    // The first copy of a span wins, as the unique index would decide.
+                    if !seen.insert((trace_id, s.span_id.as_slice())) {
+                        continue;
+                    }
+                    traces_of_resource.insert(trace_id);
+                    // Tags are searched in the span's, its events' and its links' attributes.
+                    let own = s
+                        .attributes
+                        .iter()
+                        .chain(s.events.iter().flat_map(|e| &e.attributes))
+                        .chain(s.links.iter().flat_map(|l| &l.attributes));
+                    for kv in own {
+                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                            && v.len() <= MAX_INDEXED_VALUE
+                        {
+                            p.attrs.insert((kv.key.clone(), v, trace_id));
+                        }
+                    }
+                    for kv in scope_kvs {
+                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                            && v.len() <= MAX_INDEXED_VALUE
+                        {
+                            p.attrs.insert((kv.key.clone(), v.clone(), trace_id));
+                            p.scope_attrs.insert((
+                                trace_id,
+                                scope_name.clone(),
+                                scope_version.clone(),
+                                kv.key.clone(),
+                                v,
+                            ));
+                        }
+                    }
+                    let status = s.status.as_ref().map_or(0, |st| st.code);
+                    if status == 2 {
+                        p.attrs.insert(("error".into(), "true".into(), trace_id));
+                        p.attrs
+                            .insert(("otel.status_code".into(), "ERROR".into(), trace_id));
+                    }
+                    let kind = convert::kind_name(s.kind);
+                    if !kind.is_empty() {
+                        p.attrs.insert(("span.kind".into(), kind.into(), trace_id));
+                    }
+                    if ops.insert((service_arc.clone(), s.name.as_str(), s.kind)) {
+                        p.ops.push((service.clone(), s.name.clone(), s.kind));
+                    }
+                    let start_us = (s.start_time_unix_nano / 1000) as i64;
+                    let parent = (!s.parent_span_id.is_empty()
+                        && s.parent_span_id.iter().any(|b| *b != 0))
+                    .then(|| s.parent_span_id.clone());
+                    let duration_us = ((s.end_time_unix_nano / 1000) as i64 - start_us).max(0);
+                    let map = service_map::MapSpan {
+                        trace_id,
+                        span_id: s.span_id.clone(),
+                        reference: service_map::reference_of(s),
+                        child: service_map::Child::of(&service, s, start_us, duration_us, status),
+                    };
+                    let row = SpanRow {
+                        trace_id,
+                        span_id: s.span_id.clone(),
+                        parent_id: parent,
+                        service: service_arc.clone(),
+                        name: s.name.clone(),
+                        kind: s.kind,
+                        start_us,
+                        duration_us,
+                        status,
+                        resource,
+                        scope_name: scope_name.clone(),
+                        scope_version: scope_version.clone(),
+                        body: s.encode_to_vec(),
+                    };
+                    p.rows.push((row, map));
+                }
+            }
+            // Process tags are searchable like Jaeger's (resource attributes, per trace).
+            for kv in res_attrs {
+                if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                    && v.len() <= MAX_INDEXED_VALUE
+                {
+                    for t in &traces_of_resource {
+                        p.attrs.insert((kv.key.clone(), v.clone(), *t));
+                    }
+                }
+            }
+            p.resources.push(ResourceKey::new(service, tags));
+        }
+        p
+    }
+}
+
+/// (trace id, span id) pairs per duplicate probe (two binds each).
+const PROBE_CHUNK: usize = 500;
 
 impl TraceStore {
     /// How many of `ids` have at least one span, read within `tx`.
@@ -51,15 +208,55 @@ impl TraceStore {
         Ok(n)
     }
 
+    /// Which of `ids` have at least one span, read within `tx`.
+    async fn stored_traces(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        ids: &[TraceId],
+    ) -> Result<HashSet<TraceId>, StoreError> {
+        let mut known = HashSet::new();
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT DISTINCT trace_id FROM spans WHERE trace_id IN ");
+            push_id_list(&mut qb, chunk.iter().map(|t| t.to_vec()));
+            for r in qb.build().fetch_all(&mut **tx).await? {
+                known.insert(trace_id_of(r.get::<&[u8], _>(0)));
+            }
+        }
+        Ok(known)
+    }
+
+    /// Which of the (trace id, span id) pairs are stored already, read within `tx`: a join of the
+    /// pairs (a VALUES list) with the unique `(span_id, trace_id)` index, one probe per pair (a
+    /// row-value `IN (VALUES …)` would scan the index instead).
+    async fn stored_spans(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        pairs: &[(TraceId, &[u8])],
+    ) -> Result<HashSet<(TraceId, Vec<u8>)>, StoreError> {
+        let mut stored = HashSet::new();
+        for chunk in pairs.chunks(PROBE_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT s.trace_id, s.span_id FROM (");
+            qb.push_values(chunk, |mut b, (t, s)| {
+                b.push_bind(t.to_vec()).push_bind(s.to_vec());
+            });
+            qb.push(
+                ") v CROSS JOIN spans s INDEXED BY spans_span_trace \
+                 ON s.span_id = v.column2 AND s.trace_id = v.column1",
+            );
+            for r in qb.build().fetch_all(&mut **tx).await? {
+                stored.insert((trace_id_of(r.get::<&[u8], _>(0)), r.get(1)));
+            }
+        }
+        Ok(stored)
+    }
+
     /// Resource id for a (service, tags) pair, inserting it when new.
-    async fn resource_id(
+    pub(super) async fn resource_id(
         &self,
         tx: &mut sqlx::Transaction<'_, Sqlite>,
-        service: &str,
-        tags: Vec<KeyValue>,
+        key: ResourceKey,
     ) -> Result<i64, StoreError> {
-        let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
-        let fp = fnv64(&[service.as_bytes(), tags_json.as_bytes()]);
+        let fp = key.fingerprint;
         if let Some(id) = lock(&self.resources).by_fingerprint.get(&fp) {
             return Ok(*id);
         }
@@ -69,8 +266,8 @@ impl TraceStore {
             "INSERT OR IGNORE INTO resources (fingerprint, service, tags) VALUES ($1, $2, $3)",
         )
         .bind(fp_i)
-        .bind(service)
-        .bind(&tags_json)
+        .bind(&key.service)
+        .bind(&key.tags_json)
         .execute(&mut **tx)
         .await?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM resources WHERE fingerprint = $1")
@@ -82,8 +279,8 @@ impl TraceStore {
         cache.by_id.insert(
             id,
             Arc::new(Process {
-                service_name: service.to_string(),
-                tags,
+                service_name: key.service,
+                tags: key.tags,
             }),
         );
         Ok(id)
@@ -92,202 +289,119 @@ impl TraceStore {
     /// Stores a batch of spans in one transaction; returns the number stored (a span whose trace
     /// id and span id are stored already is skipped, so a retried export is stored once).
     pub async fn insert_spans(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+        // Conversion and protobuf encoding happen before the writer is taken.
+        let Prepared {
+            resources,
+            rows,
+            attrs,
+            scope_attrs,
+            ops,
+        } = Prepared::of(batch);
         let mut pending = self.map_pending.lock().await;
         let mut tx = self.write.begin().await?;
-        let mut services: Vec<String> = Vec::new();
-        let mut rows: Vec<SpanRow> = Vec::new();
-        let mut attrs: HashSet<(String, String, TraceId)> = HashSet::new();
-        let mut scope_attrs: HashSet<(TraceId, String, String, String, String)> = HashSet::new();
-        let mut new_ops: Vec<(String, String, i32)> = Vec::new();
-        for rs in batch {
-            let res_attrs = rs
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.as_slice())
-                .unwrap_or(&[]);
-            let (service, tags) = convert::process_of(res_attrs);
-            let service_idx = services
-                .iter()
-                .position(|s| *s == service)
-                .unwrap_or_else(|| {
-                    services.push(service.clone());
-                    services.len() - 1
-                });
-            let resource_id = self.resource_id(&mut tx, &service, tags).await?;
-            let mut traces_of_resource: HashSet<TraceId> = HashSet::new();
-            for ss in &rs.scope_spans {
-                let (scope_name, scope_version) = ss
-                    .scope
-                    .as_ref()
-                    .map_or((String::new(), String::new()), |s| {
-                        (s.name.clone(), s.version.clone())
-                    });
-                let scope_kvs = ss
-                    .scope
-                    .as_ref()
-                    .map_or(&[][..], |s| s.attributes.as_slice());
-                for s in &ss.spans {
-                    let trace_id = trace_id_of(&s.trace_id);
-                    traces_of_resource.insert(trace_id);
-                    // Tags are searched in the span's, its events' and its links' attributes.
-                    let own = s
-                        .attributes
-                        .iter()
-                        .chain(s.events.iter().flat_map(|e| &e.attributes))
-                        .chain(s.links.iter().flat_map(|l| &l.attributes));
-                    for kv in own {
-                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
-                            && v.len() <= MAX_INDEXED_VALUE
-                        {
-                            attrs.insert((kv.key.clone(), v, trace_id));
-                        }
-                    }
-                    for kv in scope_kvs {
-                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
-                            && v.len() <= MAX_INDEXED_VALUE
-                        {
-                            attrs.insert((kv.key.clone(), v.clone(), trace_id));
-                            scope_attrs.insert((
-                                trace_id,
-                                scope_name.clone(),
-                                scope_version.clone(),
-                                kv.key.clone(),
-                                v,
-                            ));
-                        }
-                    }
-                    let status = s.status.as_ref().map_or(0, |st| st.code);
-                    if status == 2 {
-                        attrs.insert(("error".into(), "true".into(), trace_id));
-                        attrs.insert(("otel.status_code".into(), "ERROR".into(), trace_id));
-                    }
-                    let kind = convert::kind_name(s.kind);
-                    if !kind.is_empty() {
-                        attrs.insert(("span.kind".into(), kind.into(), trace_id));
-                    }
-                    let op = (service.clone(), s.name.clone(), s.kind);
-                    if !lock(&self.operations).contains(&op) && !new_ops.contains(&op) {
-                        new_ops.push(op);
-                    }
-                    let start_us = (s.start_time_unix_nano / 1000) as i64;
-                    let parent = (!s.parent_span_id.is_empty()
-                        && s.parent_span_id.iter().any(|b| *b != 0))
-                    .then(|| s.parent_span_id.clone());
-                    let duration_us = ((s.end_time_unix_nano / 1000) as i64 - start_us).max(0);
-                    rows.push(SpanRow {
-                        trace_id,
-                        span_id: s.span_id.clone(),
-                        parent_id: parent,
-                        service_idx,
-                        name: s.name.clone(),
-                        kind: s.kind,
-                        start_us,
-                        duration_us,
-                        status,
-                        resource_id,
-                        scope_name: scope_name.clone(),
-                        scope_version: scope_version.clone(),
-                        body: s.encode_to_vec(),
-                        reference: service_map::reference_of(s),
-                        map: service_map::Child::of(&service, s, start_us, duration_us, status),
-                    });
-                }
-            }
-            // Process tags are searchable like Jaeger's (resource attributes, per trace).
-            for kv in res_attrs {
-                if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
-                    && v.len() <= MAX_INDEXED_VALUE
-                {
-                    for t in &traces_of_resource {
-                        attrs.insert((kv.key.clone(), v.clone(), *t));
-                    }
-                }
-            }
+        let mut resource_ids = Vec::with_capacity(resources.len());
+        for key in resources {
+            resource_ids.push(self.resource_id(&mut tx, key).await?);
         }
-        let batch_traces: Vec<Vec<u8>> = rows
+        let batch_traces: Vec<TraceId> = rows
             .iter()
-            .map(|r| r.trace_id)
+            .map(|(r, _)| r.trace_id)
             .collect::<HashSet<TraceId>>()
             .into_iter()
-            .map(|t| t.to_vec())
             .collect();
-        let known = Self::count_stored_traces(&mut tx, &batch_traces).await?;
-        let new_traces = batch_traces.len() as u64 - known.min(batch_traces.len() as u64);
+        let known = Self::stored_traces(&mut tx, &batch_traces).await?;
+        let new_traces = (batch_traces.len() - known.len()) as u64;
+        // Only spans of traces stored before can be stored already (a retried export, a span
+        // sent twice): those are probed, the others need no lookup.
+        let probe: Vec<(TraceId, &[u8])> = rows
+            .iter()
+            .filter(|(r, _)| known.contains(&r.trace_id))
+            .map(|(r, _)| (r.trace_id, r.span_id.as_slice()))
+            .collect();
+        let dup = if probe.is_empty() {
+            HashSet::new()
+        } else {
+            Self::stored_spans(&mut tx, &probe).await?
+        };
+        drop(probe);
+        let (rows, map_spans): (Vec<SpanRow>, Vec<service_map::MapSpan>) = rows
+            .into_iter()
+            .filter(|(r, _)| dup.is_empty() || !dup.contains(&(r.trace_id, r.span_id.clone())))
+            .unzip();
         let mut stored = 0u64;
-        // The rows really inserted (not skipped as already stored): what the service map counts.
-        let mut inserted: HashSet<(TraceId, Vec<u8>)> = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        // Values are moved into the statement's arguments (no copies); the conflict clause only
+        // guards the count: every row left is new (single writer, probed above).
+        let mut left = rows.len();
+        let mut it = rows.into_iter();
+        while left > 0 {
+            let n = left.min(INSERT_CHUNK);
+            left -= n;
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, start_us, duration_us, \
                  status, resource_id, scope_name, scope_version, body) ",
             );
-            qb.push_values(chunk, |mut b, r| {
+            qb.push_values(it.by_ref().take(n), |mut b, r| {
                 b.push_bind(r.trace_id.to_vec())
-                    .push_bind(r.span_id.clone())
-                    .push_bind(r.parent_id.clone())
-                    .push_bind(services[r.service_idx].clone())
-                    .push_bind(r.name.clone())
+                    .push_bind(r.span_id)
+                    .push_bind(r.parent_id)
+                    .push_bind(r.service)
+                    .push_bind(r.name)
                     .push_bind(r.kind)
                     .push_bind(r.start_us)
                     .push_bind(r.duration_us)
                     .push_bind(r.status)
-                    .push_bind(r.resource_id)
-                    .push_bind(r.scope_name.clone())
-                    .push_bind(r.scope_version.clone())
-                    .push_bind(r.body.clone());
+                    .push_bind(resource_ids[r.resource])
+                    .push_bind(r.scope_name)
+                    .push_bind(r.scope_version)
+                    .push_bind(r.body);
             });
-            // A span already stored (a retried export) is skipped: one row per (trace, span).
-            qb.push(" ON CONFLICT (span_id, trace_id) DO NOTHING RETURNING trace_id, span_id");
-            for r in qb.build().fetch_all(&mut *tx).await? {
-                inserted.insert((trace_id_of(r.get::<&[u8], _>(0)), r.get(1)));
-            }
+            qb.push(" ON CONFLICT (span_id, trace_id) DO NOTHING");
+            stored += qb.build().execute(&mut *tx).await?.rows_affected();
         }
-        stored += inserted.len() as u64;
-        let map_spans: Vec<service_map::MapSpan> = rows
-            .into_iter()
-            .filter(|r| inserted.remove(&(r.trace_id, r.span_id.clone())))
-            .map(|r| service_map::MapSpan {
-                trace_id: r.trace_id,
-                span_id: r.span_id,
-                reference: r.reference,
-                child: r.map,
-            })
-            .collect();
         let map_change = Self::map_insert(&mut tx, &pending, &map_spans).await?;
-        let attrs: Vec<_> = attrs.into_iter().collect();
-        for chunk in attrs.chunks(INSERT_CHUNK * 3) {
+        drop(map_spans);
+        let mut left = attrs.len();
+        let mut it = attrs.into_iter();
+        while left > 0 {
+            let n = left.min(INSERT_CHUNK * 3);
+            left -= n;
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT OR IGNORE INTO attrs (key, value, trace_id) ");
-            qb.push_values(chunk, |mut b, (k, v, t)| {
-                b.push_bind(k.clone())
-                    .push_bind(v.clone())
-                    .push_bind(t.to_vec());
+            qb.push_values(it.by_ref().take(n), |mut b, (k, v, t)| {
+                b.push_bind(k).push_bind(v).push_bind(t.to_vec());
             });
             qb.build().execute(&mut *tx).await?;
         }
-        let scope_attrs: Vec<_> = scope_attrs.into_iter().collect();
-        for chunk in scope_attrs.chunks(INSERT_CHUNK * 3) {
+        let mut left = scope_attrs.len();
+        let mut it = scope_attrs.into_iter();
+        while left > 0 {
+            let n = left.min(INSERT_CHUNK * 3);
+            left -= n;
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT OR IGNORE INTO scope_attrs (trace_id, scope_name, scope_version, key, value) ",
             );
-            qb.push_values(chunk, |mut b, (t, n, v, k, val)| {
+            qb.push_values(it.by_ref().take(n), |mut b, (t, n, v, k, val)| {
                 b.push_bind(t.to_vec())
-                    .push_bind(n.clone())
-                    .push_bind(v.clone())
-                    .push_bind(k.clone())
-                    .push_bind(val.clone());
+                    .push_bind(n)
+                    .push_bind(v)
+                    .push_bind(k)
+                    .push_bind(val);
             });
             qb.build().execute(&mut *tx).await?;
         }
-        for (service, name, kind) in &new_ops {
-            sqlx::query(
-                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES ($1, $2, $3)",
-            )
-            .bind(service)
-            .bind(name)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
+        let new_ops: Vec<(String, String, i32)> = {
+            let known_ops = lock(&self.operations);
+            ops.into_iter().filter(|o| !known_ops.contains(o)).collect()
+        };
+        for chunk in new_ops.chunks(INSERT_CHUNK * 3) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO operations (service, name, kind) ");
+            qb.push_values(chunk, |mut b, (service, name, kind)| {
+                b.push_bind(service.clone())
+                    .push_bind(name.clone())
+                    .push_bind(*kind);
+            });
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         self.span_generation.fetch_add(1, Ordering::Release);
@@ -314,7 +428,9 @@ impl TraceStore {
                 .map(|r| r.attributes.as_slice())
                 .unwrap_or(&[]);
             let (service, tags) = convert::process_of(res_attrs);
-            let resource_id = self.resource_id(&mut tx, &service, tags).await?;
+            let resource_id = self
+                .resource_id(&mut tx, ResourceKey::new(service.clone(), tags))
+                .await?;
             let records: Vec<_> = rl
                 .scope_logs
                 .iter()
