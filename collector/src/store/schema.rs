@@ -1,16 +1,13 @@
 //! The store's SQLite schema. Spans keep their OTLP protobuf encoding (`body`) next to the columns
 //! searches filter on; `attrs` is the tag index (one row per distinct key/value per trace, from
-//! span, event, link, resource and scope attributes); `scope_attrs` keeps scope attributes per
+//! span, event, link and scope attributes); `resource_attrs` indexes resource attributes per
+//! resource; `scope_attrs` keeps scope attributes per
 //! (trace, scope);
 //! `operations` makes the service and operation lists cheap; `decisions` is the tail samplers'
 //! decision history (the sampling dashboard's timeline), `lab_results` the latest sampling-lab
 //! results; `service_map`, `map_pending` and `map_state` hold the service map's aggregate.
 //! Opening a file (pragmas, migrations, the in-memory counters) is here too.
 
-/// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
-/// upgraded when opened, any other version is refused with a clear message.
-/// Version 2: one row per (trace id, span id), enforced by the unique `spans_span_trace`.
-/// Version 3: decisions record the trace's `error` and `duration_us` and their `processor`.
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -20,7 +17,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::{MAX_SEARCH_SCAN, ResourceCache, StoreConfig, StoreError, TraceStore};
 
-pub const SCHEMA_VERSION: i64 = 3;
+/// Bumped when the schema changes; a file of an older version listed in [`MIGRATIONS`] is
+/// upgraded when opened, any other version is refused with a clear message.
+/// Version 2: one row per (trace id, span id), enforced by the unique `spans_span_trace`.
+/// Version 3: decisions record the trace's `error` and `duration_us` and their `processor`.
+/// Version 4: resource attributes are indexed once per resource in `resource_attrs` instead of
+/// once per trace in `attrs` (the biggest share of the tag index's rows).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Statements that bring a file of the given version up to the next one, run (in one
 /// transaction) before [`DDL`]. 1 → 2 removes duplicate spans (keeping the first stored) so the
@@ -42,6 +45,11 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE decisions ADD COLUMN processor TEXT NOT NULL DEFAULT ''",
         ],
     ),
+    // 3 → 4: `resource_attrs` is created by [`DDL`] and filled as each resource is first used
+    // (`write::resource_id`). Traces stored before keep their per-trace resource rows in `attrs`,
+    // so searches still find them; the version bump keeps a version-3 collector, which would
+    // miss the resource tags of newer traces, off the file.
+    (3, &[]),
 ];
 
 pub const DDL: &[&str] = &[
@@ -95,6 +103,15 @@ pub const DDL: &[&str] = &[
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (trace_id, scope_name, scope_version, key, value)
+    ) WITHOUT ROWID",
+    // Resource attributes (as `attrs` texts) per resource: one row per attribute of each
+    // distinct resource, where `attrs` would hold one per trace of it. The tag search filters
+    // spans by `resource_id` through it.
+    "CREATE TABLE IF NOT EXISTS resource_attrs (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        resource_id INTEGER NOT NULL,
+        PRIMARY KEY (key, value, resource_id)
     ) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS operations (
         service TEXT NOT NULL,

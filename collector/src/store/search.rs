@@ -152,9 +152,25 @@ impl TraceStore {
         let wants: Vec<TagWant> = q.tags.iter().map(|(k, v)| TagWant::new(k, v)).collect();
         // A selective tag (an order id, a user id) drives the search from the tag index: walking
         // spans newest-first and probing the tag would scan most of the store for one match.
+        // Resource attributes are indexed once per resource (`resource_attrs`), not per trace: a
+        // tag some resource carries may hold on any number of traces, so it never drives, and
+        // its filter also accepts spans of those resources.
+        let mut in_resources = Vec::with_capacity(wants.len());
+        for w in &wants {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM resource_attrs WHERE key = ");
+            qb.push_bind(w.key.clone()).push(" AND value IN ");
+            push_text_list(&mut qb, w.index_texts());
+            qb.push(")");
+            let any: bool = qb.build_query_scalar().fetch_one(&self.read).await?;
+            in_resources.push(any);
+        }
         let mut driving: Option<usize> = None;
         let mut fewest = SELECTIVE_TAG_TRACES + 1;
         for (i, w) in wants.iter().enumerate() {
+            if in_resources[i] {
+                continue;
+            }
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "SELECT COUNT(*) FROM (SELECT DISTINCT trace_id FROM attrs WHERE key = ",
             );
@@ -228,10 +244,20 @@ impl TraceStore {
             if Some(i) == driving {
                 continue;
             }
-            qb.push(" AND s.trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
+            qb.push(" AND (s.trace_id IN (SELECT trace_id FROM attrs WHERE key = ")
                 .push_bind(w.key.clone())
                 .push(" AND value IN ");
             push_text_list(&mut qb, w.index_texts());
+            qb.push(")");
+            if in_resources[i] {
+                qb.push(
+                    " OR s.resource_id IN (SELECT resource_id FROM resource_attrs WHERE key = ",
+                )
+                .push_bind(w.key.clone())
+                .push(" AND value IN ");
+                push_text_list(&mut qb, w.index_texts());
+                qb.push(")");
+            }
             qb.push(")");
         }
         qb.push(" ORDER BY s.start_us DESC");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use collector_api::jaeger::{KeyValue, Process};
+use opentelemetry_proto::tonic::common::v1::KeyValue as OtlpKeyValue;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
@@ -33,23 +34,33 @@ struct SpanRow {
     body: Vec<u8>,
 }
 
-/// A resource's identity: its service and tags, their JSON and fingerprint.
+/// A resource's identity: its service and tags, their JSON and fingerprint, and the texts its
+/// attributes are indexed under for tag search.
 pub(super) struct ResourceKey {
     fingerprint: u64,
     service: String,
     tags_json: String,
     tags: Vec<KeyValue>,
+    indexed: Vec<(String, String)>,
 }
 
 impl ResourceKey {
-    pub(super) fn new(service: String, tags: Vec<KeyValue>) -> Self {
+    pub(super) fn new(service: String, tags: Vec<KeyValue>, attrs: &[OtlpKeyValue]) -> Self {
         let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into());
         let fingerprint = fnv64(&[service.as_bytes(), tags_json.as_bytes()]);
+        let indexed = attrs
+            .iter()
+            .filter_map(|kv| {
+                let v = kv.value.as_ref().and_then(convert::value_text)?;
+                (v.len() <= MAX_INDEXED_VALUE).then(|| (kv.key.clone(), v))
+            })
+            .collect();
         Self {
             fingerprint,
             service,
             tags_json,
             tags,
+            indexed,
         }
     }
 }
@@ -86,7 +97,6 @@ impl Prepared {
             let (service, tags) = convert::process_of(res_attrs);
             let service_arc: Arc<str> = Arc::from(service.as_str());
             let resource = p.resources.len();
-            let mut traces_of_resource: HashSet<TraceId> = HashSet::new();
             for ss in &rs.scope_spans {
                 let (scope_name, scope_version): (Arc<str>, Arc<str>) =
                     ss.scope.as_ref().map_or(("".into(), "".into()), |s| {
@@ -102,7 +112,6 @@ impl Prepared {
                     if !seen.insert((trace_id, s.span_id.as_slice())) {
                         continue;
                     }
-                    traces_of_resource.insert(trace_id);
                     // Tags are searched in the span's, its events' and its links' attributes.
                     let own = s
                         .attributes
@@ -172,17 +181,7 @@ impl Prepared {
                     p.rows.push((row, map));
                 }
             }
-            // Process tags are searchable like Jaeger's (resource attributes, per trace).
-            for kv in res_attrs {
-                if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
-                    && v.len() <= MAX_INDEXED_VALUE
-                {
-                    for t in &traces_of_resource {
-                        p.attrs.insert((kv.key.clone(), v.clone(), *t));
-                    }
-                }
-            }
-            p.resources.push(ResourceKey::new(service, tags));
+            p.resources.push(ResourceKey::new(service, tags, res_attrs));
         }
         p
     }
@@ -274,6 +273,17 @@ impl TraceStore {
             .bind(fp_i)
             .fetch_one(&mut **tx)
             .await?;
+        // Process tags are searchable like Jaeger's: indexed once per resource (the first time
+        // this process meets it, so a file from before the table gets its rows too).
+        for chunk in key.indexed.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO resource_attrs (key, value, resource_id) ",
+            );
+            qb.push_values(chunk, |mut b, (k, v)| {
+                b.push_bind(k.clone()).push_bind(v.clone()).push_bind(id);
+            });
+            qb.build().execute(&mut **tx).await?;
+        }
         let mut cache = lock(&self.resources);
         cache.by_fingerprint.insert(fp, id);
         cache.by_id.insert(
@@ -429,7 +439,7 @@ impl TraceStore {
                 .unwrap_or(&[]);
             let (service, tags) = convert::process_of(res_attrs);
             let resource_id = self
-                .resource_id(&mut tx, ResourceKey::new(service.clone(), tags))
+                .resource_id(&mut tx, ResourceKey::new(service.clone(), tags, res_attrs))
                 .await?;
             let records: Vec<_> = rl
                 .scope_logs
