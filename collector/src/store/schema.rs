@@ -78,12 +78,17 @@ pub const DDL: &[&str] = &[
     // Covers windowed reads: order (start, duration, rowid), count, and the trace's time range.
     "DROP INDEX IF EXISTS spans_trace",
     "CREATE INDEX IF NOT EXISTS spans_trace_window ON spans(trace_id, start_us, duration_us)",
+    // Every index below is what a query's plan uses (EXPLAIN QUERY PLAN, Dec 2026): searches by
+    // service newest first (service_start), by service and operation (service_name_start), with
+    // no service (start: also the prune's oldest-first walk); dropping one turns its search into
+    // a filtered walk of another index, unbounded for a rare service or operation.
     "CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_service_name_start ON spans(service, name, start_us)",
     "CREATE INDEX IF NOT EXISTS spans_start ON spans(start_us)",
-    // One row per (trace id, span id): a retried export never duplicates a span (inserts are
-    // `ON CONFLICT DO NOTHING`). Also the parent lookups of /api/dependencies (span ids are
-    // random: one probe per child). Replaces version 1's non-unique `spans_span_id`.
+    // One row per (trace id, span id): a retried export never duplicates a span (the writer
+    // probes it for spans of stored traces; inserts keep `ON CONFLICT DO NOTHING`). Also the
+    // service map's parent lookups and those of the dependencies join (span ids are random: one
+    // probe per child). Replaces version 1's non-unique `spans_span_id`.
     "DROP INDEX IF EXISTS spans_span_id",
     "CREATE UNIQUE INDEX IF NOT EXISTS spans_span_trace ON spans(span_id, trace_id)",
     "CREATE TABLE IF NOT EXISTS attrs (
@@ -92,6 +97,7 @@ pub const DDL: &[&str] = &[
         trace_id BLOB NOT NULL,
         PRIMARY KEY (key, value, trace_id)
     ) WITHOUT ROWID",
+    // Removing a trace's tag rows when the trace is pruned.
     "CREATE INDEX IF NOT EXISTS attrs_trace ON attrs(trace_id)",
     // Instrumentation-scope attributes per (trace, scope), so a tag search can tell which spans
     // of a trace carry them (the span rows keep the scope's name and version). Added without a

@@ -1,5 +1,21 @@
-//! The write path: span batches, log records. WRITE_DESIGN
+//! The write path: span batches and log records, each batch in one transaction of the single
+//! writer connection. What keeps it cheap (measured by `benches/store.rs`, see
+//! docs/benchmarks.md):
+//! - a batch is converted first ([`Prepared`]: protobuf bodies encoded, tag-index rows and
+//!   service-map children computed) before the writer lock and the transaction are taken, so the
+//!   writer only binds and steps;
+//! - one multi-row `INSERT … VALUES (…),(…)` per table and chunk, the values moved into sqlx's
+//!   arguments (no copies; repeated texts are shared `Arc<str>`), so sqlx's SQLite worker thread
+//!   is crossed a handful of times per batch, not once per row;
+//! - no `RETURNING`: duplicates (a retried export) can only be spans of traces stored before, so
+//!   only those are probed (one join per chunk with the unique `(span_id, trace_id)` index) and
+//!   the rest is known new; duplicates within the batch are dropped while converting;
+//! - resource attributes go to `resource_attrs` once per resource rather than to `attrs` once per
+//!   trace (they were most of the tag index's rows);
+//! - the service map's parent lookups are one join per chunk too (`service_map::map_insert`).
+//! The span indexes stay: each serves a query (see `schema.rs`), checked with EXPLAIN QUERY PLAN.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,17 +84,18 @@ impl ResourceKey {
 /// A batch of spans turned into rows: everything that needs no database, done before the writer
 /// lock and the transaction are taken, so concurrent exports convert in parallel and the single
 /// writer only binds and steps.
-struct Prepared {
+struct Prepared<'a> {
     resources: Vec<ResourceKey>,
     /// Rows with the map's view of each span, duplicates within the batch left out (first kept).
     rows: Vec<(SpanRow, service_map::MapSpan)>,
-    attrs: HashSet<(String, String, TraceId)>,
+    /// Tag-index rows, borrowing the batch's texts until they are bound.
+    attrs: HashSet<(Cow<'a, str>, Cow<'a, str>, TraceId)>,
     scope_attrs: HashSet<(TraceId, Arc<str>, Arc<str>, String, String)>,
     ops: Vec<(String, String, i32)>,
 }
 
-impl Prepared {
-    fn of(batch: &[ResourceSpans]) -> Self {
+impl<'a> Prepared<'a> {
+    fn of(batch: &'a [ResourceSpans]) -> Self {
         let mut p = Prepared {
             resources: Vec::with_capacity(batch.len()),
             rows: Vec::new(),
@@ -119,17 +136,22 @@ impl Prepared {
                         .chain(s.events.iter().flat_map(|e| &e.attributes))
                         .chain(s.links.iter().flat_map(|l| &l.attributes));
                     for kv in own {
-                        if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
+                        if let Some(v) = kv.value.as_ref().and_then(convert::value_cow)
                             && v.len() <= MAX_INDEXED_VALUE
                         {
-                            p.attrs.insert((kv.key.clone(), v, trace_id));
+                            p.attrs
+                                .insert((Cow::Borrowed(kv.key.as_str()), v, trace_id));
                         }
                     }
                     for kv in scope_kvs {
                         if let Some(v) = kv.value.as_ref().and_then(convert::value_text)
                             && v.len() <= MAX_INDEXED_VALUE
                         {
-                            p.attrs.insert((kv.key.clone(), v.clone(), trace_id));
+                            p.attrs.insert((
+                                Cow::Borrowed(kv.key.as_str()),
+                                Cow::Owned(v.clone()),
+                                trace_id,
+                            ));
                             p.scope_attrs.insert((
                                 trace_id,
                                 scope_name.clone(),
