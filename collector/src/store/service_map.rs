@@ -275,8 +275,8 @@ impl TraceStore {
             .iter()
             .map(|s| ((s.trace_id, s.span_id.as_slice()), &s.child))
             .collect();
-        // Parents outside the batch are looked up together: one join of their keys (a VALUES
-        // list) with the unique `(span_id, trace_id)` index per chunk, not one query per span.
+        // Parents outside the batch are looked up together (one join per chunk of keys, see
+        // `TraceStore::stored_spans`), not one query per span.
         let mut wanted: Vec<(TraceId, &[u8])> = Vec::new();
         let mut wanted_set: HashSet<(TraceId, &[u8])> = HashSet::new();
         for s in spans {
@@ -287,24 +287,7 @@ impl TraceStore {
                 wanted.push((*rt, rs.as_slice()));
             }
         }
-        let mut stored: HashMap<(TraceId, Vec<u8>), (String, i32)> = HashMap::new();
-        for chunk in wanted.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT s.trace_id, s.span_id, s.service, s.kind FROM (");
-            qb.push_values(chunk, |mut b, (t, sid)| {
-                b.push_bind(t.to_vec()).push_bind(sid.to_vec());
-            });
-            qb.push(
-                ") v CROSS JOIN spans s INDEXED BY spans_span_trace \
-                 ON s.span_id = v.column2 AND s.trace_id = v.column1",
-            );
-            for r in qb.build().fetch_all(&mut *tx).await? {
-                stored.insert(
-                    (trace_id_of(r.get::<&[u8], _>(0)), r.get(1)),
-                    (r.get(2), r.get(3)),
-                );
-            }
-        }
+        let stored = TraceStore::stored_spans(&mut *tx, &wanted).await?;
         for s in spans {
             agg.own(&s.child);
             let Some((rt, rs)) = &s.reference else {

@@ -13,10 +13,11 @@
 //! - resource attributes go to `resource_attrs` once per resource rather than to `attrs` once per
 //!   trace (they were most of the tag index's rows);
 //! - the service map's parent lookups are one join per chunk too (`service_map::map_insert`).
+//!
 //! The span indexes stay: each serves a query (see `schema.rs`), checked with EXPLAIN QUERY PLAN.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -81,6 +82,9 @@ impl ResourceKey {
     }
 }
 
+/// A scope attribute of a trace: (trace, scope name, scope version, key, value text).
+type ScopeAttr = (TraceId, Arc<str>, Arc<str>, String, String);
+
 /// A batch of spans turned into rows: everything that needs no database, done before the writer
 /// lock and the transaction are taken, so concurrent exports convert in parallel and the single
 /// writer only binds and steps.
@@ -90,7 +94,7 @@ struct Prepared<'a> {
     rows: Vec<(SpanRow, service_map::MapSpan)>,
     /// Tag-index rows, borrowing the batch's texts until they are bound.
     attrs: HashSet<(Cow<'a, str>, Cow<'a, str>, TraceId)>,
-    scope_attrs: HashSet<(TraceId, Arc<str>, Arc<str>, String, String)>,
+    scope_attrs: HashSet<ScopeAttr>,
     ops: Vec<(String, String, i32)>,
 }
 
@@ -246,17 +250,18 @@ impl TraceStore {
         Ok(known)
     }
 
-    /// Which of the (trace id, span id) pairs are stored already, read within `tx`: a join of the
-    /// pairs (a VALUES list) with the unique `(span_id, trace_id)` index, one probe per pair (a
-    /// row-value `IN (VALUES …)` would scan the index instead).
-    async fn stored_spans(
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+    /// The stored spans among the (trace id, span id) pairs, with their service and kind: a
+    /// join of the pairs (a VALUES list) with the unique `(span_id, trace_id)` index, one probe
+    /// per pair (a row-value `IN (VALUES …)` would scan the index instead). Used for the
+    /// duplicate probe and the service map's parent lookups.
+    pub(super) async fn stored_spans(
+        conn: &mut sqlx::SqliteConnection,
         pairs: &[(TraceId, &[u8])],
-    ) -> Result<HashSet<(TraceId, Vec<u8>)>, StoreError> {
-        let mut stored = HashSet::new();
+    ) -> Result<HashMap<(TraceId, Vec<u8>), (String, i32)>, StoreError> {
+        let mut stored = HashMap::new();
         for chunk in pairs.chunks(PROBE_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT s.trace_id, s.span_id FROM (");
+                QueryBuilder::new("SELECT s.trace_id, s.span_id, s.service, s.kind FROM (");
             qb.push_values(chunk, |mut b, (t, s)| {
                 b.push_bind(t.to_vec()).push_bind(s.to_vec());
             });
@@ -264,8 +269,11 @@ impl TraceStore {
                 ") v CROSS JOIN spans s INDEXED BY spans_span_trace \
                  ON s.span_id = v.column2 AND s.trace_id = v.column1",
             );
-            for r in qb.build().fetch_all(&mut **tx).await? {
-                stored.insert((trace_id_of(r.get::<&[u8], _>(0)), r.get(1)));
+            for r in qb.build().fetch_all(&mut *conn).await? {
+                stored.insert(
+                    (trace_id_of(r.get::<&[u8], _>(0)), r.get(1)),
+                    (r.get(2), r.get(3)),
+                );
             }
         }
         Ok(stored)
@@ -351,14 +359,14 @@ impl TraceStore {
             .map(|(r, _)| (r.trace_id, r.span_id.as_slice()))
             .collect();
         let dup = if probe.is_empty() {
-            HashSet::new()
+            HashMap::new()
         } else {
             Self::stored_spans(&mut tx, &probe).await?
         };
         drop(probe);
         let (rows, map_spans): (Vec<SpanRow>, Vec<service_map::MapSpan>) = rows
             .into_iter()
-            .filter(|(r, _)| dup.is_empty() || !dup.contains(&(r.trace_id, r.span_id.clone())))
+            .filter(|(r, _)| dup.is_empty() || !dup.contains_key(&(r.trace_id, r.span_id.clone())))
             .unzip();
         let mut stored = 0u64;
         // Values are moved into the statement's arguments (no copies); the conflict clause only
