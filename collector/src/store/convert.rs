@@ -3,6 +3,8 @@
 //! events → logs (`event` field), links → FOLLOWS_FROM references, resource attributes → process
 //! tags (without `service.name`, which becomes `serviceName`), scope → `otel.scope.name`/`version`.
 
+use std::borrow::Cow;
+
 use collector_api::ids::hex_id;
 use collector_api::jaeger::{KeyValue, Log, RefType, Reference, Span};
 use opentelemetry_proto::tonic::common::v1::{
@@ -40,11 +42,16 @@ pub fn kind_from_name(name: &str) -> Option<i32> {
 
 /// Text of an attribute value for indexing and tag search (`201`, `true`, `GET`).
 pub fn value_text(v: &AnyValue) -> Option<String> {
+    value_cow(v).map(Cow::into_owned)
+}
+
+/// [`value_text`] borrowing string values (the write path dedups before it allocates).
+pub fn value_cow(v: &AnyValue) -> Option<Cow<'_, str>> {
     Some(match v.value.as_ref()? {
-        Value::StringValue(s) => s.clone(),
-        Value::BoolValue(b) => b.to_string(),
-        Value::IntValue(i) => i.to_string(),
-        Value::DoubleValue(d) => d.to_string(),
+        Value::StringValue(s) => Cow::Borrowed(s.as_str()),
+        Value::BoolValue(b) => Cow::Owned(b.to_string()),
+        Value::IntValue(i) => Cow::Owned(i.to_string()),
+        Value::DoubleValue(d) => Cow::Owned(d.to_string()),
         _ => return None,
     })
 }

@@ -275,6 +275,19 @@ impl TraceStore {
             .iter()
             .map(|s| ((s.trace_id, s.span_id.as_slice()), &s.child))
             .collect();
+        // Parents outside the batch are looked up together (one join per chunk of keys, see
+        // `TraceStore::stored_spans`), not one query per span.
+        let mut wanted: Vec<(TraceId, &[u8])> = Vec::new();
+        let mut wanted_set: HashSet<(TraceId, &[u8])> = HashSet::new();
+        for s in spans {
+            if let Some((rt, rs)) = &s.reference
+                && !in_batch.contains_key(&(*rt, rs.as_slice()))
+                && wanted_set.insert((*rt, rs.as_slice()))
+            {
+                wanted.push((*rt, rs.as_slice()));
+            }
+        }
+        let stored = TraceStore::stored_spans(&mut *tx, &wanted).await?;
         for s in spans {
             agg.own(&s.child);
             let Some((rt, rs)) = &s.reference else {
@@ -284,15 +297,8 @@ impl TraceStore {
                 agg.resolved(&s.child, &p.service, p.kind);
                 continue;
             }
-            let parent: Option<(String, i32)> = sqlx::query_as(
-                "SELECT service, kind FROM spans WHERE span_id = $1 AND trace_id = $2",
-            )
-            .bind(rs.as_slice())
-            .bind(rt.as_slice())
-            .fetch_optional(&mut *tx)
-            .await?;
-            match parent {
-                Some((svc, kind)) => agg.resolved(&s.child, &svc, kind),
+            match stored.get(&(*rt, rs.clone())) {
+                Some((svc, kind)) => agg.resolved(&s.child, svc, *kind),
                 None if pending.len + change.added.len() < MAX_PENDING => {
                     change
                         .added

@@ -1128,7 +1128,7 @@ async fn a_version_2_store_gains_the_decision_columns_and_keeps_its_decisions() 
         v
     };
     assert_eq!(version, super::schema::SCHEMA_VERSION);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[tokio::test]
