@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the collector's hot paths, bounded to a few minutes in all
-//! (2 s of measurement per group): OTLP protobuf decode of a 100-span export request, the seed
+//! (2 s of measurement per group): OTLP protobuf decode of a 100-span export request and the
+//! receiver's wire scan of the same bytes, the seed
 //! tail-sampling policies deciding a trace, a 1000-span store insert, and store queries on a
 //! pre-filled store. Run: `cargo bench -p collector --bench micro`.
 
@@ -55,6 +56,12 @@ fn otlp_decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(100));
     g.bench_function("export_request_100_spans", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(black_box(bytes.as_slice())).expect("decode"))
+    });
+    // What the receiver does instead for a request it can pass through (pipeline::wire).
+    g.bench_function("wire_scan_100_spans", |b| {
+        b.iter(|| {
+            collector::pipeline::wire::scan_traces(black_box(bytes.as_slice())).expect("scan")
+        })
     });
     g.finish();
 }
