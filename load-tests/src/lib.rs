@@ -5,8 +5,10 @@
 //! - [`record`] tallies answers in HdrHistograms; [`report`] and [`plot`] turn them into the JSON
 //!   summary, the terminal table and the SVG latency histogram;
 //! - [`sampling`] is the sampling lab: one run, and what each strategy's store kept of it;
+//! - [`bench_stack`] is `loadgen bench-stack`: tracing off / 10 % / 100 % on fresh stacks;
 //! - [`cli`] holds the flags `loadgen run` and `loadgen sampling-lab` share.
 
+pub mod bench_stack;
 pub mod cli;
 pub mod mix;
 pub mod plan;

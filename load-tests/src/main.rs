@@ -47,6 +47,10 @@ enum Command {
         #[arg(long, default_value = "90s", value_parser = parse_duration)]
         settle_timeout: std::time::Duration,
     },
+    /// What tracing costs the whole stack: fresh stacks with tracing off, head 10 % and 100 %;
+    /// cold start to first trace, RSS, the highest rate at a p99 target, CPU per process
+    /// (`make bench-stack`; writes target/bench-stack/report.md).
+    BenchStack(loadgen::bench_stack::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             },
             out,
         )),
+        Command::BenchStack(args) => rt.block_on(loadgen::bench_stack::bench_stack_cmd(args)),
     }
 }
 
