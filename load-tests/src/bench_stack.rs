@@ -12,8 +12,9 @@
 //! - **one common rate** every mode should sustain, so latencies compare at equal load;
 //! - **a ramp** of fixed arrival rates (`loadgen run`'s open model: latency from the scheduled
 //!   time), each step ×`factor` the last until a step misses the target (p99 above `p99_target`
-//!   or any error), then `refine` bisection steps between the last pass and the first miss: the
-//!   highest passing rate, its throughput and p50/p99;
+//!   or any error; a miss is run once more and the better run counts), down instead when the
+//!   first step misses, then `refine` bisection steps between the last pass and the first miss:
+//!   the highest passing rate, its throughput and p50/p99;
 //! - **where the CPU goes** in that step: each process's CPU time from `/proc` over the step.
 //!
 //! The overhead ratio is the best throughput with tracing over the best without. Every loop is
@@ -120,9 +121,15 @@ pub struct BenchArgs {
     /// Bisection steps between the last passing and the first missing rate.
     #[arg(long, default_value_t = 2)]
     pub refine: u32,
-    /// How long each measured step sends.
+    /// How long each measured step sends (at least).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub step: Duration,
+    /// Each step sends at least this many requests (taking up to 30 s at low rates).
+    #[arg(long, default_value_t = 600)]
+    pub min_requests: u64,
+    /// Do not run a missed step a second time (by default the better of two runs counts).
+    #[arg(long)]
+    pub no_retry: bool,
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub warmup: Duration,
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -134,15 +141,28 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// A mode stops ramping after this long.
-    #[arg(long, default_value = "150s", value_parser = parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub mode_budget: Duration,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
 
+/// The longest a step lasts to reach `min_requests`.
+pub const MAX_STEP: Duration = Duration::from_secs(30);
+
+impl BenchConfig {
+    /// How long a step at `rate` sends.
+    pub fn step_at(&self, rate: f64) -> Duration {
+        let for_count = Duration::from_secs_f64(self.min_requests as f64 / rate.max(1.0));
+        self.step.max(for_count.min(MAX_STEP))
+    }
+}
+
 impl BenchArgs {
     pub fn config(&self) -> BenchConfig {
         BenchConfig {
+            min_requests: self.min_requests,
+            retry_misses: !self.no_retry,
             bin_dir: self.bin_dir.clone(),
             data_dir: self.data_dir.clone(),
             modes: self.modes.clone(),
@@ -186,6 +206,11 @@ pub async fn bench_stack_cmd(args: BenchArgs) -> std::process::ExitCode {
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// A step sends at least this many requests (longer than `step` at low rates, at most
+    /// [`MAX_STEP`]): p99 of a few hundred requests is their third-worst, one hiccup.
+    pub min_requests: u64,
+    /// Run a missed step once more and keep the better of the two.
+    pub retry_misses: bool,
     /// Where the `collector`, service and `tracelab` binaries are (release).
     pub bin_dir: PathBuf,
     /// Each mode's stack gets a fresh `DIR/<mode>` (SQLite files, the trace store, logs).
@@ -245,6 +270,7 @@ pub struct BenchReport {
     pub p99_target_ms: f64,
     pub common_rate: f64,
     pub step_s: f64,
+    pub min_requests: u64,
     pub modes: Vec<ModeReport>,
 }
 
@@ -265,6 +291,7 @@ pub async fn bench_stack(cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
         p99_target_ms: ms(cfg.p99_target),
         common_rate: cfg.common_rate,
         step_s: cfg.step.as_secs_f64(),
+        min_requests: cfg.min_requests,
         modes,
     })
 }
@@ -325,7 +352,12 @@ async fn measure(
         run(&run_cfg(cfg.common_rate, cfg.warmup)).await?;
         tokio::time::sleep(cfg.pause).await;
     }
-    let common = step(cfg, stack, &run_cfg(cfg.common_rate, cfg.step)).await?;
+    let common = step(
+        cfg,
+        stack,
+        &run_cfg(cfg.common_rate, cfg.step_at(cfg.common_rate)),
+    )
+    .await?;
     eprintln!("  common {}", common.line());
     let mut steps = Vec::new();
     let mut rate = cfg.start_rate;
@@ -339,8 +371,18 @@ async fn measure(
             break;
         }
         tokio::time::sleep(cfg.pause).await;
-        let s = step(cfg, stack, &run_cfg(rate, cfg.step)).await?;
+        let mut s = step(cfg, stack, &run_cfg(rate, cfg.step_at(rate))).await?;
         eprintln!("  step {} {}", i + 1, s.line());
+        if !s.passed && cfg.retry_misses {
+            // On a shared machine one stall of another process fails a step; a rate the stack
+            // cannot sustain misses twice.
+            tokio::time::sleep(cfg.pause).await;
+            let again = step(cfg, stack, &run_cfg(rate, cfg.step_at(rate))).await?;
+            eprintln!("  again  {}", again.line());
+            if again.passed || again.p99_ms < s.p99_ms {
+                s = again;
+            }
+        }
         if s.passed {
             pass = Some(rate);
         } else {
@@ -616,7 +658,11 @@ impl BenchReport {
         }
         let _ = writeln!(s);
         for m in &self.modes {
-            let _ = writeln!(s, "{} — every step ({:.0} s each):", m.label, self.step_s);
+            let _ = writeln!(
+                s,
+                "{} — every step ({:.0} s, or longer for at least {} requests):",
+                m.label, self.step_s, self.min_requests
+            );
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
@@ -737,6 +783,7 @@ mod tests {
             p99_target_ms: 50.0,
             common_rate: 50.0,
             step_s: 10.0,
+            min_requests: 1000,
             modes: vec![mode(Mode::Off, 400.0), mode(Mode::Head100, 300.0)],
         };
         assert_eq!(r.ratio(&r.modes[1]), Some(0.75));

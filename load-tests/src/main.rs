@@ -1,4 +1,5 @@
-//! `loadgen run` and `loadgen sampling-lab`. Thin: the work is in the `loadgen` library.
+//! `loadgen run`, `loadgen sampling-lab` and `loadgen bench-stack`. Thin: the work is in the
+//! `loadgen` library.
 
 use std::process::ExitCode;
 
