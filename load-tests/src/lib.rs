@@ -7,8 +7,10 @@
 //! - [`sampling`] is the sampling lab: one run, and what each strategy's store kept of it;
 //! - [`otlp`] is raw OTLP trace load, a counting OTLP sink, and the collector benchmark
 //!   (tracelab's collector against rotel) built on them;
+//! - [`bench_stack`] is `loadgen bench-stack`: tracing off / 10 % / 100 % on fresh stacks;
 //! - [`cli`] holds the flags `loadgen run` and `loadgen sampling-lab` share.
 
+pub mod bench_stack;
 pub mod cli;
 pub mod mix;
 pub mod otlp;

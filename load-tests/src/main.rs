@@ -1,5 +1,5 @@
-//! `loadgen run`, `loadgen sampling-lab`, `loadgen otlp`, `loadgen sink` and
-//! `loadgen bench-collector`. Thin: the work is in the `loadgen` library.
+//! `loadgen run`, `loadgen sampling-lab`, `loadgen otlp`, `loadgen sink`,
+//! `loadgen bench-collector` and `loadgen bench-stack`. Thin: the work is in the `loadgen` library.
 
 use std::process::ExitCode;
 
@@ -59,6 +59,10 @@ enum Command {
     /// tracelab's collector against rotel: blackhole and batch → export pipelines over HTTP and
     /// gRPC at fixed rates and flat out, A B B A; writes report.md and report.json.
     BenchCollector(BenchArgs),
+    /// What tracing costs the whole stack: fresh stacks with tracing off, head 10 % and 100 %;
+    /// cold start to first trace, RSS, the highest rate at a p99 target, CPU per process
+    /// (`make bench-stack`; writes target/bench-stack/report.md).
+    BenchStack(loadgen::bench_stack::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Otlp(args) => rt.block_on(otlp_cmd(args)),
         Command::Sink(args) => rt.block_on(sink_cmd(args)),
         Command::BenchCollector(args) => rt.block_on(bench_cmd(args)),
+        Command::BenchStack(args) => rt.block_on(loadgen::bench_stack::bench_stack_cmd(args)),
     }
 }
 

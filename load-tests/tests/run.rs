@@ -200,17 +200,18 @@ async fn the_summary_counts_what_the_gateway_served_and_a_seed_repeats_the_run()
 async fn a_full_concurrency_cap_is_warned_and_waiting_counts_as_latency() {
     let stack = other_stack();
     let dir = tempfile::tempdir().unwrap();
-    // One request at a time, 40 arrivals in a second: each checkout takes longer than the 25 ms
-    // between arrivals, so requests queue behind the cap.
+    // One request at a time, 200 arrivals a second: the 5 ms between arrivals is shorter than the
+    // card provider's simulated 8 ms charge alone, so requests queue behind the cap however fast
+    // the rest of the checkout is.
     let (s, text) = loadgen(
         &[
             "run",
             "--target",
             &stack.urls.gateway,
             "--rate",
-            "40",
+            "200",
             "--duration",
-            "1s",
+            "500ms",
             "--mix",
             "checkout=1",
             "--concurrency",
@@ -226,7 +227,7 @@ async fn a_full_concurrency_cap_is_warned_and_waiting_counts_as_latency() {
         s.latency_ms.max >= s.max_start_delay_ms,
         "latency counts from the scheduled time, so it includes the wait: {text}"
     );
-    assert_eq!(s.completed, 40);
+    assert_eq!(s.completed, 100);
 }
 
 #[test]

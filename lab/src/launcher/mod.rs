@@ -98,6 +98,9 @@ pub struct StackOptions {
     pub viewer: bool,
     /// More environment for every child (applied last).
     pub extra_env: Vec<(String, String)>,
+    /// More environment for the four services only, after `extra_env` (e.g. `OTEL_SDK_DISABLED`
+    /// or a sampler for `loadgen bench-stack`, which must not change the collector's own).
+    pub service_env: Vec<(String, String)>,
     /// The services' `ADMIN_TOKEN`; `None` picks a random one for this run ([`random_token`]).
     pub admin_token: Option<String>,
 }
@@ -121,6 +124,7 @@ impl StackOptions {
             rust_log: "info".into(),
             viewer: true,
             extra_env: Vec::new(),
+            service_env: Vec::new(),
             admin_token: None,
         }
     }
@@ -364,6 +368,12 @@ impl Stack {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(io(format!("creating {}", opts.data_dir.display())))?;
         let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(io("data dir"))?;
+        // Absolute, because children run in the data dir: `--bin-dir target/release` must work.
+        let mut opts = opts.clone();
+        if let Ok(bins) = std::fs::canonicalize(&opts.bin_dir) {
+            opts.bin_dir = bins;
+        }
+        let opts = &opts;
 
         let site = viewer_site_root(&opts.bin_dir);
         let viewer_built = opts.viewer && opts.bin_dir.join(VIEWER).is_file();
@@ -550,6 +560,7 @@ impl Stack {
                 .unwrap_or_else(|| sqlite_url(data_dir, name));
             env.push(("DATABASE_URL".into(), db));
             env.extend(opts.extra_env.iter().cloned());
+            env.extend(opts.service_env.iter().cloned());
             let spec = ChildSpec {
                 name: name.into(),
                 program: opts.bin_dir.join(name),

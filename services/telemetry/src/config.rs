@@ -37,7 +37,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "OTEL_RESOURCE_ATTRIBUTES",
         "extra resource attributes, k=v,k=v (service.version defaults to the crate version)",
     ),
-    ("OTEL_SDK_DISABLED", "true disables all telemetry export"),
+    (
+        "OTEL_SDK_DISABLED",
+        "true: no span recorded, nothing exported (trace ids still propagate)",
+    ),
     (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTLP endpoint (default http://localhost:4318, grpc :4317)",

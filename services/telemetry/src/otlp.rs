@@ -105,13 +105,19 @@ pub fn log_exporter(
 
 /// Tracer provider with a batch OTLP exporter. The sampler comes from
 /// `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` (the SDK reads them); with export
-/// off, spans are still created so context keeps propagating.
+/// off, spans are still created so context keeps propagating; with `OTEL_SDK_DISABLED=true`
+/// they are not recorded either.
 pub fn tracer_provider(
     config: &TelemetryConfig,
     resource: Resource,
 ) -> Result<SdkTracerProvider, ExporterBuildError> {
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if !config.sdk_disabled && config.export_traces {
+    if config.sdk_disabled {
+        // The specification's no-op SDK: without a processor the default sampler would still
+        // record every span (attributes, events) only to drop it at its end. Non-recording
+        // spans still carry trace ids, so JSON logs and `X-Trace-Id` keep them.
+        builder = builder.with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+    } else if config.export_traces {
         builder = builder.with_batch_exporter(span_exporter(config)?);
     }
     Ok(builder.build())
@@ -137,4 +143,22 @@ pub fn logger_provider(
         builder = builder.with_batch_exporter(log_exporter(config)?);
     }
     Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+
+    use super::*;
+
+    #[test]
+    fn a_disabled_sdk_records_no_span_but_keeps_trace_ids() {
+        let mut config = TelemetryConfig::from_env("test", "0");
+        config.sdk_disabled = true;
+        let provider = tracer_provider(&config, resource(&config)).unwrap();
+        let span = provider.tracer("t").start("work");
+        assert!(!span.is_recording());
+        assert!(span.span_context().is_valid());
+        assert!(!span.span_context().is_sampled());
+    }
 }
