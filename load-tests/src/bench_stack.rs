@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::cli::parse_duration;
 use crate::mix::Mix;
 use crate::plan::Arrival;
+use crate::procfs::{CLOCK_TICKS, process_ticks, stat_ticks, status_kib};
 use crate::runner::{Progress, RunConfig, run};
 use crate::{RunSummary, runner};
 
@@ -132,6 +133,8 @@ pub struct BenchArgs {
     pub no_retry: bool,
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Idle time before each step, so what the previous step left queued (span exports, the
+    /// outbox, the store's writes) is done before the next step is measured.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub pause: Duration,
     /// A step passes with no error and p99 at most this.
@@ -521,25 +524,6 @@ async fn first_trace(stack: &Stack, started: Instant) -> Option<f64> {
     None
 }
 
-/// `/proc/PID/stat` counts CPU time in USER_HZ ticks, 100 per second on Linux.
-const CLOCK_TICKS: f64 = 100.0;
-
-/// utime + stime of a process (all its threads), or of the threads of this process whose name
-/// starts with `prefix`.
-fn ticks_of(stat: &str) -> Option<u64> {
-    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are
-    // fixed: state is the 3rd field, utime the 14th, stime the 15th.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-fn process_ticks(pid: u32) -> Option<u64> {
-    ticks_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
 /// CPU ticks of this process's threads, split into the embedded Kafka's (`rdk:*`) and the rest.
 fn own_ticks() -> (u64, u64) {
     let (mut kafka, mut rest) = (0, 0);
@@ -551,7 +535,7 @@ fn own_ticks() -> (u64, u64) {
         let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
         let Some(ticks) = std::fs::read_to_string(p.join("stat"))
             .ok()
-            .and_then(|s| ticks_of(&s))
+            .and_then(|s| stat_ticks(&s))
         else {
             continue;
         };
@@ -576,18 +560,12 @@ fn cpu_snapshot(stack: &Stack) -> BTreeMap<String, u64> {
     m
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Summed RSS of the stack's child processes, MiB.
 fn rss_mib(stack: &Stack) -> f64 {
     let kib: u64 = stack
         .processes()
         .into_iter()
-        .filter_map(|(_, pid)| rss_kib(pid))
+        .filter_map(|(_, pid)| status_kib(pid, "VmRSS"))
         .sum();
     kib as f64 / 1024.0
 }
@@ -725,16 +703,6 @@ pub fn write_report(path: &Path, report: &BenchReport) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_ticks_are_read_after_the_command_name() {
-        // A command name with spaces and a parenthesis must not shift the fields.
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 4 0 1 1 1";
-        assert_eq!(ticks_of(stat), Some(325));
-        assert_eq!(ticks_of("garbage"), None);
-        assert!(process_ticks(std::process::id()).is_some());
-        assert!(rss_kib(std::process::id()).unwrap() > 0);
-    }
 
     #[test]
     fn each_mode_sets_the_standard_variables() {

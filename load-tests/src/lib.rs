@@ -16,6 +16,7 @@ pub mod mix;
 pub mod otlp;
 pub mod plan;
 pub mod plot;
+pub mod procfs;
 pub mod record;
 pub mod report;
 pub mod runner;

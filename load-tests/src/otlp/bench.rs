@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use super::generator::{self, GenConfig, GenReport, Protocol, Rate};
 use super::payload::Shape;
 use super::sink::{Sink, SinkConfig};
+use crate::procfs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -245,12 +246,7 @@ fn log_tail(path: &Path) -> String {
 
 /// utime + stime of a process, in seconds: every thread it ever ran, in 10 ms ticks.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after `(comm)`: utime and stime are the 14th and 15th of the line.
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+    Some(procfs::process_ticks(pid)? as f64 / procfs::CLOCK_TICKS)
 }
 
 /// Run time of a process's live threads in seconds, to the nanosecond (`/proc/PID/task/*/schedstat`);
@@ -296,10 +292,7 @@ impl CpuClock {
 
 /// VmHWM, the peak resident set, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    Some(procfs::status_kib(pid, "VmHWM")? as f64 / 1024.0)
 }
 
 /// Listen addresses of one collector process.
