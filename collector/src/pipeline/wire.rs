@@ -86,12 +86,9 @@ impl<T> Encoded<T> {
         self.chunks.iter().map(Bytes::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items == 0
-    }
-
     /// The whole payload as one buffer (a copy unless it is a single chunk).
-    pub fn to_bytes(&self) -> Bytes {
+    #[cfg(test)]
+    fn to_bytes(&self) -> Bytes {
         match self.chunks.as_slice() {
             [one] => one.clone(),
             many => {

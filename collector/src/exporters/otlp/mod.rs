@@ -38,13 +38,18 @@ pub trait Transport<T: Signal>: Send + Sync + 'static {
     /// Sends a payload still encoded; the default decodes it (a transport that can put the
     /// bytes on the wire as they are overrides this).
     async fn send_encoded(&self, batch: &Encoded<T>) -> Result<(), SendError> {
-        let items = batch.decode().map_err(|e| SendError {
-            retryable: false,
-            message: format!("invalid OTLP protobuf: {e}"),
-            retry_after: None,
-        })?;
-        self.send(T::into_request(items)).await
+        self.send(decoded_request(batch)?).await
     }
+}
+
+/// An encoded payload as a request, for transports that need the items.
+pub(crate) fn decoded_request<T: Signal>(batch: &Encoded<T>) -> Result<T::Request, SendError> {
+    let items = batch.decode().map_err(|e| SendError {
+        retryable: false,
+        message: format!("invalid OTLP protobuf: {e}"),
+        retry_after: None,
+    })?;
+    Ok(T::into_request(items))
 }
 
 /// A batch waiting in the sending queue: as the pipeline handed it over.
